@@ -1,0 +1,22 @@
+// Exit codes of the ublkgw CLI, one per kind of failure a script may want to
+// tell apart. Documented in `ublkgw --help` and README.md.
+#ifndef UBLKGW_CLI_EXIT_CODES_H_
+#define UBLKGW_CLI_EXIT_CODES_H_
+
+#include "absl/status/status.h"
+
+namespace ublkgw::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;          // anything not listed below
+inline constexpr int kExitUsage = 2;          // bad command line or argument
+inline constexpr int kExitNoUblk = 3;         // no ublk driver / control device
+inline constexpr int kExitKernelTooOld = 4;   // the driver lacks a needed command
+inline constexpr int kExitPermission = 5;     // needs root
+
+// The exit code that reports `status` (kExitOk for OK).
+int ExitCodeFor(const absl::Status& status);
+
+}  // namespace ublkgw::cli
+
+#endif  // UBLKGW_CLI_EXIT_CODES_H_

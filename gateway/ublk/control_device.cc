@@ -1,0 +1,122 @@
+#include "ublk/control_device.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+
+namespace ublkgw::ublk {
+
+namespace {
+
+constexpr int kNotSupp = 524;  // the kernel's ENOTSUPP, leaked by old drivers
+
+// Why `path` could not be opened, with the fix, for the common ENOENT case.
+absl::Status MissingDeviceError(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists("/sys/module/ublk_drv", ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " does not exist although the ublk_drv module is loaded: is devtmpfs "
+              "mounted on /dev? (mount -t devtmpfs devtmpfs /dev)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      path, " does not exist: the ublk driver is not loaded. Load it with "
+            "'modprobe ublk_drv'; if that fails, this kernel was built without "
+            "CONFIG_BLK_DEV_UBLK (Debian 12's 6.1 kernels lack it; Debian 13's 6.12 "
+            "and newer have it)"));
+}
+
+// What the file at `path` is: the sysfs name of a character device
+// ("ublk-control" for the real thing), "not a character device", or "" when
+// sysfs cannot tell (not mounted).
+std::string CharDeviceName(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return "";
+  if (!S_ISCHR(st.st_mode)) return "not a character device";
+  std::error_code ec;
+  auto target = std::filesystem::read_symlink(
+      absl::StrCat("/sys/dev/char/", major(st.st_rdev), ":", minor(st.st_rdev)), ec);
+  return ec ? "" : target.filename().string();
+}
+
+}  // namespace
+
+absl::StatusOr<ControlDevice> ControlDevice::Open(const std::string& path) {
+  auto fd = UniqueFd::Open(path, O_RDWR);
+  if (!fd.ok()) {
+    if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return MissingDeviceError(path);
+    if (absl::IsPermissionDenied(fd.status())) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          fd.status().message(), ": managing ublk devices needs root (CAP_SYS_ADMIN)"));
+    }
+    return fd.status();
+  }
+  // Check what we opened before sending it commands: other drivers accept
+  // URING_CMDs too (/dev/null answers every one with 0).
+  const std::string name = CharDeviceName(path);
+  if (!name.empty() && name != "ublk-control") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is not the ublk control device (it is '", name, "'); use ", kControlDevicePath));
+  }
+  // Control commands ride in the second half of a 128-byte SQE.
+  auto ring = Ring::Create(/*entries=*/4, IORING_SETUP_SQE128);
+  if (!ring.ok()) return ring.status();
+  return ControlDevice(path, *std::move(fd), *std::move(ring));
+}
+
+absl::StatusOr<int> ControlDevice::Execute(uint32_t cmd_op, const ublksrv_ctrl_cmd& cmd) {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+  if (sqe == nullptr) return absl::InternalError("control ring has no free SQE");
+  // A 128-byte SQE: clear both halves, then fill the URING_CMD fields.
+  std::memset(sqe, 0, 2 * sizeof(io_uring_sqe));
+  sqe->opcode = IORING_OP_URING_CMD;
+  sqe->fd = fd_.get();
+  sqe->cmd_op = cmd_op;
+  static_assert(sizeof(ublksrv_ctrl_cmd) <= 80, "must fit the SQE128 command area");
+  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+  sqe->user_data = cmd_op;
+
+  auto cqe = ring_.SubmitAndWait(timeout_);
+  if (!cqe.ok()) return cqe.status();
+  const int res = (*cqe)->res;
+  const uint64_t user_data = (*cqe)->user_data;
+  io_uring_cqe_seen(ring_.get(), *cqe);
+  if (user_data != cmd_op) {
+    return absl::InternalError(absl::StrCat("control ring: completion for 0x", absl::Hex(user_data),
+                                            " while waiting for 0x", absl::Hex(cmd_op)));
+  }
+  return res;
+}
+
+absl::Status ControlDevice::CommandError(absl::string_view command, int neg_errno) const {
+  const int err = -neg_errno;
+  if (err == EOPNOTSUPP || err == kNotSupp) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the ublk driver does not know ", command,
+        ": this kernel is too old (GET_FEATURES needs Linux 6.5 or newer; ublkgw is "
+        "tested on 6.12 and 7.2)"));
+  }
+  return ErrnoToStatus(err, absl::StrCat(command, " on ", path_));
+}
+
+absl::StatusOr<uint64_t> ControlDevice::GetFeatures() {
+  uint64_t features = 0;
+  ublksrv_ctrl_cmd cmd{};
+  cmd.dev_id = ~0U;
+  cmd.queue_id = 0xffff;
+  cmd.addr = reinterpret_cast<uintptr_t>(&features);
+  cmd.len = sizeof(features);
+  auto res = Execute(kCmdGetFeatures, cmd);
+  if (!res.ok()) return res.status();
+  if (*res < 0) return CommandError("UBLK_U_CMD_GET_FEATURES", *res);
+  return features;
+}
+
+}  // namespace ublkgw::ublk

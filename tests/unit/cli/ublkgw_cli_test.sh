@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The ublkgw binary as a user meets it on a host without ublk: --help teaches,
+# a bad command line exits 2, a missing driver exits 3 with the fix.
+# Usage: ublkgw_cli_test.sh PATH/TO/ublkgw
+set -u
+bin=${1:?usage: ublkgw_cli_test.sh PATH/TO/ublkgw}
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+out=$("$bin" --help 2>&1); rc=$?
+[[ $rc -eq 0 ]] || fail "--help exited $rc"
+grep -q 'features' <<<"$out" || fail "--help does not list 'features'"
+grep -q 'Exit codes' <<<"$out" || fail "--help does not explain exit codes"
+
+out=$("$bin" features --help 2>&1); rc=$?
+[[ $rc -eq 0 ]] || fail "features --help exited $rc"
+grep -q -- '--json' <<<"$out" || fail "features --help does not mention --json"
+grep -q 'Examples' <<<"$out" || fail "features --help has no examples"
+
+"$bin" no-such-command >/dev/null 2>&1; rc=$?
+[[ $rc -eq 2 ]] || fail "an unknown command exited $rc, want 2"
+
+"$bin" >/dev/null 2>&1; rc=$?
+[[ $rc -eq 2 ]] || fail "no command exited $rc, want 2"
+
+err=$("$bin" features --device /nonexistent/ublk-control 2>&1 >/dev/null); rc=$?
+[[ $rc -eq 3 ]] || fail "missing control device exited $rc, want 3"
+grep -q 'ublk_drv' <<<"$err" || fail "missing-device error does not name ublk_drv: $err"
+
+json=$("$bin" features --json --device /nonexistent/ublk-control 2>/dev/null); rc=$?
+[[ $rc -eq 3 ]] || fail "missing control device with --json exited $rc, want 3"
+grep -q '"code": "FAILED_PRECONDITION"' <<<"$json" || fail "--json error is not JSON: $json"
+
+"$bin" --version | grep -q '^ublkgw ' || fail "--version does not print the version"
+
+if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
+echo "all checks passed"
