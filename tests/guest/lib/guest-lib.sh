@@ -1,0 +1,42 @@
+# Helpers for guest scenarios (busybox ash). Source it:
+#   . /lib/ublkgw/guest-lib.sh
+# A scenario exits 0 on success, 77 to skip (with the reason), else fails.
+# Files it leaves in /out come back to the host (run-guest.sh --out).
+
+log() { echo "[$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+skip() { echo "SKIP: $*"; exit 77; }
+
+# load_module NAME: insmod NAME and its dependencies (packed with --module).
+load_module() {
+  local mod=$1 line dep
+  [ -d "/sys/module/$mod" ] && return 0
+  line=$(grep "^$mod\( \|$\)" /lib/ublkgw/modules.deps) ||
+    fail "module $mod was not packed (run-guest.sh --module $mod)"
+  for dep in ${line#$mod}; do load_module "$dep"; done
+  insmod "/lib/modules/$mod.ko" || fail "insmod $mod failed"
+}
+
+# wait_for_path PATH SECONDS: waits until PATH exists, or fails.
+wait_for_path() {
+  local path=$1 deadline=$(( $(date +%s) + $2 ))
+  while [ ! -e "$path" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "$path did not appear within $2 s"
+    usleep 20000
+  done
+}
+
+# expect_exit CODE CMD...: runs CMD (output to the console) and fails unless
+# it exits CODE.
+expect_exit() {
+  local want=$1 rc
+  shift
+  "$@"
+  rc=$?
+  [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want"
+}
+
+# json_string FILE KEY: the string value of the first "KEY": "value" in FILE.
+json_string() {
+  sed -n "s/.*\"$2\": \"\([^\"]*\)\".*/\1/p" "$1" | head -n1
+}
