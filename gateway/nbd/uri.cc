@@ -103,7 +103,7 @@ absl::StatusOr<Uri> ParseUri(absl::string_view text) {
     path = rest.substr(slash + 1);  // the export name follows the first '/'
   }
   if (absl::StrContains(authority, '@')) {
-    return Invalid(text, "user names (user@host) are not supported");
+    return Invalid(text, "user names (user@host, TLS user names) are not supported yet");
   }
 
   auto export_name = PercentDecode(path);

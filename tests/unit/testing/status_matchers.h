@@ -38,6 +38,14 @@ MATCHER(IsOk, "is OK") {
   return s.ok();
 }
 
+MATCHER_P(IsOkAndHolds, value_matcher, "is OK and holds a value that matches") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
+}
+
 }  // namespace ublkgw::testing
 
 #endif  // UBLKGW_TESTS_UNIT_TESTING_STATUS_MATCHERS_H_
