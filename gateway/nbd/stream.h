@@ -1,0 +1,50 @@
+// A connected stream socket used synchronously, every call bounded by a
+// timeout: for the handshake and for the blocking client. (Queue workers
+// take the socket over after the handshake and drive it from io_uring.)
+#ifndef UBLKGW_NBD_STREAM_H_
+#define UBLKGW_NBD_STREAM_H_
+
+#include <cstdint>
+#include <span>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/unique_fd.h"
+#include "nbd/uri.h"
+
+namespace ublkgw::nbd {
+
+// Connects to the server `uri` names (TCP with TCP_NODELAY, or a unix
+// socket, abstract when the path starts with NUL) within `timeout`.
+// UNAVAILABLE naming the address when nothing answers; UNIMPLEMENTED for
+// TLS URIs (nbds://), which are not supported yet.
+absl::StatusOr<UniqueFd> Connect(const Uri& uri, absl::Duration timeout);
+
+// Not thread-safe: one thread drives a Stream at a time.
+class Stream {
+ public:
+  Stream(UniqueFd fd, absl::Duration timeout) : fd_(std::move(fd)), timeout_(timeout) {}
+
+  // Reads exactly out.size() bytes. UNAVAILABLE if the peer closes first,
+  // DEADLINE_EXCEEDED if it stays silent for the timeout.
+  absl::Status ReadFull(std::span<uint8_t> out);
+  // Reads and discards `n` bytes.
+  absl::Status Skip(uint64_t n);
+  // Writes all of `in`.
+  absl::Status WriteFull(std::span<const uint8_t> in);
+
+  int fd() const { return fd_.get(); }
+  // Hands the socket over (to a queue worker, say).
+  UniqueFd Release() { return std::move(fd_); }
+
+ private:
+  // Waits until the socket is ready for `events` or the timeout passes.
+  absl::Status Wait(short events);
+
+  UniqueFd fd_;
+  absl::Duration timeout_;
+};
+
+}  // namespace ublkgw::nbd
+
+#endif  // UBLKGW_NBD_STREAM_H_
