@@ -79,20 +79,20 @@ absl::Status BlockingClient::Execute(Request request, std::span<const uint8_t> w
   if (!n.ok()) return n.status();
   absl::Status sent = stream_.WriteFull({header, *n});
   if (sent.ok() && !write_data.empty()) sent = stream_.WriteFull(write_data);
-  absl::StatusOr<absl::Status> verdict = sent.ok() ? ReceiveReply(request, read_into) : sent;
+  absl::Status server_error;
+  const absl::Status connection = sent.ok() ? ReceiveReply(request, read_into, server_error) : sent;
   // A server's error leaves the connection usable; a failed stream or a
   // protocol violation does not.
-  if (!verdict.ok()) {
+  if (!connection.ok()) {
     broken_ = true;
-    return verdict.status();
+    return connection;
   }
-  return *verdict;
+  return server_error;
 }
 
-absl::StatusOr<absl::Status> BlockingClient::ReceiveReply(const Request& request,
-                                                          std::span<uint8_t> read_into) {
+absl::Status BlockingClient::ReceiveReply(const Request& request, std::span<uint8_t> read_into,
+                                          absl::Status& server_error) {
   ReadCoverage coverage(request.type == kCmdRead ? request.length : 0);
-  absl::Status server_error;
   for (;;) {
     uint8_t header_bytes[kExtendedReplySize];
     if (absl::Status s = stream_.ReadFull({header_bytes, kReplyMagicSize}); !s.ok()) return s;
@@ -131,7 +131,7 @@ absl::StatusOr<absl::Status> BlockingClient::ReceiveReply(const Request& request
       break;
     }
   }
-  return server_error;
+  return absl::OkStatus();
 }
 
 absl::Status BlockingClient::ReceiveChunk(const ReplyHeader& header, const Request& request,

@@ -48,9 +48,11 @@ class BlockingClient {
 
   absl::Status Execute(Request request, std::span<const uint8_t> write_data,
                        std::span<uint8_t> read_into);
-  // The server's verdict on `request` (OK or its error); a non-OK outer
-  // status means the connection failed (stream error, protocol violation).
-  absl::StatusOr<absl::Status> ReceiveReply(const Request& request, std::span<uint8_t> read_into);
+  // Receives the reply to `request`. Returns the state of the connection (a
+  // stream error or a protocol violation breaks it) and stores the server's
+  // own verdict on the request (OK or its error) in `server_error`.
+  absl::Status ReceiveReply(const Request& request, std::span<uint8_t> read_into,
+                            absl::Status& server_error);
   absl::Status ReceiveChunk(const ReplyHeader& header, const Request& request,
                             std::span<uint8_t> read_into, ReadCoverage& coverage,
                             absl::Status& server_error);
