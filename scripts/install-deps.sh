@@ -22,7 +22,7 @@ packages=(
   qemu-system-x86 busybox-static cpio xz-utils zstd gzip
   ca-certificates debian-archive-keyring
   # NBD peers and load, used inside the guest and on the host
-  nbdkit nbdkit-plugin-dev fio e2fsprogs
+  nbdkit nbdkit-plugin-dev qemu-utils nbd-server nbd-client fio e2fsprogs
 )
 
 missing=()

@@ -14,6 +14,13 @@ int ExitCodeFor(const absl::Status& status) {
       return kExitKernelTooOld;
     case absl::StatusCode::kPermissionDenied:
       return kExitPermission;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitUnreachable;
+    case absl::StatusCode::kNotFound:
+      return kExitNotFound;
+    case absl::StatusCode::kDataLoss:
+      return kExitProtocol;
     default:
       return kExitError;
   }

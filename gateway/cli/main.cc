@@ -5,6 +5,7 @@
 #include "CLI/CLI.hpp"
 #include "cli/exit_codes.h"
 #include "cli/features_command.h"
+#include "cli/info_command.h"
 #include "ublk/control_device.h"
 
 namespace {
@@ -12,10 +13,14 @@ namespace {
 constexpr char kExitCodesHelp[] = R"(Exit codes:
   0  success
   1  other failure
-  2  bad command line or argument
-  3  no ublk driver on this host (load ublk_drv)
-  4  the kernel's ublk driver is too old for the command
-  5  permission denied (run as root))";
+  2  bad command line or argument (a malformed URI, say)
+  3  a precondition is not met: no ublk driver on this host (modprobe
+     ublk_drv), or the NBD server requires what ublkgw cannot do (TLS)
+  4  not supported: the kernel's ublk driver is too old for the command
+  5  permission denied: run as root, or the server's policy refuses
+  6  the NBD server cannot be reached, closed the connection, or went silent
+  7  not found: the server has no such export
+  8  the NBD server broke the protocol)";
 
 }  // namespace
 
@@ -41,6 +46,27 @@ int main(int argc, char** argv) {
       "  ublkgw features\n"
       "  ublkgw features --json | jq -r '.supported[]'\n");
 
+  InfoOptions info;
+  auto* info_cmd = app.add_subcommand("info", "Show what an NBD server exports (like nbdinfo).");
+  info_cmd->add_option("URI", info.uri,
+                       "nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")
+      ->required();
+  info_cmd->add_flag("--list", info.list, "list the server's exports instead");
+  info_cmd->add_flag("--json", info.json, "print JSON for scripts");
+  info_cmd->add_option("--timeout", info.timeout_seconds, "seconds to wait for the server")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  info_cmd->footer(
+      "Connects, negotiates the export as ublkgw would (structured replies,\n"
+      "extended headers where offered, NBD_OPT_GO with block sizes) and prints\n"
+      "size, transmission flags, block sizes and what was negotiated.\n"
+      "Needs no ublk and no daemon.\n\n"
+      "Examples:\n"
+      "  ublkgw info nbd://storage1/vol1\n"
+      "  ublkgw info nbd://[::1]:10810/\n"
+      "  ublkgw info 'nbd+unix:///disk?socket=/run/nbd.sock' --json\n"
+      "  ublkgw info --list nbd://storage1\n");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -50,5 +76,6 @@ int main(int argc, char** argv) {
   }
 
   if (*features_cmd) return RunFeatures(features, std::cout, std::cerr);
+  if (*info_cmd) return RunInfo(info, std::cout, std::cerr);
   return kExitUsage;
 }

@@ -58,6 +58,10 @@ TEST(ExitCodesTest, OneCodePerKindOfFailure) {
   EXPECT_EQ(ExitCodeFor(absl::UnimplementedError("")), kExitKernelTooOld);
   EXPECT_EQ(ExitCodeFor(absl::PermissionDeniedError("")), kExitPermission);
   EXPECT_EQ(ExitCodeFor(absl::InvalidArgumentError("")), kExitUsage);
+  EXPECT_EQ(ExitCodeFor(absl::UnavailableError("")), kExitUnreachable);
+  EXPECT_EQ(ExitCodeFor(absl::DeadlineExceededError("")), kExitUnreachable);
+  EXPECT_EQ(ExitCodeFor(absl::NotFoundError("")), kExitNotFound);
+  EXPECT_EQ(ExitCodeFor(absl::DataLossError("")), kExitProtocol);
   EXPECT_EQ(ExitCodeFor(absl::InternalError("")), kExitError);
 }
 
