@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # Runs every test of ublkgw: installs what is missing (Debian packages),
-# builds with AddressSanitizer and UndefinedBehaviorSanitizer, and runs the
-# whole ctest suite (unit, integration and guest tiers). Guest tests fetch
-# Debian kernels into /var/cache/ublkgw (outside the checkout) on first use.
+# builds the libFuzzer harnesses with clang, builds everything else with
+# AddressSanitizer and UndefinedBehaviorSanitizer, and runs the whole ctest
+# suite: unit, integration (real NBD servers on loopback), fuzz (bounded
+# runs) and guest (QEMU with Debian's kernels, fetched into
+# /var/cache/ublkgw outside the checkout on first use).
 #
 # Usage: scripts/test.sh [CTEST ARGS...]     e.g. scripts/test.sh -L unit
-# Environment: UBLKGW_BUILD_DIR (default: build/asan in the checkout)
+# Environment: UBLKGW_BUILD_DIR (default: build/ in the checkout; the
+#              sanitizer build goes to asan/ under it, the fuzzers to fuzz/)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh
-build=${UBLKGW_BUILD_DIR:-build/asan}
-cmake -S . -B "$build" -G Ninja -DUBLKGW_SANITIZE=ON >/dev/null
-cmake --build "$build"
-cd "$build"
+root=${UBLKGW_BUILD_DIR:-build}
+
+echo "==> building the fuzzers (clang) in $root/fuzz"
+CC=clang CXX=clang++ cmake -S . -B "$root/fuzz" -G Ninja -DUBLKGW_FUZZ=ON >/dev/null
+cmake --build "$root/fuzz"
+
+echo "==> building with ASan+UBSan in $root/asan"
+cmake -S . -B "$root/asan" -G Ninja -DUBLKGW_SANITIZE=ON \
+  -DUBLKGW_FUZZ_DIR="$(pwd)/$root/fuzz/tests/fuzz" >/dev/null
+cmake --build "$root/asan"
+
+cd "$root/asan"
 exec ctest --output-on-failure -j2 "$@"
