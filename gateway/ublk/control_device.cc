@@ -106,6 +106,66 @@ absl::Status ControlDevice::CommandError(absl::string_view command, int neg_errn
   return ErrnoToStatus(err, absl::StrCat(command, " on ", path_));
 }
 
+absl::StatusOr<int> ControlDevice::DevCommand(uint32_t cmd_op, absl::string_view name,
+                                              uint32_t dev_id, void* buffer, uint16_t len,
+                                              uint64_t data) {
+  ublksrv_ctrl_cmd cmd{};
+  cmd.dev_id = dev_id;
+  cmd.queue_id = 0xffff;
+  cmd.addr = reinterpret_cast<uintptr_t>(buffer);
+  cmd.len = len;
+  cmd.data[0] = data;
+  auto res = Execute(cmd_op, cmd);
+  if (!res.ok()) return res.status();
+  if (*res < 0) {
+    return ErrnoToStatus(-*res, absl::StrCat(name, " for ublk device ", static_cast<int32_t>(dev_id)));
+  }
+  return *res;
+}
+
+absl::StatusOr<ublksrv_ctrl_dev_info> ControlDevice::AddDev(const ublksrv_ctrl_dev_info& info) {
+  ublksrv_ctrl_dev_info out = info;
+  auto res = DevCommand(kCmdAddDev, "UBLK_U_CMD_ADD_DEV", info.dev_id, &out, sizeof(out));
+  if (!res.ok()) return res.status();
+  return out;
+}
+
+absl::Status ControlDevice::SetParams(uint32_t dev_id, const ublk_params& params) {
+  ublk_params copy = params;
+  copy.len = sizeof(copy);
+  return DevCommand(kCmdSetParams, "UBLK_U_CMD_SET_PARAMS", dev_id, &copy, sizeof(copy)).status();
+}
+
+absl::StatusOr<ublk_params> ControlDevice::GetParams(uint32_t dev_id) {
+  ublk_params params{};
+  params.len = sizeof(params);
+  params.types = kParamTypeBasic | kParamTypeDiscard | kParamTypeDevt;
+  auto res = DevCommand(kCmdGetParams, "UBLK_U_CMD_GET_PARAMS", dev_id, &params, sizeof(params));
+  if (!res.ok()) return res.status();
+  return params;
+}
+
+absl::StatusOr<ublksrv_ctrl_dev_info> ControlDevice::GetDevInfo(uint32_t dev_id) {
+  ublksrv_ctrl_dev_info info{};
+  auto res = DevCommand(kCmdGetDevInfo, "UBLK_U_CMD_GET_DEV_INFO", dev_id, &info, sizeof(info));
+  if (!res.ok()) return res.status();
+  return info;
+}
+
+absl::Status ControlDevice::StartDev(uint32_t dev_id, int32_t server_pid) {
+  return DevCommand(kCmdStartDev, "UBLK_U_CMD_START_DEV", dev_id, nullptr, 0,
+                    static_cast<uint64_t>(server_pid))
+      .status();
+}
+
+absl::Status ControlDevice::StopDev(uint32_t dev_id) {
+  return DevCommand(kCmdStopDev, "UBLK_U_CMD_STOP_DEV", dev_id).status();
+}
+
+absl::Status ControlDevice::DelDev(uint32_t dev_id) {
+  return DevCommand(kCmdDelDev, "UBLK_U_CMD_DEL_DEV", dev_id).status();
+}
+
 absl::StatusOr<uint64_t> ControlDevice::GetFeatures() {
   uint64_t features = 0;
   ublksrv_ctrl_cmd cmd{};

@@ -33,6 +33,23 @@ class ControlDevice {
   // UNIMPLEMENTED when the driver predates the command (Linux < 6.5).
   absl::StatusOr<uint64_t> GetFeatures();
 
+  // UBLK_U_CMD_ADD_DEV: creates /dev/ublkcN for `info` (dev_id ~0U lets the
+  // kernel choose N). Returns the kernel's view of the new device.
+  absl::StatusOr<ublksrv_ctrl_dev_info> AddDev(const ublksrv_ctrl_dev_info& info);
+  // UBLK_U_CMD_SET_PARAMS, before START_DEV.
+  absl::Status SetParams(uint32_t dev_id, const ublk_params& params);
+  absl::StatusOr<ublk_params> GetParams(uint32_t dev_id);
+  absl::StatusOr<ublksrv_ctrl_dev_info> GetDevInfo(uint32_t dev_id);
+  // UBLK_U_CMD_START_DEV: creates /dev/ublkbN. Call it only once every
+  // queue has its FETCH_REQs in flight: the kernel waits for them.
+  absl::Status StartDev(uint32_t dev_id, int32_t server_pid);
+  // UBLK_U_CMD_STOP_DEV: removes /dev/ublkbN; in-flight FETCH_REQs complete
+  // with -ENODEV (UBLK_IO_RES_ABORT).
+  absl::Status StopDev(uint32_t dev_id);
+  // UBLK_U_CMD_DEL_DEV: removes /dev/ublkcN. Blocks until every fd of
+  // /dev/ublkcN is closed: close the queues first.
+  absl::Status DelDev(uint32_t dev_id);
+
   const std::string& path() const { return path_; }
 
  private:
@@ -43,6 +60,10 @@ class ControlDevice {
   // success, otherwise -errno from the kernel. Errors of the ring itself are
   // returned as a Status.
   absl::StatusOr<int> Execute(uint32_t cmd_op, const ublksrv_ctrl_cmd& cmd);
+  // Execute for a command on `dev_id` with an optional buffer; turns a
+  // negative result into a status naming the command and the device.
+  absl::StatusOr<int> DevCommand(uint32_t cmd_op, absl::string_view name, uint32_t dev_id,
+                                 void* buffer = nullptr, uint16_t len = 0, uint64_t data = 0);
 
   // Explains a failed command whose result was `neg_errno`.
   absl::Status CommandError(absl::string_view command, int neg_errno) const;
@@ -50,7 +71,8 @@ class ControlDevice {
   std::string path_;
   UniqueFd fd_;  // declared before ring_: destroyed after it
   Ring ring_;
-  absl::Duration timeout_ = absl::Seconds(30);
+  // DEL_DEV and STOP_DEV wait for the kernel; a minute covers a busy host.
+  absl::Duration timeout_ = absl::Seconds(60);
 };
 
 }  // namespace ublkgw::ublk

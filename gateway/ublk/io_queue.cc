@@ -1,0 +1,64 @@
+#include "ublk/io_queue.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+
+namespace ublkgw::ublk {
+
+std::string CharDevicePath(uint32_t dev_id) { return absl::StrCat("/dev/ublkc", dev_id); }
+std::string BlockDevicePath(uint32_t dev_id) { return absl::StrCat("/dev/ublkb", dev_id); }
+
+absl::StatusOr<UniqueFd> OpenCharDevice(uint32_t dev_id, absl::Duration timeout) {
+  const std::string path = CharDevicePath(dev_id);
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    auto fd = UniqueFd::Open(path, O_RDWR);
+    if (fd.ok() || !absl::IsNotFound(fd.status()) || absl::Now() >= deadline) return fd;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+absl::StatusOr<IoDescMap> IoDescMap::Map(int char_fd, uint16_t q_id, uint16_t queue_depth) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes = IoDescArraySize(queue_depth, page);
+  void* addr = mmap(nullptr, bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, char_fd,
+                    static_cast<off_t>(IoDescMmapOffset(q_id, page)));
+  if (addr == MAP_FAILED) {
+    return ErrnoToStatus(errno, absl::StrCat("mmap of the I/O descriptors of queue ", q_id));
+  }
+  return IoDescMap(static_cast<const ublksrv_io_desc*>(addr), bytes, queue_depth);
+}
+
+IoDescMap::IoDescMap(IoDescMap&& other) noexcept
+    : descs_(other.descs_), bytes_(other.bytes_), depth_(other.depth_) {
+  other.descs_ = nullptr;
+}
+
+IoDescMap::~IoDescMap() {
+  if (descs_ != nullptr) munmap(const_cast<ublksrv_io_desc*>(descs_), bytes_);
+}
+
+void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t tag,
+               int32_t result, uint64_t addr) {
+  std::memset(sqe, 0, sizeof(*sqe));
+  sqe->opcode = IORING_OP_URING_CMD;
+  sqe->fd = char_fd;
+  sqe->cmd_op = cmd_op;
+  // The 16-byte I/O command fits the command area of a 64-byte SQE.
+  static_assert(sizeof(ublksrv_io_cmd) <= 16);
+  ublksrv_io_cmd cmd{};
+  cmd.q_id = q_id;
+  cmd.tag = tag;
+  cmd.result = result;
+  cmd.addr = addr;
+  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+}
+
+}  // namespace ublkgw::ublk

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Guest scenario: the ublk layer end to end with a RAM-backed target
+# (tests/guest/tools/ublk_mem_target.cc): ADD_DEV, SET_PARAMS, START_DEV,
+# the copy data path, STOP_DEV and DEL_DEV. Data written with O_DIRECT reads
+# back the same; discard reads back as zeroes; stopping removes both device
+# nodes.
+. /lib/ublkgw/guest-lib.sh
+
+load_module ublk_drv
+wait_for_path /dev/ublk-control 10
+
+ublk_mem_target 64 32 >/out/target.log 2>&1 &
+target=$!
+deadline=$(( $(date +%s) + 30 ))
+until grep -q '^ready ' /out/target.log; do
+  kill -0 $target 2>/dev/null || { cat /out/target.log; fail "the target exited early"; }
+  [ "$(date +%s)" -lt "$deadline" ] || fail "the device did not come up within 30 s"
+  usleep 50000
+done
+dev=$(sed -n 's/^ready //p' /out/target.log)
+log "device $dev is up"
+[ -b "$dev" ] || fail "$dev is not a block device"
+size=$(blockdev --getsize64 "$dev")
+[ "$size" -eq $((64 << 20)) ] || fail "size $size, want $((64 << 20))"
+
+dd if=/dev/urandom of=/tmp/pattern bs=1M count=16 2>/dev/null
+dd if=/tmp/pattern of="$dev" bs=1M seek=8 oflag=direct 2>/dev/null || fail "write failed"
+dd if="$dev" of=/tmp/back bs=1M skip=8 count=16 iflag=direct 2>/dev/null || fail "read failed"
+cmp /tmp/pattern /tmp/back || fail "data read back differs"
+log "16 MiB written and read back with O_DIRECT"
+
+# The last sector, and I/O past the end refused.
+dd if=/tmp/pattern of="$dev" bs=512 count=1 seek=$(( (64 << 11) - 1 )) oflag=direct 2>/dev/null ||
+  fail "writing the last sector failed"
+if dd if=/tmp/pattern of="$dev" bs=512 count=1 seek=$(( 64 << 11 )) oflag=direct 2>/dev/null; then
+  [ "$(blockdev --getsize64 "$dev")" -eq $((64 << 20)) ] || fail "the device grew"
+fi
+
+blkdiscard -o $((8 << 20)) -l $((4 << 20)) "$dev" || fail "blkdiscard failed"
+dd if="$dev" of=/tmp/zero bs=1M skip=8 count=4 iflag=direct 2>/dev/null
+dd if=/dev/zero of=/tmp/zeroes bs=1M count=4 2>/dev/null
+cmp /tmp/zero /tmp/zeroes || fail "discarded range does not read back as zeroes"
+log "discard reads back as zeroes"
+
+kill -TERM $target
+wait $target
+rc=$?
+cat /out/target.log
+[ "$rc" -eq 0 ] || fail "the target exited $rc"
+[ ! -e "$dev" ] || fail "$dev still exists after stop"
+[ ! -e "${dev%b*}c${dev##*ublkb}" ] || fail "the char device still exists after delete"
+log "ok: device stopped and deleted"
