@@ -16,7 +16,8 @@
 #   --tool      a host program (found on PATH), installed with its libraries
 #   --module    a kernel module to pack (with its dependencies); the scenario
 #               loads it with `load_module NAME`
-#   --file      extra file or directory to pack at DEST
+#   --file      extra file or directory to pack at DEST (an ELF file brings
+#               its libraries)
 #   --out       where the guest's /out comes back to (default: a new dir
 #               under ${TMPDIR:-/tmp}); the console log is kept there too
 #
@@ -76,18 +77,23 @@ mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib/ublkgw,etc,proc,sys,dev,tmp,run,
 
 cp "$(command -v busybox)" "$root/bin/busybox"
 
-# Copies an ELF file and every library it needs (as ldd resolves them on this
+# Copies every library an ELF file needs (as ldd resolves them on this
 # host) to the same paths in the initramfs.
-pack_elf() {
-  local src=$1 dest=$2
-  mkdir -p "$(dirname "$root$dest")"
-  cp -L "$src" "$root$dest"
-  local lib
+pack_libs_of() {
+  local src=$1 lib
   while read -r lib; do
     [[ -n "$lib" && -e "$lib" && ! -e "$root$lib" ]] || continue
     mkdir -p "$(dirname "$root$lib")"
     cp -L "$lib" "$root$lib"
   done < <(ldd "$src" 2>/dev/null | awk '/=> \// {print $3} /^\t\// {print $1}')
+}
+
+# Copies an ELF file and its libraries.
+pack_elf() {
+  local src=$1 dest=$2
+  mkdir -p "$(dirname "$root$dest")"
+  cp -L "$src" "$root$dest"
+  pack_libs_of "$src"
 }
 
 for b in "${bins[@]}"; do
@@ -102,6 +108,10 @@ for f in "${files[@]}"; do
   src=${f%%:*} dest=${f#*:}
   mkdir -p "$(dirname "$root$dest")"
   cp -a "$src" "$root$dest"
+  # A shared object (a plugin, say) brings its libraries along.
+  if [[ -f "$src" && "$(head -c4 "$src" | tr -d '\0')" == $'\x7fELF' ]]; then
+    pack_libs_of "$src"
+  fi
 done
 
 # Kernel modules, decompressed on the host (busybox insmod may lack xz), with

@@ -26,6 +26,17 @@ wait_for_path() {
   done
 }
 
+# wait_for_listen PORT SECONDS: waits until something listens on TCP PORT
+# (IPv4 or IPv6), or fails.
+wait_for_listen() {
+  local hex deadline=$(( $(date +%s) + $2 ))
+  hex=$(printf ':%04X ' "$1")
+  until grep -q "$hex[0-9A-F:]* 0A " /proc/net/tcp /proc/net/tcp6 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "nothing listens on port $1 after $2 s"
+    usleep 20000
+  done
+}
+
 # expect_exit CODE CMD...: runs CMD (output to the console) and fails unless
 # it exits CODE.
 expect_exit() {

@@ -1,0 +1,77 @@
+// One attached volume: an NBD export served as /dev/ublkbN by one queue
+// worker thread per ublk hardware queue.
+#ifndef UBLKGW_ENGINE_DEVICE_H_
+#define UBLKGW_ENGINE_DEVICE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/unique_fd.h"
+#include "engine/queue_worker.h"
+#include "nbd/handshake.h"
+#include "nbd/uri.h"
+#include "ublk/control_device.h"
+
+namespace ublkgw::engine {
+
+struct AttachOptions {
+  std::string uri;
+  uint16_t queues = 1;
+  uint16_t depth = 128;
+  bool read_only = false;
+  absl::Duration connect_timeout = absl::Seconds(10);
+};
+
+inline constexpr uint16_t kMaxQueues = 64;
+inline constexpr uint16_t kMaxDepth = 1024;
+inline constexpr uint32_t kMaxIoBytes = 512 * 1024;
+
+// Teardown order: workers stop (STOP_DEV aborts their fetches), threads are
+// joined, /dev/ublkcN is closed, then DEL_DEV. `ctrl` must outlive the
+// Device; the owner serialises calls on both.
+class Device {
+ public:
+  // Connects and negotiates (one connection per queue; several queues only
+  // when the server sets CAN_MULTI_CONN, else one, with a warning), then
+  // adds, parameterises and starts the ublk device. Errors leave no device
+  // behind: INVALID_ARGUMENT (URI, queues, depth, an export no block device
+  // can present), UNAVAILABLE (server unreachable), NOT_FOUND (no such
+  // export), FAILED_PRECONDITION (no ublk driver), ...
+  static absl::StatusOr<std::unique_ptr<Device>> Attach(ublk::ControlDevice& ctrl,
+                                                        const AttachOptions& options);
+  ~Device();
+
+  // Stops and deletes the device. Graceful: requests in flight finish.
+  // Forced: they fail with EIO at once (a dead server cannot hold it up).
+  absl::Status Detach(bool force);
+
+  uint32_t id() const { return id_; }
+  std::string block_path() const;
+  uint16_t queues() const { return static_cast<uint16_t>(workers_.size()); }
+  const nbd::ExportInfo& export_info() const { return info_; }
+  const std::string& note() const { return note_; }  // e.g. why one queue
+
+ private:
+  Device(ublk::ControlDevice& ctrl, uint32_t id) : ctrl_(ctrl), id_(id) {}
+  // Stops workers and deletes the ublk device; used by Detach and by a
+  // failed Attach.
+  absl::Status Teardown(bool force);
+
+  ublk::ControlDevice& ctrl_;
+  uint32_t id_;
+  nbd::ExportInfo info_;
+  std::string note_;
+  UniqueFd char_fd_;
+  std::vector<std::unique_ptr<QueueWorker>> workers_;
+  std::vector<std::thread> threads_;
+  bool attached_ = false;
+};
+
+}  // namespace ublkgw::engine
+
+#endif  // UBLKGW_ENGINE_DEVICE_H_

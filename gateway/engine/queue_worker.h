@@ -1,0 +1,145 @@
+// One ublk hardware queue served over one NBD connection, by one thread.
+//
+// The worker owns its io_uring, its I/O descriptor mapping, one buffer per
+// tag (the copy data path: the kernel copies between the request and the
+// tag's buffer) and the NBD socket. A request's path, all on the ring:
+//   FETCH_REQ completes with a tag -> the descriptor becomes an NBD request
+//   -> its header (and a write's data, from the tag's buffer) joins the next
+//   SENDMSG batch -> the reply header is received, then a read's data
+//   straight into the tag's buffer (each structured chunk at its offset)
+//   -> COMMIT_AND_FETCH_REQ with the result.
+// Every loop turn submits once. One SENDMSG is in flight at a time, so
+// requests never interleave on the stream; one RECV is in flight at a time,
+// so replies are parsed in order.
+//
+// Threads: Run() is the worker's thread and the only one touching its
+// state. Abort() may be called from any thread (it writes an eventfd).
+// A connection failure fails every in-flight request with -EIO and every
+// later one too (reconnecting comes with a later issue).
+#ifndef UBLKGW_ENGINE_QUEUE_WORKER_H_
+#define UBLKGW_ENGINE_QUEUE_WORKER_H_
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "base/unique_fd.h"
+#include "base/uring.h"
+#include "nbd/codec.h"
+#include "nbd/handshake.h"
+#include "ublk/io_queue.h"
+
+namespace ublkgw::engine {
+
+struct QueueConfig {
+  uint16_t q_id = 0;
+  uint16_t depth = 128;
+  uint32_t max_io_bytes = 512 * 1024;  // per-tag buffer
+  int char_fd = -1;                    // /dev/ublkcN, owned by the device
+};
+
+class QueueWorker {
+ public:
+  // `socket` is a connected NBD socket past the handshake described by
+  // `info`.
+  QueueWorker(QueueConfig config, nbd::ExportInfo info, UniqueFd socket, uint32_t generation);
+  ~QueueWorker();
+
+  // Serves the queue until the device is stopped (every tag aborted). Sets
+  // up the ring and buffers in the calling thread (the ring's single
+  // issuer). Returns the first internal error, OK after a clean stop.
+  absl::Status Run();
+
+  // Fails every in-flight and later request with -EIO by dropping the
+  // connection (forced detach). Thread-safe.
+  void Abort();
+
+  // Counters, readable from any thread.
+  uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  uint64_t failed() const { return failed_.load(std::memory_order_relaxed); }
+
+ private:
+  enum class TagState : uint8_t {
+    kFetching,    // FETCH_REQ or COMMIT_AND_FETCH_REQ in the kernel
+    kQueued,      // waiting for the next SENDMSG batch
+    kInFlight,    // sent (or being sent); waiting for its reply
+    kAborted,     // the kernel aborted the fetch: the device is stopping
+  };
+  struct Tag {
+    TagState state = TagState::kFetching;
+    ublk::ublksrv_io_desc iod{};
+    nbd::Request request{};
+    uint8_t header[32];  // the encoded NBD request header
+    size_t header_size = 0;
+    absl::Status server_error;  // from an error chunk; reported at DONE
+    std::unique_ptr<nbd::ReadCoverage> coverage;
+  };
+
+  // What a RECV is reading into, and why.
+  enum class RxStep : uint8_t { kHeader, kHeaderTail, kChunkPrefix, kPayload, kSkip };
+
+  absl::Status Setup();
+  void SubmitFetchAll();
+  void HandleCqe(const io_uring_cqe& cqe);
+  void OnIoCmd(uint16_t tag, int res);
+  void StartRequest(uint16_t tag);
+  void Complete(uint16_t tag, int32_t result);
+  void MaybeSend();
+  void OnSend(int res);
+  void ArmRecv();
+  void OnRecv(int res);
+  absl::Status StepRx();
+  absl::Status OnReplyHeader();
+  absl::Status OnChunkPrefix();
+  void FinishReply(uint16_t tag);
+  void FailConnection(const absl::Status& why);
+  io_uring_sqe* Sqe();
+
+  QueueConfig config_;
+  nbd::ExportInfo info_;
+  UniqueFd socket_;
+  uint32_t generation_;
+  UniqueFd wake_fd_;  // eventfd: Abort() -> the worker
+  std::unique_ptr<Ring> ring_;
+  std::unique_ptr<ublk::IoDescMap> descs_;
+  uint8_t* buffers_ = nullptr;  // depth * max_io_bytes
+  std::vector<Tag> tags_;
+  int live_tags_ = 0;
+  absl::Status first_error_;
+
+  // Sending.
+  std::deque<uint16_t> send_queue_;
+  bool send_in_flight_ = false;
+  std::vector<iovec> send_iov_;
+  size_t send_iov_pos_ = 0;
+  msghdr send_msg_{};
+
+  // Receiving: one reply (or chunk) at a time.
+  bool connected_ = true;
+  bool recv_in_flight_ = false;
+  RxStep rx_step_ = RxStep::kHeader;
+  uint8_t rx_header_[32];
+  uint8_t rx_scratch_[4096 + 16];
+  uint8_t* rx_dest_ = nullptr;
+  size_t rx_want_ = 0;
+  size_t rx_got_ = 0;
+  uint64_t rx_skip_left_ = 0;
+  nbd::ReplyHeader rx_reply_{};
+  uint16_t rx_tag_ = 0;
+  nbd::Chunk rx_chunk_{};
+  bool rx_wake_armed_ = false;
+  uint64_t wake_value_ = 0;
+
+  std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> failed_{0};
+};
+
+}  // namespace ublkgw::engine
+
+#endif  // UBLKGW_ENGINE_QUEUE_WORKER_H_
