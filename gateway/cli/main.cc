@@ -3,6 +3,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "cli/client_commands.h"
 #include "cli/exit_codes.h"
 #include "cli/features_command.h"
 #include "cli/info_command.h"
@@ -67,6 +68,47 @@ int main(int argc, char** argv) {
       "  ublkgw info 'nbd+unix:///disk?socket=/run/nbd.sock' --json\n"
       "  ublkgw info --list nbd://storage1\n");
 
+  ClientOptions client;
+  auto add_client_options = [&](CLI::App* cmd) {
+    cmd->add_option("--socket", client.socket, "the daemon's unix socket")->capture_default_str();
+    cmd->add_flag("--json", client.json, "print JSON for scripts");
+  };
+
+  AttachOptions attach;
+  auto* attach_cmd = app.add_subcommand(
+      "attach", "Attach an NBD export as a local block device; prints /dev/ublkbN.");
+  attach_cmd->add_option("URI", attach.uri,
+                         "nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")
+      ->required();
+  attach_cmd->add_option("--queues", attach.queues,
+                         "hardware queues, one NBD connection each (several only if the "
+                         "server sets CAN_MULTI_CONN)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  attach_cmd->add_option("--depth", attach.depth, "requests in flight per queue")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  attach_cmd->add_option("--data-path", attach.data_path, "auto or copy")->capture_default_str();
+  attach_cmd->add_flag("--read-only", attach.read_only, "attach read-only");
+  add_client_options(attach_cmd);
+  attach_cmd->footer(
+      "The daemon (ublkgwd) connects, negotiates the export and creates the device.\n\n"
+      "Examples:\n"
+      "  ublkgw attach nbd://storage1/vol1\n"
+      "  ublkgw attach nbd://storage1/vol1 --queues 4 --depth 64\n"
+      "  ublkgw attach 'nbd+unix:///disk?socket=/run/nbd.sock' --read-only\n");
+
+  DetachOptions detach;
+  auto* detach_cmd = app.add_subcommand("detach", "Stop and remove an attached device.");
+  detach_cmd->add_option("DEVICE", detach.target, "/dev/ublkbN or its id N")->required();
+  detach_cmd->add_flag("--force", detach.force,
+                       "fail requests in flight with EIO instead of waiting for them");
+  add_client_options(detach_cmd);
+  detach_cmd->footer("Examples:\n  ublkgw detach /dev/ublkb0\n  ublkgw detach 0 --force\n");
+
+  auto* list_cmd = app.add_subcommand("list", "List the attached volumes.");
+  add_client_options(list_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -77,5 +119,8 @@ int main(int argc, char** argv) {
 
   if (*features_cmd) return RunFeatures(features, std::cout, std::cerr);
   if (*info_cmd) return RunInfo(info, std::cout, std::cerr);
+  if (*attach_cmd) return RunAttach(client, attach, std::cout, std::cerr);
+  if (*detach_cmd) return RunDetach(client, detach, std::cout, std::cerr);
+  if (*list_cmd) return RunList(client, std::cout, std::cerr);
   return kExitUsage;
 }

@@ -87,6 +87,9 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
   std::unique_ptr<Device> device(new Device(ctrl, added->dev_id));
   device->info_ = info;
   device->note_ = note;
+  device->uri_ = uri->ToString();
+  device->depth_ = options.depth;
+  device->read_only_ = options.read_only || info.read_only();
   auto fail = [&](absl::Status why) -> absl::Status {
     if (absl::Status s = device->Teardown(/*force=*/true); !s.ok()) {
       LOG(ERROR) << "cleaning up ublk device " << device->id_ << ": " << s;
@@ -139,6 +142,18 @@ absl::Status Device::Detach(bool force) {
   absl::Status s = Teardown(force);
   LOG(INFO) << "detached " << block_path() << (force ? " (forced)" : "") << ": " << s;
   return s;
+}
+
+uint64_t Device::completed() const {
+  uint64_t n = 0;
+  for (const auto& w : workers_) n += w->completed();
+  return n;
+}
+
+uint64_t Device::failed() const {
+  uint64_t n = 0;
+  for (const auto& w : workers_) n += w->failed();
+  return n;
 }
 
 Device::~Device() {

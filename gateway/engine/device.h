@@ -55,6 +55,12 @@ class Device {
   uint16_t queues() const { return static_cast<uint16_t>(workers_.size()); }
   const nbd::ExportInfo& export_info() const { return info_; }
   const std::string& note() const { return note_; }  // e.g. why one queue
+  const std::string& uri() const { return uri_; }    // canonical
+  uint16_t depth() const { return depth_; }
+  bool read_only() const { return read_only_; }
+  // Requests completed and failed so far, over all queues.
+  uint64_t completed() const;
+  uint64_t failed() const;
 
  private:
   Device(ublk::ControlDevice& ctrl, uint32_t id) : ctrl_(ctrl), id_(id) {}
@@ -66,6 +72,9 @@ class Device {
   uint32_t id_;
   nbd::ExportInfo info_;
   std::string note_;
+  std::string uri_;
+  uint16_t depth_ = 0;
+  bool read_only_ = false;
   UniqueFd char_fd_;
   std::vector<std::unique_ptr<QueueWorker>> workers_;
   std::vector<std::thread> threads_;
