@@ -1,5 +1,8 @@
 #include "cli/client_commands.h"
 
+#include <unistd.h>
+
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,9 +16,19 @@ namespace ublkgw::cli {
 
 namespace {
 
-std::unique_ptr<v1::Ublkgw::Stub> Connect(const ClientOptions& client) {
-  return v1::Ublkgw::NewStub(
-      grpc::CreateChannel("unix:" + client.socket, grpc::InsecureChannelCredentials()));
+// A stub on a channel that has reached the daemon, so an UNAVAILABLE from
+// a call is the daemon's answer (an NBD server it cannot reach), never a
+// missing daemon.
+absl::StatusOr<std::unique_ptr<v1::Ublkgw::Stub>> Connect(const ClientOptions& client) {
+  const auto no_daemon = absl::UnavailableError(absl::StrCat(
+      "cannot reach ublkgwd on unix:", client.socket, ": is the daemon running? (start it "
+      "with 'ublkgwd', or 'systemctl start ublkgwd')"));
+  if (access(client.socket.c_str(), F_OK) != 0) return no_daemon;
+  auto channel = grpc::CreateChannel("unix:" + client.socket, grpc::InsecureChannelCredentials());
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+    return no_daemon;
+  }
+  return v1::Ublkgw::NewStub(channel);
 }
 
 void SetDeadline(grpc::ClientContext& ctx, const ClientOptions& client) {
@@ -49,14 +62,7 @@ std::string HumanSize(uint64_t bytes) {
 
 }  // namespace
 
-absl::Status FromGrpc(const grpc::Status& status, const std::string& socket) {
-  if (status.ok()) return absl::OkStatus();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-      status.error_message().find("connect") != std::string::npos) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot reach ublkgwd on unix:", socket, ": is the daemon running? (start it with "
-        "'ublkgwd', or 'systemctl start ublkgwd')"));
-  }
+absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
@@ -89,8 +95,10 @@ int RunAttach(const ClientOptions& client, const AttachOptions& options, std::os
   grpc::ClientContext ctx;
   SetDeadline(ctx, client);
   v1::AttachResponse response;
-  const grpc::Status s = Connect(client)->Attach(&ctx, request, &response);
-  if (!s.ok()) return ReportError(FromGrpc(s, client.socket), client.json, out, err);
+  auto stub = Connect(client);
+  if (!stub.ok()) return ReportError(stub.status(), client.json, out, err);
+  const grpc::Status s = (*stub)->Attach(&ctx, request, &response);
+  if (!s.ok()) return ReportError(FromGrpc(s), client.json, out, err);
   if (client.json) {
     out << ToJson(response.volume());
   } else {
@@ -117,8 +125,10 @@ int RunDetach(const ClientOptions& client, const DetachOptions& options, std::os
   grpc::ClientContext ctx;
   SetDeadline(ctx, client);
   v1::DetachResponse response;
-  const grpc::Status s = Connect(client)->Detach(&ctx, request, &response);
-  if (!s.ok()) return ReportError(FromGrpc(s, client.socket), client.json, out, err);
+  auto stub = Connect(client);
+  if (!stub.ok()) return ReportError(stub.status(), client.json, out, err);
+  const grpc::Status s = (*stub)->Detach(&ctx, request, &response);
+  if (!s.ok()) return ReportError(FromGrpc(s), client.json, out, err);
   if (client.json) out << "{}\n";
   return kExitOk;
 }
@@ -127,8 +137,10 @@ int RunList(const ClientOptions& client, std::ostream& out, std::ostream& err) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, client);
   v1::ListResponse response;
-  const grpc::Status s = Connect(client)->List(&ctx, v1::ListRequest{}, &response);
-  if (!s.ok()) return ReportError(FromGrpc(s, client.socket), client.json, out, err);
+  auto stub = Connect(client);
+  if (!stub.ok()) return ReportError(stub.status(), client.json, out, err);
+  const grpc::Status s = (*stub)->List(&ctx, v1::ListRequest{}, &response);
+  if (!s.ok()) return ReportError(FromGrpc(s), client.json, out, err);
   out << (client.json ? ToJson(response) : RenderVolumes(response));
   return kExitOk;
 }

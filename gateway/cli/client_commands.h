@@ -34,9 +34,8 @@ struct DetachOptions {
   bool force = false;
 };
 
-// A gRPC status as an absl::Status, with a hint when the daemon is not
-// there at all.
-absl::Status FromGrpc(const grpc::Status& status, const std::string& socket);
+// A gRPC status as an absl::Status (the codes are the same numbers).
+absl::Status FromGrpc(const grpc::Status& status);
 
 int RunAttach(const ClientOptions& client, const AttachOptions& options, std::ostream& out,
               std::ostream& err);

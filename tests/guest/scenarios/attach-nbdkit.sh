@@ -1,0 +1,74 @@
+#!/bin/sh
+# Guest scenario: the product's main job against nbdkit in the guest.
+# ublkgwd serves; 'ublkgw attach' gives /dev/ublkbN; raw data reads back; an
+# ext4 filesystem keeps its files' checksums across detach and re-attach;
+# bad requests get clear errors and leave no device behind; SIGTERM to the
+# daemon leaves no device either.
+# Args: QUEUES DEPTH
+. /lib/ublkgw/guest-lib.sh
+queues=${1:-1}
+depth=${2:-64}
+sock=/run/ublkgw/ublkgw.sock
+
+load_module ublk_drv
+wait_for_path /dev/ublk-control 10
+nbdkit -f -i 127.0.0.1 -p 10809 memory 256M >/out/nbdkit.log 2>&1 &
+nbdkit=$!
+wait_for_listen 10809 20
+ublkgwd >/out/ublkgwd.log 2>&1 &
+daemon=$!
+wait_for_path $sock 20
+
+devices() { ls /dev/ublkb* 2>/dev/null | wc -l; }
+
+dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth "$depth") ||
+  fail "attach failed"
+log "attached as $dev"
+[ -b "$dev" ] || fail "$dev is not a block device"
+[ "$(blockdev --getsize64 "$dev")" -eq $((256 << 20)) ] || fail "wrong size"
+ublkgw list | tee /out/list.txt
+ublkgw list --json >/out/list.json
+grep -q "\"device_path\": \"$dev\"" /out/list.json || fail "list --json does not show $dev"
+grep -q "\"queues\": $queues" /out/list.json || fail "list --json does not show $queues queue(s)"
+
+dd if=/dev/urandom of=/tmp/pattern bs=1M count=32 2>/dev/null
+dd if=/tmp/pattern of="$dev" bs=1M seek=100 oflag=direct 2>/dev/null || fail "write failed"
+dd if="$dev" of=/tmp/back bs=1M skip=100 count=32 iflag=direct 2>/dev/null || fail "read failed"
+cmp /tmp/pattern /tmp/back || fail "raw data read back differs"
+log "32 MiB raw read back"
+
+mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4 failed"
+mkdir -p /mnt/vol
+mount -t ext4 "$dev" /mnt/vol || fail "mount failed"
+for i in 1 2 3 4 5; do dd if=/dev/urandom of=/mnt/vol/file$i bs=1M count=$((i * 3)) 2>/dev/null; done
+(cd /mnt/vol && sha256sum file*) >/out/sums
+umount /mnt/vol || fail "umount failed"
+ublkgw detach "$dev" || fail "detach failed"
+[ ! -e "$dev" ] || fail "$dev still exists after detach"
+log "files written, device detached"
+
+dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth "$depth") ||
+  fail "re-attach failed"
+mount -t ext4 "$dev" /mnt/vol || fail "mount after re-attach failed"
+(cd /mnt/vol && sha256sum -c /out/sums) || fail "checksums differ after re-attach"
+umount /mnt/vol
+log "files survived detach and re-attach"
+
+# Bad requests: clear errors, nothing half-created.
+before=$(devices)
+ublkgw attach 'nbd://127.0.0.1:10809' --depth 5000 2>/out/err.depth; rc=$?
+[ $rc -eq 2 ] || fail "depth 5000 exited $rc, want 2"
+ublkgw attach 'nbdx://127.0.0.1/' 2>/out/err.uri; rc=$?
+[ $rc -eq 2 ] || fail "a bad URI exited $rc, want 2"
+ublkgw attach nbd://127.0.0.1:10899/ 2>/out/err.unreachable; rc=$?
+[ $rc -eq 6 ] || fail "an unreachable server exited $rc, want 6"
+grep -q 'Connection refused' /out/err.unreachable || fail "unclear: $(cat /out/err.unreachable)"
+[ "$(devices)" -eq "$before" ] || fail "a failed attach left a device behind"
+log "bad requests refused, nothing left behind"
+
+# SIGTERM: the daemon detaches everything.
+kill -TERM $daemon
+wait $daemon || fail "ublkgwd exited $? on SIGTERM"
+[ "$(devices)" -eq 0 ] || fail "devices left after the daemon stopped: $(ls /dev/ublkb*)"
+kill $nbdkit
+log "ok"
