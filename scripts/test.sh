@@ -19,6 +19,10 @@ echo "==> building the fuzzers (clang) in $root/fuzz"
 CC=clang CXX=clang++ cmake -S . -B "$root/fuzz" -G Ninja -DUBLKGW_FUZZ=ON >/dev/null
 cmake --build "$root/fuzz"
 
+echo "==> building the release configuration (what the demo and packages ship) in $root/release"
+cmake -S . -B "$root/release" -G Ninja -DCMAKE_BUILD_TYPE=Release -DUBLKGW_BUILD_TESTS=OFF >/dev/null
+cmake --build "$root/release"
+
 echo "==> building with ASan+UBSan in $root/asan"
 cmake -S . -B "$root/asan" -G Ninja -DUBLKGW_SANITIZE=ON \
   -DUBLKGW_FUZZ_DIR="$(pwd)/$root/fuzz/tests/fuzz" >/dev/null

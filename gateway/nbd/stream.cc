@@ -74,8 +74,11 @@ absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path, absl::Time deadlin
   const socklen_t len = offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '\0' ? 0 : 1);
   auto fd = NewSocket(AF_UNIX);
   if (!fd.ok()) return fd.status();
+  // An abstract socket is shown as @NAME, as ss(8) does.
+  const std::string shown =
+      path[0] != '\0' ? path : absl::StrCat("@", absl::string_view(path).substr(1));
   absl::Status s = ConnectWithDeadline(fd->get(), reinterpret_cast<sockaddr*>(&addr), len, deadline,
-                                       absl::StrCat("unix socket ", path[0] ? path : "@" + path.substr(1)));
+                                       absl::StrCat("unix socket ", shown));
   if (!s.ok()) {
     if (absl::IsNotFound(s) || absl::IsUnavailable(s)) {
       return absl::UnavailableError(absl::StrCat(s.message(), ": is the NBD server running?"));
