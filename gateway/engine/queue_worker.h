@@ -133,7 +133,6 @@ class QueueWorker {
   nbd::ReplyHeader rx_reply_{};
   uint16_t rx_tag_ = 0;
   nbd::Chunk rx_chunk_{};
-  bool rx_wake_armed_ = false;
   uint64_t wake_value_ = 0;
 
   std::atomic<uint64_t> completed_{0};

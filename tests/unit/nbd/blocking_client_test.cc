@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nbd/protocol_error.h"
+#include "testing/protocol_matchers.h"
 #include "testing/status_matchers.h"
 
 namespace ublkgw::nbd {
@@ -21,12 +22,8 @@ using ::testing::HasSubstr;
 using ::ublkgw::nbd::testing::FakePeer;
 using ::ublkgw::nbd::testing::FakeServer;
 using ::ublkgw::testing::IsOk;
+using ::ublkgw::testing::IsViolation;
 using ::ublkgw::testing::StatusIs;
-
-MATCHER_P(IsViolation, error, "protocol violation " + std::string(ProtocolErrorName(error))) {
-  *result_listener << "status is " << ::ublkgw::testing::GetStatus(arg);
-  return GetProtocolError(::ublkgw::testing::GetStatus(arg)) == error;
-}
 
 constexpr uint16_t kAllFlags = kFlagHasFlags | kFlagSendFlush | kFlagSendFua | kFlagSendTrim |
                                kFlagSendWriteZeroes;

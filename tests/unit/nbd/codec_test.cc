@@ -8,6 +8,7 @@
 #include "nbd/bytes.h"
 #include "nbd/protocol_error.h"
 #include "nbd/wire.h"
+#include "testing/protocol_matchers.h"
 #include "testing/status_matchers.h"
 
 namespace ublkgw::nbd {
@@ -16,12 +17,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::ublkgw::testing::IsOk;
 using ::ublkgw::testing::IsOkAndHolds;
+using ::ublkgw::testing::IsViolation;
 using ::ublkgw::testing::StatusIs;
-
-MATCHER_P(IsViolation, error, "protocol violation " + std::string(ProtocolErrorName(error))) {
-  *result_listener << "status is " << ::ublkgw::testing::GetStatus(arg);
-  return GetProtocolError(::ublkgw::testing::GetStatus(arg)) == error;
-}
 
 Request Read(uint64_t offset, uint64_t length, uint64_t cookie = 7) {
   return Request{kCmdRead, 0, cookie, offset, length};

@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nbd/protocol_error.h"
+#include "testing/protocol_matchers.h"
 #include "testing/status_matchers.h"
 
 namespace ublkgw::nbd {
@@ -16,12 +17,8 @@ using ::testing::HasSubstr;
 using ::ublkgw::nbd::testing::FakePeer;
 using ::ublkgw::nbd::testing::FakeServer;
 using ::ublkgw::testing::IsOk;
+using ::ublkgw::testing::IsViolation;
 using ::ublkgw::testing::StatusIs;
-
-MATCHER_P(IsViolation, error, "protocol violation " + std::string(ProtocolErrorName(error))) {
-  *result_listener << "status is " << ::ublkgw::testing::GetStatus(arg);
-  return GetProtocolError(::ublkgw::testing::GetStatus(arg)) == error;
-}
 
 absl::StatusOr<ExportInfo> NegotiateWith(FakeServer::Script script, std::string name = "disk",
                                          absl::Duration timeout = absl::Seconds(5)) {
