@@ -12,8 +12,9 @@
 #               directory holding vmlinuz, modules/ and version
 #   --scenario  shell script run in the guest as `/scenario ARGS...`; it
 #               sources /lib/ublkgw/guest-lib.sh for helpers
-#   --bin       a binary of ours, installed in /usr/bin with its libraries
-#   --tool      a host program (found on PATH), installed with its libraries
+#   --bin       a binary of ours, installed in /usr/local/bin with its libraries
+#   --tool      a host program (found on PATH), installed in /usr/local/bin (ahead
+#               of busybox's applets) with its libraries
 #   --module    a kernel module to pack (with its dependencies); the scenario
 #               loads it with `load_module NAME`
 #   --file      extra file or directory to pack at DEST (an ELF file brings
@@ -98,11 +99,11 @@ pack_elf() {
 
 for b in "${bins[@]}"; do
   [[ -x "$b" ]] || { log "no binary '$b' (build first)"; exit 2; }
-  pack_elf "$b" "/usr/bin/$(basename "$b")"
+  pack_elf "$b" "/usr/local/bin/$(basename "$b")"
 done
 for t in "${tools[@]}"; do
   path=$(command -v "$t") || { log "tool '$t' is not installed on the host: run scripts/install-deps.sh"; exit 2; }
-  pack_elf "$path" "/usr/bin/$t"
+  pack_elf "$path" "/usr/local/bin/$t"
 done
 for f in "${files[@]}"; do
   src=${f%%:*} dest=${f#*:}

@@ -1,5 +1,9 @@
 # Helpers for guest scenarios (busybox ash). Source it:
 #   . /lib/ublkgw/guest-lib.sh
+# Host tools packed with --tool live in /usr/local/bin. Debian's static
+# busybox shell runs its own applet of the same name whatever PATH says, so
+# call a tool that busybox also provides (dd, blkdiscard, ...) by its full
+# path when the busybox one lacks what you need.
 # A scenario exits 0 on success, 77 to skip (with the reason), else fails.
 # Files it leaves in /out come back to the host (run-guest.sh --out).
 

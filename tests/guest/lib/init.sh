@@ -3,7 +3,7 @@
 # usual filesystems, runs /scenario, sends /out back over the console as
 # base64 between marker lines, prints the exit marker and powers off.
 /bin/busybox --install -s
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
