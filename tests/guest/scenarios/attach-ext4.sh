@@ -1,27 +1,46 @@
 #!/bin/sh
-# Guest scenario: the product's main job against nbdkit in the guest.
+# Guest scenario: the product's main job against a real NBD server in the
+# guest (nbdkit, qemu-nbd or nbd-server, exporting 256 MiB as "disk").
 # ublkgwd serves; 'ublkgw attach' gives /dev/ublkbN; raw data reads back; an
 # ext4 filesystem keeps its files' checksums across detach and re-attach;
 # bad requests get clear errors and leave no device behind; SIGTERM to the
 # daemon leaves no device either.
-# Args: QUEUES DEPTH
+# Args: SERVER QUEUES DEPTH
 . /lib/ublkgw/guest-lib.sh
-queues=${1:-1}
-depth=${2:-64}
+server=${1:-nbdkit}
+queues=${2:-1}
+depth=${3:-64}
 sock=/run/ublkgw/ublkgw.sock
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
-nbdkit -f -i 127.0.0.1 -p 10809 memory 256M >/out/nbdkit.log 2>&1 &
-nbdkit=$!
+case "$server" in
+  nbdkit)
+    nbdkit -f -i 127.0.0.1 -p 10809 memory 256M >/out/server.log 2>&1 &
+    ;;
+  qemu-nbd)
+    truncate -s 256M /tmp/disk.img
+    qemu-nbd -f raw -x disk -b 127.0.0.1 -p 10809 --persistent --shared=8 --discard=unmap \
+      /tmp/disk.img >/out/server.log 2>&1 &
+    ;;
+  nbd-server)
+    truncate -s 256M /tmp/disk.img
+    printf '[generic]\n  listenaddr = 127.0.0.1\n  port = 10809\n[disk]\n  exportname = /tmp/disk.img\n  trim = true\n  flush = true\n  fua = true\n' \
+      >/tmp/nbd-server.conf
+    # It daemonises and forks a process per client.
+    nbd-server -C /tmp/nbd-server.conf >/out/server.log 2>&1
+    ;;
+  *) fail "unknown server $server" ;;
+esac
 wait_for_listen 10809 20
+log "serving with $server"
 ublkgwd >/out/ublkgwd.log 2>&1 &
 daemon=$!
 wait_for_path $sock 20
 
 devices() { ls /dev/ublkb* 2>/dev/null | wc -l; }
 
-dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth "$depth") ||
+dev=$(ublkgw attach nbd://127.0.0.1:10809/disk --queues "$queues" --depth "$depth") ||
   fail "attach failed"
 log "attached as $dev"
 [ -b "$dev" ] || fail "$dev is not a block device"
@@ -47,7 +66,7 @@ ublkgw detach "$dev" || fail "detach failed"
 [ ! -e "$dev" ] || fail "$dev still exists after detach"
 log "files written, device detached"
 
-dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth "$depth") ||
+dev=$(ublkgw attach nbd://127.0.0.1:10809/disk --queues "$queues" --depth "$depth") ||
   fail "re-attach failed"
 mount -t ext4 "$dev" /mnt/vol || fail "mount after re-attach failed"
 (cd /mnt/vol && sha256sum -c /out/sums) || fail "checksums differ after re-attach"
@@ -70,5 +89,4 @@ log "bad requests refused, nothing left behind"
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $? on SIGTERM"
 [ "$(devices)" -eq 0 ] || fail "devices left after the daemon stopped: $(ls /dev/ublkb*)"
-kill $nbdkit
 log "ok"
