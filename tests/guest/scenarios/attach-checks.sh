@@ -7,6 +7,7 @@
 #   - FLUSH and FUA reach the server (its log);
 #   - a read-only export, or --read-only, gives a read-only device;
 #   - an unknown export is NOT_FOUND (exit 7) and leaves nothing behind;
+#   - without CAN_MULTI_CONN, --queues 2 gives one queue, and says so;
 #   - 8 devices attached at once, each verified.
 . /lib/ublkgw/guest-lib.sh
 
@@ -15,8 +16,11 @@ wait_for_path /dev/ublk-control 10
 nbdkit -f -i 127.0.0.1 -p 10809 --filter=log --filter=exportname memory 64M \
   logfile=/out/nbdkit-rw.log exportname=disk exportname-strict=true >/out/nbdkit.log 2>&1 &
 nbdkit -f -r -i 127.0.0.1 -p 10810 memory 16M >/out/nbdkit-ro.log 2>&1 &
+nbdkit -f -i 127.0.0.1 -p 10811 --filter=multi-conn memory 16M multi-conn-mode=disable \
+  >/out/nbdkit-single.log 2>&1 &
 wait_for_listen 10809 20
 wait_for_listen 10810 20
+wait_for_listen 10811 20
 ublkgwd >/out/ublkgwd.log 2>&1 &
 daemon=$!
 wait_for_path /run/ublkgw/ublkgw.sock 20
@@ -83,6 +87,13 @@ ublkgw attach nbd://127.0.0.1:10809/nope 2>/out/err.unknown; rc=$?
 grep -q "no export named 'nope'" /out/err.unknown || fail "unclear: $(cat /out/err.unknown)"
 [ -z "$(ls /dev/ublkb* 2>/dev/null)" ] || fail "a failed attach left a device"
 log "unknown export: NOT_FOUND, nothing left behind"
+
+# --- no CAN_MULTI_CONN: one queue, said -------------------------------------------
+dev=$(ublkgw attach nbd://127.0.0.1:10811/ --queues 2 2>/out/note.txt) || fail "attach failed"
+grep -q 'CAN_MULTI_CONN: using 1 queue' /out/note.txt || fail "no note about the queues: $(cat /out/note.txt)"
+ublkgw list --json | grep -q '"queues": 1' || fail "not one queue"
+ublkgw detach "$dev"
+log "without CAN_MULTI_CONN: one queue, and the CLI says why"
 
 # --- 8 devices at once ------------------------------------------------------------------
 dd if=/dev/urandom of=/tmp/p bs=1M count=2 2>/dev/null

@@ -30,22 +30,28 @@ log "fio: 64 MiB of random 4k writes verified (crc32c) in a read-back pass"
 ublkgw list --json >/out/list.json
 grep -q '"failed_requests": "0"' /out/list.json || fail "requests failed: $(cat /out/list.json)"
 
-# Forced detach under load: fio must end, with errors, and nothing hangs.
-$fio --name=load --filename="$dev" --ioengine=io_uring --direct=1 --rw=randrw --bs=16k \
-  --iodepth=32 --numjobs=2 --time_based --runtime=120 --eta=never --output=/out/fio-load.txt \
-  2>/out/fio-load.err &
-fio_pid=$!
-usleep 1500000
-kill -0 $fio_pid 2>/dev/null || fail "fio ended before the detach"
-ublkgw detach "$dev" --force || fail "forced detach failed"
-deadline=$(( $(date +%s) + 30 ))
-while kill -0 $fio_pid 2>/dev/null; do
-  [ "$(date +%s)" -lt "$deadline" ] || fail "fio still runs 30 s after the forced detach"
-  usleep 100000
-done
-wait $fio_pid && fail "fio succeeded although its device was detached"
-[ ! -e "$dev" ] || fail "$dev still exists"
-log "forced detach under load: fio ended with errors, device gone"
+# Detach under load, graceful then forced: fio must end, with errors, and
+# nothing hangs.
+detach_under_load() {
+  $fio --name=load --filename="$dev" --ioengine=io_uring --direct=1 --rw=randrw --bs=16k \
+    --iodepth=32 --numjobs=2 --time_based --runtime=120 --eta=never --output=/out/fio-load.txt \
+    2>/out/fio-load.err &
+  fio_pid=$!
+  usleep 1500000
+  kill -0 $fio_pid 2>/dev/null || fail "fio ended before the detach"
+  ublkgw detach "$dev" "$@" || fail "detach $* failed"
+  deadline=$(( $(date +%s) + 30 ))
+  while kill -0 $fio_pid 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "fio still runs 30 s after detach $*"
+    usleep 100000
+  done
+  wait $fio_pid && fail "fio succeeded although its device was detached"
+  [ ! -e "$dev" ] || fail "$dev still exists"
+  log "detach $* under load: fio ended with errors, device gone"
+}
+detach_under_load
+dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 128) || fail "attach failed"
+detach_under_load --force
 
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
