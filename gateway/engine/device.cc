@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "engine/request_mapping.h"
 #include "glog/logging.h"
 #include "nbd/stream.h"
@@ -64,7 +65,9 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
     LOG(WARNING) << uri->ToString() << ": " << note;
     queues = 1;
   }
-  const uint32_t max_io = std::min(kMaxIoBytes, info.max_payload);
+  // The kernel rounds the buffer size down to whole pages.
+  const uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
+  const uint32_t max_io = std::max(page, std::min(kMaxIoBytes, info.max_payload) / page * page);
   auto params = ParamsForExport(info, max_io, options.read_only);
   if (!params.ok()) return params.status();
   for (uint16_t q = 1; q < queues; ++q) {
@@ -91,7 +94,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
   device->depth_ = options.depth;
   device->read_only_ = options.read_only || info.read_only();
   auto fail = [&](absl::Status why) -> absl::Status {
-    if (absl::Status s = device->Teardown(/*force=*/true); !s.ok()) {
+    if (absl::Status s = device->Teardown(/*force=*/true, /*started=*/false); !s.ok()) {
       LOG(ERROR) << "cleaning up ublk device " << device->id_ << ": " << s;
     }
     return why;
@@ -113,8 +116,14 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
       if (!s.ok()) LOG(ERROR) << "ublk device " << id << ": queue worker: " << s;
     });
   }
-  // START_DEV returns once every queue has fetched its tags and the disk is
-  // added (its partition scan is served by the workers).
+  // START_DEV waits for every queue's FETCH_REQs: send it only once each
+  // worker has them in the kernel, or it would wait forever for a queue
+  // that failed to start.
+  for (auto& worker : device->workers_) {
+    if (absl::Status s = worker->WaitReady(absl::Seconds(30)); !s.ok()) return fail(s);
+  }
+  // It returns once the disk is added (its partition scan is served by the
+  // workers).
   if (absl::Status s = ctrl.StartDev(device->id_, getpid()); !s.ok()) return fail(s);
   device->attached_ = true;
   LOG(INFO) << "attached " << uri->ToString() << " as " << device->block_path() << " ("
@@ -123,11 +132,30 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
   return device;
 }
 
-absl::Status Device::Teardown(bool force) {
-  if (force) {
-    for (auto& worker : workers_) worker->Abort();
+absl::Status Device::Teardown(bool force, bool started) {
+  absl::Status status;
+  if (!started) {
+    // Never started: no STOP_DEV to wait for; the workers leave at once and
+    // closing their rings cancels their FETCH_REQs.
+    for (auto& worker : workers_) worker->ExitNow();
+  } else {
+    if (force) {
+      for (auto& worker : workers_) worker->Abort();
+    }
+    // STOP_DEV waits for requests in flight; a server that stopped
+    // answering would hold it forever, so after a grace period they fail.
+    absl::Notification stopped;
+    std::thread watchdog([&] {
+      if (!stopped.WaitForNotificationWithTimeout(kGracefulStopTimeout)) {
+        LOG(WARNING) << "ublk device " << id_ << ": requests still in flight after "
+                     << absl::FormatDuration(kGracefulStopTimeout) << "; failing them";
+        for (auto& worker : workers_) worker->Abort();
+      }
+    });
+    status = ctrl_.StopDev(id_);
+    stopped.Notify();
+    watchdog.join();
   }
-  absl::Status status = ctrl_.StopDev(id_);
   for (auto& thread : threads_) thread.join();
   threads_.clear();
   workers_.clear();
@@ -139,7 +167,7 @@ absl::Status Device::Teardown(bool force) {
 absl::Status Device::Detach(bool force) {
   if (!attached_) return absl::OkStatus();
   attached_ = false;
-  absl::Status s = Teardown(force);
+  absl::Status s = Teardown(force, /*started=*/true);
   LOG(INFO) << "detached " << block_path() << (force ? " (forced)" : "") << ": " << s;
   return s;
 }

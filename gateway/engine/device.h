@@ -30,6 +30,9 @@ struct AttachOptions {
 inline constexpr uint16_t kMaxQueues = 64;
 inline constexpr uint16_t kMaxDepth = 1024;
 inline constexpr uint32_t kMaxIoBytes = 512 * 1024;
+// How long a graceful detach waits for requests in flight (a server that
+// stopped answering) before it fails them with EIO.
+inline constexpr absl::Duration kGracefulStopTimeout = absl::Seconds(30);
 
 // Teardown order: workers stop (STOP_DEV aborts their fetches), threads are
 // joined, /dev/ublkcN is closed, then DEL_DEV. `ctrl` must outlive the
@@ -65,8 +68,9 @@ class Device {
  private:
   Device(ublk::ControlDevice& ctrl, uint32_t id) : ctrl_(ctrl), id_(id) {}
   // Stops workers and deletes the ublk device; used by Detach and by a
-  // failed Attach.
-  absl::Status Teardown(bool force);
+  // failed Attach (`started`: whether START_DEV succeeded). A graceful stop
+  // that takes longer than kGracefulStopTimeout becomes a forced one.
+  absl::Status Teardown(bool force, bool started);
 
   ublk::ControlDevice& ctrl_;
   uint32_t id_;

@@ -49,6 +49,19 @@ void QueueWorker::Abort() {
   (void)!write(wake_fd_.get(), &one, sizeof(one));
 }
 
+void QueueWorker::ExitNow() {
+  exit_now_.store(true);
+  Abort();
+}
+
+absl::Status QueueWorker::WaitReady(absl::Duration timeout) {
+  if (!ready_.WaitForNotificationWithTimeout(timeout)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("queue ", config_.q_id, " did not start within ", absl::FormatDuration(timeout)));
+  }
+  return ready_status_;
+}
+
 io_uring_sqe* QueueWorker::Sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(ring_->get());
   if (sqe == nullptr) {
@@ -61,6 +74,7 @@ io_uring_sqe* QueueWorker::Sqe() {
 }
 
 absl::Status QueueWorker::Setup() {
+  if (!wake_fd_.valid()) return ErrnoToStatus(errno, "eventfd");
   // Each tag can have a ublk command in flight, plus one SENDMSG, one RECV
   // and the wake-up poll.
   const unsigned entries = std::max<unsigned>(64, config_.depth * 2 + 8);
@@ -84,14 +98,24 @@ absl::Status QueueWorker::Setup() {
 }
 
 absl::Status QueueWorker::Run() {
-  if (absl::Status s = Setup(); !s.ok()) return s;
+  if (absl::Status s = Setup(); !s.ok()) {
+    ready_status_ = s;
+    ready_.Notify();
+    return s;
+  }
   SubmitFetchAll();
   ArmRecv();
   io_uring_sqe* wake = Sqe();
   io_uring_prep_read(wake, wake_fd_.get(), &wake_value_, sizeof(wake_value_), 0);
   io_uring_sqe_set_data64(wake, UserData(Op::kWake));
+  // The FETCH_REQs must be in the kernel before START_DEV (which waits for
+  // every queue): submit now, and say whether it worked.
+  const int submitted = io_uring_submit(ring_->get());
+  if (submitted < 0) ready_status_ = ErrnoToStatus(-submitted, "submitting FETCH_REQs");
+  ready_.Notify();
+  if (submitted < 0) return ready_status_;
 
-  while (live_tags_ > 0) {
+  while (live_tags_ > 0 && !exit_now_.load()) {
     const int ret = io_uring_submit_and_wait(ring_->get(), 1);
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       return ErrnoToStatus(-ret, "io_uring_submit_and_wait");
@@ -130,7 +154,7 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
       OnRecv(cqe.res);
       return;
     case Op::kWake:
-      FailConnection(absl::CancelledError("forced detach"));
+      FailConnection(absl::CancelledError(exit_now_.load() ? "attach failed" : "forced detach"));
       return;
   }
   LOG(ERROR) << "queue " << config_.q_id << ": unknown completion 0x" << std::hex << cqe.user_data;
@@ -165,10 +189,19 @@ void QueueWorker::StartRequest(uint16_t tag) {
     Complete(tag, -EIO);
     return;
   }
+  if ((mapped.request.type == nbd::kCmdRead || mapped.request.type == nbd::kCmdWrite) &&
+      mapped.request.length > config_.max_io_bytes) {
+    // The kernel keeps requests within max_sectors; never trust it with
+    // our buffer's bounds.
+    Complete(tag, -EINVAL);
+    return;
+  }
   t.request = mapped.request;
   t.request.cookie = MakeCookie({generation_, config_.q_id, tag});
   t.server_error = absl::OkStatus();
   t.coverage.reset();
+  t.payload_in_send = false;
+  t.reply_waiting = false;
   auto n = nbd::EncodeRequest(t.request, info_.mode, t.header);
   CHECK(n.ok()) << n.status();  // MapRequest validated the request
   t.header_size = *n;
@@ -193,6 +226,7 @@ void QueueWorker::Complete(uint16_t tag, int32_t result) {
 void QueueWorker::MaybeSend() {
   if (send_in_flight_ || send_queue_.empty() || !connected_) return;
   send_iov_.clear();
+  send_batch_.clear();
   send_iov_pos_ = 0;
   for (size_t n = 0; n < kMaxBatch && !send_queue_.empty(); ++n) {
     const uint16_t tag = send_queue_.front();
@@ -202,6 +236,8 @@ void QueueWorker::MaybeSend() {
     send_iov_.push_back({t.header, t.header_size});
     if (t.request.type == nbd::kCmdWrite) {
       send_iov_.push_back({buffers_ + size_t{tag} * config_.max_io_bytes, t.request.length});
+      t.payload_in_send = true;
+      send_batch_.push_back(tag);
     }
   }
   send_msg_ = {};
@@ -215,6 +251,7 @@ void QueueWorker::MaybeSend() {
 
 void QueueWorker::OnSend(int res) {
   send_in_flight_ = false;
+  if (!connected_) return;  // FailConnection already failed these tags
   if (res < 0) {
     FailConnection(ErrnoToStatus(-res, "send to the NBD server"));
     return;
@@ -225,7 +262,20 @@ void QueueWorker::OnSend(int res) {
     sent -= send_iov_[send_iov_pos_].iov_len;
     ++send_iov_pos_;
   }
-  if (send_iov_pos_ == send_iov_.size()) return;
+  if (send_iov_pos_ == send_iov_.size()) {
+    // The batch's payloads are out: their buffers are free, and replies
+    // that came first can complete now.
+    for (uint16_t tag : send_batch_) {
+      Tag& t = tags_[tag];
+      t.payload_in_send = false;
+      if (t.reply_waiting) {
+        t.reply_waiting = false;
+        Complete(tag, t.reply_result);
+      }
+    }
+    send_batch_.clear();
+    return;
+  }
   iovec& partial = send_iov_[send_iov_pos_];
   partial.iov_base = static_cast<uint8_t*>(partial.iov_base) + sent;
   partial.iov_len -= sent;
@@ -316,7 +366,8 @@ absl::Status QueueWorker::OnReplyHeader() {
   if (!header.ok()) return header.status();
   const CookieParts cookie = SplitCookie(header->cookie);
   if (cookie.generation != generation_ || cookie.q_id != config_.q_id ||
-      cookie.tag >= config_.depth || tags_[cookie.tag].state != TagState::kInFlight) {
+      cookie.tag >= config_.depth || tags_[cookie.tag].state != TagState::kInFlight ||
+      tags_[cookie.tag].reply_waiting) {
     return nbd::ProtocolViolation(nbd::ProtocolError::kUnknownCookie,
                                   absl::StrCat("reply for cookie 0x", absl::Hex(header->cookie),
                                                ", which is not in flight on queue ", config_.q_id));
@@ -405,6 +456,13 @@ void QueueWorker::FinishReply(uint16_t tag) {
                                           "read ended before all of it arrived"));
     return;
   }
+  if (t.payload_in_send) {
+    // The server answered before our SENDMSG finished with this write's
+    // buffer: commit only once it has (OnSend).
+    t.reply_waiting = true;
+    t.reply_result = result;
+    return;
+  }
   Complete(tag, result);
 }
 
@@ -415,10 +473,15 @@ void QueueWorker::FailConnection(const absl::Status& why) {
   // Pending RECV/SENDMSG complete with errors once the socket is shut down.
   ::shutdown(socket_.get(), SHUT_RDWR);
   for (uint16_t tag = 0; tag < config_.depth; ++tag) {
-    const TagState state = tags_[tag].state;
-    if (state == TagState::kQueued || state == TagState::kInFlight) Complete(tag, -EIO);
+    Tag& t = tags_[tag];
+    if (t.state == TagState::kQueued || t.state == TagState::kInFlight) {
+      t.payload_in_send = false;
+      t.reply_waiting = false;
+      Complete(tag, -EIO);
+    }
   }
   send_queue_.clear();
+  send_batch_.clear();
 }
 
 }  // namespace ublkgw::engine

@@ -29,6 +29,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "base/uring.h"
 #include "nbd/codec.h"
@@ -60,6 +62,15 @@ class QueueWorker {
   // connection (forced detach). Thread-safe.
   void Abort();
 
+  // Makes Run() return at once, whatever is in flight; closing the ring
+  // then cancels the queue's FETCH_REQs. Only for a device that never
+  // started (a failed attach). Thread-safe.
+  void ExitNow();
+
+  // Waits until Run() has its FETCH_REQs in the kernel (or failed first).
+  // Returns Run()'s set-up status, or DEADLINE_EXCEEDED. Thread-safe.
+  absl::Status WaitReady(absl::Duration timeout);
+
   // Counters, readable from any thread.
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
   uint64_t failed() const { return failed_.load(std::memory_order_relaxed); }
@@ -79,6 +90,11 @@ class QueueWorker {
     size_t header_size = 0;
     absl::Status server_error;  // from an error chunk; reported at DONE
     std::unique_ptr<nbd::ReadCoverage> coverage;
+    // A write's buffer may be reused only once its payload has left in a
+    // completed SENDMSG: a reply that comes earlier waits here.
+    bool payload_in_send = false;
+    bool reply_waiting = false;
+    int32_t reply_result = 0;
   };
 
   // What a RECV is reading into, and why.
@@ -117,6 +133,7 @@ class QueueWorker {
   std::deque<uint16_t> send_queue_;
   bool send_in_flight_ = false;
   std::vector<iovec> send_iov_;
+  std::vector<uint16_t> send_batch_;  // the tags of the SENDMSG in flight
   size_t send_iov_pos_ = 0;
   msghdr send_msg_{};
 
@@ -134,6 +151,10 @@ class QueueWorker {
   uint16_t rx_tag_ = 0;
   nbd::Chunk rx_chunk_{};
   uint64_t wake_value_ = 0;
+
+  std::atomic<bool> exit_now_{false};
+  absl::Notification ready_;
+  absl::Status ready_status_;  // written before ready_ is notified
 
   std::atomic<uint64_t> completed_{0};
   std::atomic<uint64_t> failed_{0};
