@@ -14,6 +14,10 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 ip link set lo up
+# Names resolve from files only: no DNS lookups (they would wait for a
+# resolver that does not exist, and nothing may leave the guest anyway).
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' >/etc/hosts
+printf 'hosts: files\n' >/etc/nsswitch.conf
 echo "UBLKGW-GUEST-KERNEL: $(uname -r) cpus=$(nproc) uptime=$(cut -d' ' -f1 /proc/uptime)s"
 
 cd /root

@@ -33,6 +33,12 @@ case "$server" in
   *) fail "unknown server $server" ;;
 esac
 wait_for_listen 10809 20
+# Listening is not serving yet: wait for a whole handshake.
+deadline=$(( $(date +%s) + 60 ))
+until ublkgw info nbd://127.0.0.1:10809/disk --timeout 30 >/dev/null 2>&1; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "$server does not answer a handshake after 60 s"
+  usleep 200000
+done
 log "serving with $server"
 ublkgwd >/out/ublkgwd.log 2>&1 &
 daemon=$!
