@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/exit_codes.h"
-#include "cli/features_command.h"
+#include "cli/output.h"
 #include "google/protobuf/util/json_util.h"
 #include "ublkgw/v1/ublkgw.grpc.pb.h"
 
@@ -47,17 +47,6 @@ std::string ToJson(const google::protobuf::Message& m) {
 
 const char* DataPathName(v1::DataPath path) {
   return path == v1::DATA_PATH_COPY ? "copy" : "auto";
-}
-
-std::string HumanSize(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 5) {
-    v /= 1024;
-    ++u;
-  }
-  return absl::StrFormat("%.1f %s", v, units[u]);
 }
 
 }  // namespace

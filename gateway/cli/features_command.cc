@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/exit_codes.h"
+#include "cli/output.h"
 #include "ublk/control_device.h"
 #include "ublk/features.h"
 
@@ -56,18 +57,6 @@ nlohmann::json FeaturesJson(const FeatureReport& report) {
       {"unsupported", unsupported},
       {"unknown_bits", ublk::UnknownFeatureBits(report.mask)},
   };
-}
-
-int ReportError(const absl::Status& status, bool json, std::ostream& out, std::ostream& err) {
-  err << "ublkgw: error: " << status.message() << "\n";
-  if (json) {
-    out << nlohmann::json{{"error",
-                           {{"code", absl::StatusCodeToString(status.code())},
-                            {"message", std::string(status.message())}}}}
-               .dump(2)
-        << "\n";
-  }
-  return ExitCodeFor(status);
 }
 
 int RunFeatures(const FeaturesOptions& options, std::ostream& out, std::ostream& err) {

@@ -35,10 +35,6 @@ nlohmann::json FeaturesJson(const FeatureReport& report);
 // Returns the exit code.
 int RunFeatures(const FeaturesOptions& options, std::ostream& out, std::ostream& err);
 
-// Prints `status` as the CLI's error: to `err` always, and as JSON on `out`
-// when `json`. Returns ExitCodeFor(status).
-int ReportError(const absl::Status& status, bool json, std::ostream& out, std::ostream& err);
-
 }  // namespace ublkgw::cli
 
 #endif  // UBLKGW_CLI_FEATURES_COMMAND_H_

@@ -3,7 +3,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/exit_codes.h"
-#include "cli/features_command.h"
+#include "cli/output.h"
 #include "nbd/blocking_client.h"
 #include "nbd/stream.h"
 #include "nbd/wire.h"
@@ -19,17 +19,6 @@ const char* ModeName(nbd::HeaderMode mode) {
     case nbd::HeaderMode::kExtended: return "extended headers";
   }
   return "?";
-}
-
-std::string HumanSize(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 6) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? absl::StrFormat("%d B", bytes) : absl::StrFormat("%.1f %s", v, units[u]);
 }
 
 int ListExports(const nbd::Uri& uri, const InfoOptions& options, std::ostream& out,

@@ -170,10 +170,7 @@ absl::Status BlockingClient::ReceiveChunk(const ReplyHeader& header, const Reque
       } else if (absl::Status s = stream_.Skip(chunk->trailer_length); !s.ok()) {
         return s;
       }
-      for (char& c : message) {
-        if (static_cast<unsigned char>(c) < 0x20) c = '?';
-      }
-      if (server_error.ok()) server_error = ServerError(chunk->error, message);
+      if (server_error.ok()) server_error = ServerError(chunk->error, PrintableServerText(message));
       return absl::OkStatus();
     }
   }

@@ -29,15 +29,6 @@ absl::Status BadHandshake(absl::string_view detail) {
   return ProtocolViolation(ProtocolError::kBadHandshake, detail);
 }
 
-// Server text goes into our messages and logs: keep it printable.
-std::string Printable(absl::string_view text) {
-  std::string out(text.substr(0, 512));
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  }
-  return out;
-}
-
 const char* OptionName(uint32_t option) {
   switch (option) {
     case kOptExportName: return "NBD_OPT_EXPORT_NAME";
@@ -118,8 +109,8 @@ absl::StatusOr<OptionReply> ReadOptionReply(Stream& stream, uint32_t option) {
 // The status for an error reply to `option`, in the user's terms.
 absl::Status OptionError(uint32_t option, const OptionReply& reply, absl::string_view export_name) {
   const std::string said =
-      reply.data.empty() ? "" : absl::StrCat(" (server says: ", Printable(reply.data), ")");
-  const std::string exp = absl::StrCat("'", Printable(export_name), "'");
+      reply.data.empty() ? "" : absl::StrCat(" (server says: ", PrintableServerText(reply.data), ")");
+  const std::string exp = absl::StrCat("'", PrintableServerText(export_name), "'");
   switch (reply.type) {
     case kRepErrUnsup:
       return absl::UnimplementedError(absl::StrCat("the server does not support ", OptionName(option), said));
@@ -189,10 +180,10 @@ absl::Status ParseInfo(const std::string& data, ExportInfo& info, bool& got_expo
       return absl::OkStatus();
     }
     case kInfoName:
-      info.canonical_name = Printable(data.substr(2));
+      info.canonical_name = PrintableServerText(data.substr(2));
       return absl::OkStatus();
     case kInfoDescription:
-      info.description = Printable(data.substr(2));
+      info.description = PrintableServerText(data.substr(2));
       return absl::OkStatus();
     case kInfoBlockSize: {
       auto min = r.Get<uint32_t>();
@@ -258,7 +249,7 @@ absl::Status ExportNameFallback(Stream& stream, ExportInfo& info) {
     if (absl::IsUnavailable(s)) {
       return absl::NotFoundError(absl::StrCat(
           "the server closed the connection after NBD_OPT_EXPORT_NAME: it has no export named '",
-          Printable(info.export_name), "' (or refused it)"));
+          PrintableServerText(info.export_name), "' (or refused it)"));
     }
     return s;
   }
@@ -331,8 +322,8 @@ absl::StatusOr<std::vector<ExportListEntry>> ListExports(Stream& stream) {
       return BadHandshake("NBD_REP_SERVER whose name length exceeds the reply");
     }
     ExportListEntry entry;
-    entry.name = Printable(*r.GetString(*name_length));
-    entry.description = Printable(*r.GetString(r.remaining()));
+    entry.name = PrintableServerText(*r.GetString(*name_length));
+    entry.description = PrintableServerText(*r.GetString(r.remaining()));
     exports.push_back(std::move(entry));
   }
   // End politely; the server may close without answering (older servers).

@@ -37,6 +37,14 @@ absl::Status ProtocolViolation(ProtocolError error, absl::string_view detail) {
   return status;
 }
 
+std::string PrintableServerText(absl::string_view text) {
+  std::string out(text.substr(0, 512));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
+}
+
 std::optional<ProtocolError> GetProtocolError(const absl::Status& status) {
   auto payload = status.GetPayload(kPayloadUrl);
   if (!payload.has_value()) return std::nullopt;

@@ -6,6 +6,7 @@
 #define UBLKGW_NBD_PROTOCOL_ERROR_H_
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -30,6 +31,10 @@ std::string_view ProtocolErrorName(ProtocolError error);
 
 // A DATA_LOSS status: "NBD server protocol violation (NAME): `detail`".
 absl::Status ProtocolViolation(ProtocolError error, absl::string_view detail);
+
+// Text from the server (messages, names) made safe for our messages and
+// logs: at most 512 bytes, control characters as '?'.
+std::string PrintableServerText(absl::string_view text);
 
 // The violation `status` carries, if it is one.
 std::optional<ProtocolError> GetProtocolError(const absl::Status& status);

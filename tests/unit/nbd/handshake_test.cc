@@ -109,6 +109,17 @@ TEST(HandshakeTest, ExportNameRefusedByClosing) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no export named 'disk'")));
 }
 
+// Greets, refuses extended headers, accepts structured replies, and reads
+// NBD_OPT_GO: the script then answers it.
+void HandshakeUpToGo(FakePeer& peer) {
+  peer.Greet();
+  peer.ReadOption();
+  peer.Reply(kOptExtendedHeaders, kRepErrUnsup);
+  peer.ReadOption();
+  peer.Reply(kOptStructuredReply, kRepAck);
+  peer.ReadOption();
+}
+
 struct Refusal {
   const char* name;
   uint32_t reply;
@@ -120,12 +131,7 @@ class RefusalTest : public ::testing::TestWithParam<Refusal> {};
 
 TEST_P(RefusalTest, GoRefusalNamesTheCause) {
   auto info = NegotiateWith([](FakePeer& peer) {
-    peer.Greet();
-    peer.ReadOption();
-    peer.Reply(kOptExtendedHeaders, kRepErrUnsup);
-    peer.ReadOption();
-    peer.Reply(kOptStructuredReply, kRepAck);
-    peer.ReadOption();
+    HandshakeUpToGo(peer);
     peer.Reply(kOptGo, GetParam().reply, "go away\n");
   });
   EXPECT_THAT(info, StatusIs(GetParam().code, HasSubstr(GetParam().says)));
@@ -188,15 +194,6 @@ TEST(HandshakeTest, OversizedOptionReply) {
                                .Put(kRepErrUnsup).Put(uint32_t{1} << 30).Take());
               }),
               IsViolation(ProtocolError::kOversizedLength));
-}
-
-void HandshakeUpToGo(FakePeer& peer) {
-  peer.Greet();
-  peer.ReadOption();
-  peer.Reply(kOptExtendedHeaders, kRepErrUnsup);
-  peer.ReadOption();
-  peer.Reply(kOptStructuredReply, kRepAck);
-  peer.ReadOption();
 }
 
 TEST(HandshakeTest, ImpossibleBlockSizes) {
