@@ -3,7 +3,12 @@
 #ifndef UBLKGW_CONTROL_SERVICE_H_
 #define UBLKGW_CONTROL_SERVICE_H_
 
+#include <atomic>
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "control/volume_manager.h"
 #include "grpcpp/grpcpp.h"
 #include "ublkgw/v1/ublkgw.grpc.pb.h"
@@ -12,9 +17,21 @@ namespace ublkgw::control {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// What the daemon tells GetDaemonInfo beyond what the manager knows.
+struct DaemonFacts {
+  std::string version;
+  std::vector<std::string> listeners;
+  absl::Time started = absl::Now();
+};
+
+inline constexpr int kMaxWatchers = 64;
+inline constexpr uint32_t kMinWatchIntervalMs = 100;
+inline constexpr uint32_t kMaxWatchIntervalMs = 3600 * 1000;
+
 class Service final : public v1::Ublkgw::Service {
  public:
-  explicit Service(VolumeManager& volumes) : volumes_(volumes) {}
+  Service(VolumeManager& volumes, DaemonFacts facts)
+      : volumes_(volumes), facts_(std::move(facts)) {}
 
   grpc::Status Attach(grpc::ServerContext*, const v1::AttachRequest* request,
                       v1::AttachResponse* response) override;
@@ -22,11 +39,27 @@ class Service final : public v1::Ublkgw::Service {
                       v1::DetachResponse* response) override;
   grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request,
                     v1::ListResponse* response) override;
+  grpc::Status GetVolume(grpc::ServerContext*, const v1::GetVolumeRequest* request,
+                         v1::GetVolumeResponse* response) override;
+  // Samples until the client cancels, `count` is reached, the volume goes
+  // (NOT_FOUND) or the server shuts down. At most kMaxWatchers at once.
+  grpc::Status WatchVolume(grpc::ServerContext* context, const v1::WatchVolumeRequest* request,
+                           grpc::ServerWriter<v1::VolumeStats>* writer) override;
+  grpc::Status Resize(grpc::ServerContext*, const v1::ResizeRequest* request,
+                      v1::ResizeResponse* response) override;
+  grpc::Status GetDaemonInfo(grpc::ServerContext*, const v1::GetDaemonInfoRequest* request,
+                             v1::DaemonInfo* response) override;
   grpc::Status GetFeatures(grpc::ServerContext*, const v1::GetFeaturesRequest* request,
                            v1::GetFeaturesResponse* response) override;
 
+  // Ends every WatchVolume stream (the server is shutting down).
+  void StopWatches() { stopping_.store(true); }
+
  private:
   VolumeManager& volumes_;
+  const DaemonFacts facts_;
+  std::atomic<int> watchers_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace ublkgw::control

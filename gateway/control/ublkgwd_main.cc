@@ -1,30 +1,49 @@
-// ublkgwd: the ublkgw daemon. Serves the ublkgw.v1 gRPC API on a unix
-// socket (mode 0600) and hosts every attached volume. SIGTERM or SIGINT
-// detaches every volume and exits.
+// ublkgwd: the ublkgw daemon. Serves the ublkgw.v1 gRPC API and hosts every
+// attached volume. SIGTERM or SIGINT detaches every volume and exits; the
+// record of them stays, so the next ublkgwd attaches them again.
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 
-#include <filesystem>
 #include <iostream>
-#include <memory>
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "control/service.h"
-#include "control/volume_manager.h"
+#include "control/daemon.h"
 #include "glog/logging.h"
-#include "grpcpp/grpcpp.h"
 
 int main(int argc, char** argv) {
+  using ublkgw::control::DaemonOptions;
   CLI::App app{"ublkgwd: the ublkgw daemon. Attaches NBD exports as /dev/ublkbN on request\n"
                "of the ublkgw CLI (or any client of the ublkgw.v1 gRPC API)."};
-  std::string socket = "/run/ublkgw/ublkgw.sock";
-  app.add_option("--socket", socket, "unix socket to serve the API on (created mode 0600)")
+  DaemonOptions o;
+  app.add_option("--socket", o.socket,
+                 "unix socket to serve the API on, created mode 0600 (owner only); '' for none")
       ->capture_default_str();
-  std::string control = ublkgw::ublk::kControlDevicePath;
-  app.add_option("--control-device", control, "the ublk control device")->capture_default_str();
-  app.footer("Examples:\n  ublkgwd\n  ublkgwd --socket /tmp/ublkgw.sock\n");
+  app.add_option("--socket-group", o.socket_group,
+                 "make the socket 0660 for this group, so its members may drive the daemon");
+  app.add_option("--state-dir", o.state_dir,
+                 "where attachments are recorded (state.json) and restored from at start; "
+                 "'' to record nothing")
+      ->capture_default_str();
+  app.add_option("--listen", o.listen,
+                 "also serve the API on TCP HOST:PORT, with mutual TLS only (needs the three "
+                 "--tls-* files)");
+  app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain the TCP listener presents");
+  app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", o.tls_client_ca,
+                 "PEM CA certificate(s); only clients with a certificate it signed are served");
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9477)");
+  app.add_option("--control-device", o.control_device, "the ublk control device")
+      ->capture_default_str();
+  app.footer(
+      "Examples:\n"
+      "  ublkgwd\n"
+      "  ublkgwd --socket-group ublkgw --metrics-listen 127.0.0.1:9477\n"
+      "  ublkgwd --listen 0.0.0.0:7443 --tls-cert server.pem --tls-key server.key \\\n"
+      "          --tls-client-ca clients-ca.pem\n"
+      "  ublkgwd --socket /tmp/ublkgw.sock --state-dir /tmp/ublkgw-state\n\n"
+      "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 could not serve, 2 bad options.\n");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -41,31 +60,14 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(socket).parent_path(), ec);
-  std::filesystem::remove(socket, ec);  // a stale socket from a dead daemon
-
-  ublkgw::control::VolumeManager volumes(control);
-  ublkgw::control::Service service(volumes);
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
-  builder.RegisterService(&service);
-  // Only the owner (root) may drive the daemon: the socket is created 0600.
-  const mode_t old_umask = umask(0177);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  umask(old_umask);
-  if (!server) {
-    std::cerr << "ublkgwd: cannot serve on unix:" << socket
-              << " (is another ublkgwd running? is the directory writable?)\n";
-    return 1;
+  auto daemon = ublkgw::control::Daemon::Start(o);
+  if (!daemon.ok()) {
+    std::cerr << "ublkgwd: " << daemon.status().message() << "\n";
+    return absl::IsInvalidArgument(daemon.status()) ? 2 : 1;
   }
-  LOG(INFO) << "ublkgwd serving on unix:" << socket;
-
   int sig = 0;
   sigwait(&stop, &sig);
-  LOG(INFO) << "signal " << sig << ": detaching every volume and exiting";
-  volumes.DetachAll(/*force=*/false);
-  server->Shutdown();
-  std::filesystem::remove(socket, ec);
+  LOG(INFO) << "signal " << sig << ": detaching every volume (records kept) and exiting";
+  (*daemon)->Stop();
   return 0;
 }

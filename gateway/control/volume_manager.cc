@@ -2,8 +2,9 @@
 
 #include <sys/utsname.h>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "control/stats_proto.h"
 #include "glog/logging.h"
 #include "nbd/uri.h"
 #include "ublk/features.h"
@@ -40,114 +41,370 @@ absl::StatusOr<engine::AttachOptions> Validate(const v1::AttachRequest& r) {
   options.queues = static_cast<uint16_t>(queues);
   options.depth = static_cast<uint16_t>(depth);
   options.read_only = r.read_only();
+  // Parse before touching the kernel: a wrong URI is the caller's mistake
+  // on any host.
+  if (auto uri = nbd::ParseUri(options.uri); !uri.ok()) return uri.status();
   return options;
+}
+
+std::string KernelRelease() {
+  utsname u{};
+  return uname(&u) == 0 ? std::string(u.release) : std::string();
 }
 
 }  // namespace
 
-VolumeManager::~VolumeManager() { DetachAll(/*force=*/true); }
+VolumeManager::VolumeManager(ManagerOptions options) : options_(std::move(options)) {
+  if (!options_.state_dir.empty()) store_.emplace(options_.state_dir);
+}
+
+VolumeManager::~VolumeManager() { Shutdown(/*force=*/true); }
 
 absl::StatusOr<ublk::ControlDevice*> VolumeManager::Control() {
   if (!control_.has_value()) {
-    auto opened = ublk::ControlDevice::Open(control_path_);
+    auto opened = ublk::ControlDevice::Open(options_.control_path);
     if (!opened.ok()) return opened.status();
     control_.emplace(*std::move(opened));
   }
   return &*control_;
 }
 
-v1::Volume VolumeManager::Describe(const engine::Device& device) {
+VolumeManager::Table::iterator VolumeManager::Find(const VolumeRef& ref) {
+  if (ref.id.has_value()) return volumes_.find(*ref.id);
+  for (auto it = volumes_.begin(); it != volumes_.end(); ++it) {
+    if (ublk::BlockDevicePath(it->first) == ref.path) return it;
+  }
+  return volumes_.end();
+}
+
+absl::Status VolumeManager::NotFound(const VolumeRef& ref) {
+  return absl::NotFoundError(
+      absl::StrCat("no volume ", ref.id.has_value() ? absl::StrCat(*ref.id) : ref.path,
+                   " is attached by this daemon ('ublkgw list' shows them)"));
+}
+
+v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry) {
   v1::Volume v;
-  v.set_device_id(device.id());
-  v.set_device_path(device.block_path());
+  v.set_device_id(id);
+  v.set_device_path(ublk::BlockDevicePath(id));
+  const v1::AttachRequest& asked = entry.record.request();
+  if (entry.device == nullptr) {
+    v.set_uri(asked.uri());
+    v.set_queues(asked.queues() == 0 ? 1 : asked.queues());
+    v.set_depth(asked.depth() == 0 ? 128 : asked.depth());
+    v.set_data_path(v1::DATA_PATH_COPY);
+    v.set_read_only(asked.read_only());
+    v.set_health(v1::HEALTH_RESTORING);
+    v.set_health_detail(absl::StrCat(
+        "recorded, not attached yet", entry.restore_error.empty() ? "" : ": ",
+        entry.restore_error, " (next attempt in ",
+        absl::FormatDuration(absl::Trunc(std::max(entry.next_try - absl::Now(), absl::ZeroDuration()),
+                                         absl::Seconds(1))),
+        ")"));
+    return v;
+  }
+  const engine::Device& device = *entry.device;
   v.set_uri(device.uri());
   v.set_queues(device.queues());
   v.set_depth(device.depth());
   v.set_data_path(v1::DATA_PATH_COPY);
   v.set_read_only(device.read_only());
-  v.set_size_bytes(device.export_info().size);
+  v.set_size_bytes(device.size());
   for (const auto& name : nbd::TransmissionFlagNames(device.export_info().flags)) {
     v.add_transmission_flags(name);
   }
   v.set_note(device.note());
-  v.set_completed_requests(device.completed());
-  v.set_failed_requests(device.failed());
+  const engine::StatsSnapshot stats = device.Stats();
+  uint64_t ops = 0, errors = 0;
+  for (const auto& op : stats.op) {
+    ops += op.ops;
+    errors += op.errors;
+  }
+  v.set_completed_requests(ops - errors);
+  v.set_failed_requests(errors);
+  const std::string problem = device.ConnectionProblem();
+  v.set_health(problem.empty() ? v1::HEALTH_OK : v1::HEALTH_DISCONNECTED);
+  if (!problem.empty()) {
+    v.set_health_detail(absl::StrCat(problem, "; its I/O fails with EIO: detach and attach again"));
+  }
   return v;
 }
 
-absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& request) {
+absl::Status VolumeManager::SaveRecords() {
+  if (!store_.has_value()) return absl::OkStatus();
+  std::vector<v1::AttachmentRecord> records;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, entry] : volumes_) records.push_back(entry.record);
+  }
+  absl::Status s = store_->Save(records);
+  if (!s.ok()) LOG(ERROR) << "recording the volumes in " << store_->path() << ": " << s;
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::AttachDevice(
+    const v1::AttachRequest& request, std::optional<uint32_t> id) {
   auto options = Validate(request);
   if (!options.ok()) return options.status();
-  // Parse before touching the kernel: a wrong URI is the caller's mistake
-  // on any host.
-  if (auto uri = nbd::ParseUri(options->uri); !uri.ok()) return uri.status();
-  absl::MutexLock lock(&mu_);
-  if (volumes_.size() >= kMaxVolumes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("this daemon already serves ", kMaxVolumes, " volumes"));
+  options->device_id = id;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [other, entry] : volumes_) {
+      if (entry.device == nullptr && other != id) options->reserved_ids.insert(other);
+    }
   }
   auto ctrl = Control();
   if (!ctrl.ok()) return ctrl.status();
-  auto device = engine::Device::Attach(**ctrl, *options);
+  return engine::Device::Attach(**ctrl, *options);
+}
+
+absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& request) {
+  if (auto options = Validate(request); !options.ok()) return options.status();
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("the daemon is stopping");
+    if (volumes_.size() >= kMaxVolumes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "this daemon already serves ", kMaxVolumes, " volumes: detach one first"));
+    }
+  }
+  auto device = AttachDevice(request, std::nullopt);
   if (!device.ok()) return device.status();
-  v1::Volume volume = Describe(**device);
-  volumes_[(*device)->id()] = *std::move(device);
+  const uint32_t id = (*device)->id();
+  Entry entry;
+  entry.record.set_device_id(id);
+  *entry.record.mutable_request() = request;
+  entry.record.set_attached_unix_time_ns(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  entry.device = *std::move(device);
+  v1::Volume volume = Describe(id, entry);
+  {
+    absl::MutexLock lock(&mu_);
+    volumes_[id] = std::move(entry);
+  }
+  if (absl::Status s = SaveRecords(); !s.ok()) {
+    volume.set_note(absl::StrCat(volume.note(), volume.note().empty() ? "" : "; ",
+                                 "not recorded (", s.message(),
+                                 "): a restarted daemon will not attach it again"));
+  }
   return volume;
 }
 
 absl::Status VolumeManager::Detach(const v1::DetachRequest& request) {
-  absl::MutexLock lock(&mu_);
-  auto it = volumes_.end();
-  if (request.has_device_id()) {
-    it = volumes_.find(request.device_id());
-  } else if (request.has_device_path()) {
-    for (auto v = volumes_.begin(); v != volumes_.end(); ++v) {
-      if (v->second->block_path() == request.device_path()) it = v;
-    }
-  } else {
-    return absl::InvalidArgumentError("name the volume: a device id or a path like /dev/ublkb0");
+  auto ref = RefOf(request);
+  if (!ref.ok()) return ref.status();
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  std::unique_ptr<engine::Device> device;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = Find(*ref);
+    if (it == volumes_.end()) return NotFound(*ref);
+    device = std::move(it->second.device);
+    volumes_.erase(it);
   }
-  if (it == volumes_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "no volume ",
-        request.has_device_id() ? absl::StrCat(request.device_id()) : request.device_path(),
-        " is attached by this daemon ('ublkgw list' shows them)"));
-  }
-  absl::Status s = it->second->Detach(request.force());
-  volumes_.erase(it);
-  return s;
+  // Forget it first: whatever happens next, it is not to come back.
+  absl::Status saved = SaveRecords();
+  absl::Status s = device ? device->Detach(request.force()) : absl::OkStatus();
+  return s.ok() ? saved : s;
 }
 
 std::vector<v1::Volume> VolumeManager::List() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::Volume> out;
-  for (const auto& [id, device] : volumes_) out.push_back(Describe(*device));
+  for (const auto& [id, entry] : volumes_) out.push_back(Describe(id, entry));
   return out;
 }
 
-absl::StatusOr<v1::GetFeaturesResponse> VolumeManager::GetFeatures() {
+absl::StatusOr<v1::GetVolumeResponse> VolumeManager::GetVolume(const VolumeRef& ref) {
   absl::MutexLock lock(&mu_);
+  auto it = Find(ref);
+  if (it == volumes_.end()) return NotFound(ref);
+  v1::GetVolumeResponse r;
+  *r.mutable_volume() = Describe(it->first, it->second);
+  if (it->second.device != nullptr) {
+    *r.mutable_stats() = StatsToProto(it->second.device->Stats());
+    r.mutable_stats()->set_device_id(it->first);
+    r.mutable_stats()->set_data_path(r.volume().data_path());
+    r.mutable_stats()->set_health(r.volume().health());
+  }
+  return r;
+}
+
+std::vector<v1::GetVolumeResponse> VolumeManager::ListWithStats() {
+  std::vector<uint32_t> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, entry] : volumes_) ids.push_back(id);
+  }
+  std::vector<v1::GetVolumeResponse> out;
+  for (uint32_t id : ids) {
+    if (auto r = GetVolume({id, ""}); r.ok()) out.push_back(*std::move(r));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Volume> VolumeManager::Resize(const v1::ResizeRequest& request) {
+  auto ref = RefOf(request);
+  if (!ref.ok()) return ref.status();
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  engine::Device* device = nullptr;
+  uint32_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = Find(*ref);
+    if (it == volumes_.end()) return NotFound(*ref);
+    if (it->second.device == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(ublk::BlockDevicePath(it->first), " is not attached yet (restoring)"));
+    }
+    device = it->second.device.get();
+    id = it->first;
+  }
+  // Detach needs ctrl_mu_, which is held: `device` stays valid.
+  if (absl::Status s = device->Resize(request.size_bytes()); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  return Describe(id, volumes_.at(id));
+}
+
+absl::StatusOr<v1::GetFeaturesResponse> VolumeManager::GetFeatures() {
+  absl::MutexLock lock(&ctrl_mu_);
   auto ctrl = Control();
   if (!ctrl.ok()) return ctrl.status();
   auto mask = (*ctrl)->GetFeatures();
   if (!mask.ok()) return mask.status();
   v1::GetFeaturesResponse r;
-  utsname u{};
-  if (uname(&u) == 0) r.set_kernel_release(u.release);
+  r.set_kernel_release(KernelRelease());
   r.set_mask(*mask);
   for (const auto& f : ublk::FeaturesIn(*mask)) r.add_supported(std::string(f.name));
   r.add_data_paths("copy");
   return r;
 }
 
-void VolumeManager::DetachAll(bool force) {
+void VolumeManager::DescribeDaemon(v1::DaemonInfo& info) {
+  info.set_kernel_release(KernelRelease());
+  auto features = GetFeatures();
+  info.set_ublk_available(features.ok());
+  if (features.ok()) {
+    info.set_ublk_feature_mask(features->mask());
+    for (const auto& name : features->supported()) info.add_ublk_features(name);
+    for (const auto& path : features->data_paths()) info.add_data_paths(path);
+  } else {
+    info.set_ublk_unavailable_reason(std::string(features.status().message()));
+  }
+  info.set_state_dir(options_.state_dir);
   absl::MutexLock lock(&mu_);
-  for (auto& [id, device] : volumes_) {
+  info.set_volumes(static_cast<uint32_t>(volumes_.size()));
+}
+
+absl::Status VolumeManager::StartRestore() {
+  if (!store_.has_value()) return absl::OkStatus();
+  absl::Status status;
+  {
+    absl::MutexLock ctrl_lock(&ctrl_mu_);
+    auto records = store_->Load();
+    if (!records.ok()) {
+      LOG(ERROR) << records.status();
+      status = records.status();
+    } else {
+      absl::MutexLock lock(&mu_);
+      for (const auto& record : *records) {
+        Entry& entry = volumes_[record.device_id()];
+        entry.record = record;
+        entry.next_try = absl::Now();
+        entry.backoff = options_.restore_backoff_min;
+      }
+      if (!records->empty()) {
+        LOG(INFO) << "restoring " << records->size() << " recorded volume(s) from "
+                  << store_->path();
+      }
+    }
+  }
+  restorer_ = std::thread([this] { RestoreLoop(); });
+  return status;
+}
+
+absl::Time VolumeManager::RestoreDue() {
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  std::vector<std::pair<uint32_t, v1::AttachmentRecord>> due;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    for (const auto& [id, entry] : volumes_) {
+      if (entry.device == nullptr && entry.next_try <= now) due.emplace_back(id, entry.record);
+    }
+  }
+  bool changed = false;
+  for (const auto& [id, record] : due) {
+    auto device = AttachDevice(record.request(), id);
+    absl::MutexLock lock(&mu_);
+    if (stopping_) break;
+    Entry& entry = volumes_[id];
+    if (!device.ok()) {
+      entry.restore_error = std::string(device.status().message());
+      entry.next_try = absl::Now() + entry.backoff;
+      entry.backoff = std::min(entry.backoff * 2, options_.restore_backoff_max);
+      LOG(WARNING) << "restoring " << record.request().uri() << " as "
+                   << ublk::BlockDevicePath(id) << ": " << device.status() << "; retrying in "
+                   << absl::FormatDuration(entry.next_try - absl::Now());
+      continue;
+    }
+    const uint32_t got = (*device)->id();
+    LOG(INFO) << "restored " << record.request().uri() << " as " << (*device)->block_path();
+    if (got == id) {
+      entry.device = *std::move(device);
+      entry.restore_error.clear();
+      continue;
+    }
+    // Its old id was taken meanwhile: it lives on under the new one.
+    Entry moved = std::move(entry);
+    volumes_.erase(id);
+    moved.record.set_device_id(got);
+    moved.device = *std::move(device);
+    volumes_[got] = std::move(moved);
+    changed = true;
+  }
+  if (changed) (void)SaveRecords();
+  absl::MutexLock lock(&mu_);
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [id, entry] : volumes_) {
+    if (entry.device == nullptr) next = std::min(next, entry.next_try);
+  }
+  return next;
+}
+
+void VolumeManager::RestoreLoop() {
+  while (true) {
+    const absl::Time next = RestoreDue();
+    absl::MutexLock lock(&mu_);
+    // Wake for the next due attempt, or to stop.
+    auto stop_or_due = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return stopping_ || absl::Now() >= next;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&stop_or_due), next);
+    if (stopping_) return;
+  }
+}
+
+void VolumeManager::Shutdown(bool force) {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (restorer_.joinable()) restorer_.join();
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  std::vector<std::unique_ptr<engine::Device>> devices;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, entry] : volumes_) {
+      if (entry.device) devices.push_back(std::move(entry.device));
+    }
+    volumes_.clear();
+  }
+  for (auto& device : devices) {
     if (absl::Status s = device->Detach(force); !s.ok()) {
       LOG(ERROR) << "detaching " << device->block_path() << ": " << s;
     }
   }
-  volumes_.clear();
 }
 
 }  // namespace ublkgw::control

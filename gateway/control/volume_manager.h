@@ -1,5 +1,11 @@
-// The daemon's volumes: every attached device, and the ublk control device
-// they share. All control-plane calls go through here, one at a time.
+// The daemon's volumes: every attached device, the ublk control device
+// they share, and the record of them in the state directory.
+//
+// Locking: `ctrl_mu_` serialises every change (attach, detach, resize,
+// restore) and guards the control device and the state file; `mu_`
+// guards the table of volumes, and is held only briefly, so List and
+// statistics never wait for an attach that is still connecting. Order:
+// ctrl_mu_ before mu_.
 #ifndef UBLKGW_CONTROL_VOLUME_MANAGER_H_
 #define UBLKGW_CONTROL_VOLUME_MANAGER_H_
 
@@ -8,48 +14,112 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "control/state_store.h"
 #include "engine/device.h"
 #include "ublk/control_device.h"
+#include "ublkgw/v1/state.pb.h"
 #include "ublkgw/v1/ublkgw.pb.h"
 
 namespace ublkgw::control {
 
 inline constexpr size_t kMaxVolumes = 256;
 
-// Thread-safe: every public method takes the manager's mutex (attaching
-// holds it while it connects, bounded by the connect timeout).
+// A volume named by a request: its id N, or its path /dev/ublkbN.
+struct VolumeRef {
+  std::optional<uint32_t> id;
+  std::string path;
+};
+// The `target` oneof of a request; INVALID_ARGUMENT when it is unset.
+template <typename Request>
+absl::StatusOr<VolumeRef> RefOf(const Request& r) {
+  if (r.has_device_id()) return VolumeRef{r.device_id(), ""};
+  if (r.has_device_path() && !r.device_path().empty()) return VolumeRef{std::nullopt, r.device_path()};
+  return absl::InvalidArgumentError("name the volume: a device id or a path like /dev/ublkb0");
+}
+
+struct ManagerOptions {
+  std::string control_path = ublk::kControlDevicePath;
+  // Where attachments are recorded; empty: nowhere (nothing is restored).
+  std::string state_dir;
+  // First and longest wait between attempts to restore a recorded volume.
+  absl::Duration restore_backoff_min = absl::Seconds(1);
+  absl::Duration restore_backoff_max = absl::Seconds(60);
+};
+
+// Thread-safe.
 class VolumeManager {
  public:
-  explicit VolumeManager(std::string control_path = ublk::kControlDevicePath)
-      : control_path_(std::move(control_path)) {}
+  explicit VolumeManager(ManagerOptions options);
+  // Stops restoring and detaches every device (forced); records are kept.
   ~VolumeManager();
 
-  // Validates `request` and attaches it. INVALID_ARGUMENT for a bad
-  // request; RESOURCE_EXHAUSTED past kMaxVolumes; otherwise the engine's
-  // errors (UNAVAILABLE, NOT_FOUND, FAILED_PRECONDITION, ...).
+  // Validates `request`, attaches it and records it. INVALID_ARGUMENT for
+  // a bad request; RESOURCE_EXHAUSTED past kMaxVolumes; otherwise the
+  // engine's errors (UNAVAILABLE, NOT_FOUND, FAILED_PRECONDITION, ...).
   absl::StatusOr<v1::Volume> Attach(const v1::AttachRequest& request);
+  // Detaches the volume (or stops restoring it) and forgets its record.
   // NOT_FOUND if no volume matches.
   absl::Status Detach(const v1::DetachRequest& request);
   std::vector<v1::Volume> List();
+  absl::StatusOr<v1::GetVolumeResponse> GetVolume(const VolumeRef& ref);
+  // Every volume with its statistics (for metrics).
+  std::vector<v1::GetVolumeResponse> ListWithStats();
+  absl::StatusOr<v1::Volume> Resize(const v1::ResizeRequest& request);
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures();
-  // Detaches everything (shutdown).
-  void DetachAll(bool force);
+  // Fills what the manager knows of `info`: kernel, ublk, data paths,
+  // state directory, volumes.
+  void DescribeDaemon(v1::DaemonInfo& info);
+
+  // Loads the state record and re-attaches every recorded volume, in the
+  // background: a volume that fails (its server is down, say) shows as
+  // RESTORING and is retried with backoff until it attaches or an operator
+  // detaches it. A record that cannot be read is moved aside (DATA_LOSS).
+  absl::Status StartRestore();
+  // Detaches every device (the daemon is stopping); records are kept, so
+  // the next daemon attaches them again.
+  void Shutdown(bool force);
 
  private:
-  // The control device, opened on first use (so a daemon started before
-  // ublk_drv is loaded recovers once it is).
-  absl::StatusOr<ublk::ControlDevice*> Control() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static v1::Volume Describe(const engine::Device& device);
+  struct Entry {
+    v1::AttachmentRecord record;             // what the operator asked for
+    std::unique_ptr<engine::Device> device;  // null while restoring
+    std::string restore_error;               // the last failed attempt
+    absl::Time next_try;
+    absl::Duration backoff;
+  };
+  using Table = std::map<uint32_t, Entry>;
 
-  const std::string control_path_;
+  // The control device, opened on first use (so a daemon started before
+  // ublk_drv is loaded works once it is).
+  absl::StatusOr<ublk::ControlDevice*> Control() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  Table::iterator Find(const VolumeRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static absl::Status NotFound(const VolumeRef& ref);
+  static v1::Volume Describe(uint32_t id, const Entry& entry);
+  absl::Status SaveRecords() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  absl::StatusOr<std::unique_ptr<engine::Device>> AttachDevice(const v1::AttachRequest& request,
+                                                               std::optional<uint32_t> id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  void RestoreLoop();
+  // One attempt at the due restoring volumes; returns the next due time.
+  absl::Time RestoreDue();
+
+  const ManagerOptions options_;
+  std::optional<StateStore> store_;
+
+  absl::Mutex ctrl_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::optional<ublk::ControlDevice> control_ ABSL_GUARDED_BY(ctrl_mu_);
+
   absl::Mutex mu_;
-  std::optional<ublk::ControlDevice> control_ ABSL_GUARDED_BY(mu_);
-  std::map<uint32_t, std::unique_ptr<engine::Device>> volumes_ ABSL_GUARDED_BY(mu_);
+  Table volumes_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread restorer_;
 };
 
 }  // namespace ublkgw::control

@@ -6,6 +6,7 @@
 #include "absl/synchronization/notification.h"
 #include "engine/request_mapping.h"
 #include "glog/logging.h"
+#include "nbd/blocking_client.h"
 #include "nbd/stream.h"
 #include "nbd/wire.h"
 #include "ublk/io_queue.h"
@@ -33,6 +34,31 @@ absl::StatusOr<std::pair<UniqueFd, nbd::ExportInfo>> ConnectOne(const nbd::Uri& 
   auto info = nbd::Negotiate(stream, options);
   if (!info.ok()) return info.status();
   return std::pair{stream.Release(), *std::move(info)};
+}
+
+// ADD_DEV with the id `options` asks for; ids others hold (EEXIST) are
+// skipped.
+absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
+                                                      ublk::ublksrv_ctrl_dev_info dev,
+                                                      const AttachOptions& options) {
+  if (options.device_id.has_value()) {
+    dev.dev_id = *options.device_id;
+    auto added = ctrl.AddDev(dev);
+    if (!absl::IsAlreadyExists(added.status())) return added;
+    LOG(WARNING) << "/dev/ublkb" << *options.device_id << " is taken; choosing another id";
+  }
+  // The lowest free id, like the kernel would choose, but never one a
+  // recorded volume waits to get back. A few tries, then the kernel picks.
+  constexpr uint32_t kTries = 64;
+  uint32_t id = 0;
+  for (uint32_t tries = 0; tries < kTries; ++tries, ++id) {
+    while (options.reserved_ids.contains(id)) ++id;
+    dev.dev_id = id;
+    auto added = ctrl.AddDev(dev);
+    if (!absl::IsAlreadyExists(added.status())) return added;
+  }
+  dev.dev_id = ~0U;
+  return ctrl.AddDev(dev);
 }
 
 }  // namespace
@@ -81,14 +107,14 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
   dev.nr_hw_queues = queues;
   dev.queue_depth = options.depth;
   dev.max_io_buf_bytes = max_io;
-  dev.dev_id = ~0U;
   dev.ublksrv_pid = getpid();
   dev.flags = ublk::kFCmdIoctlEncode;
-  auto added = ctrl.AddDev(dev);
+  auto added = AddWithId(ctrl, dev, options);
   if (!added.ok()) return added.status();
 
   std::unique_ptr<Device> device(new Device(ctrl, added->dev_id));
   device->info_ = info;
+  device->size_ = info.size;
   device->note_ = note;
   device->uri_ = uri->ToString();
   device->depth_ = options.depth;
@@ -172,16 +198,68 @@ absl::Status Device::Detach(bool force) {
   return s;
 }
 
-uint64_t Device::completed() const {
-  uint64_t n = 0;
-  for (const auto& w : workers_) n += w->completed();
-  return n;
+StatsSnapshot Device::Stats() const {
+  StatsSnapshot total;
+  for (const auto& w : workers_) total += w->stats().Snapshot();
+  return total;
 }
 
-uint64_t Device::failed() const {
-  uint64_t n = 0;
-  for (const auto& w : workers_) n += w->failed();
-  return n;
+std::string Device::ConnectionProblem() const {
+  std::string problem;
+  for (size_t q = 0; q < workers_.size(); ++q) {
+    if (workers_[q]->connected()) continue;
+    if (!problem.empty()) problem += "; ";
+    absl::StrAppend(&problem, "queue ", q, ": ", workers_[q]->connection_error());
+  }
+  return problem;
+}
+
+absl::Status Device::Resize(uint64_t size_bytes) {
+  auto features = ctrl_.GetFeatures();
+  if (!features.ok()) return features.status();
+  if ((*features & ublk::kFUpdateSize) == 0) {
+    return absl::FailedPreconditionError(
+        "this kernel's ublk driver cannot resize a live device (it lacks UBLK_F_UPDATE_SIZE, "
+        "added in Linux 6.14): detach and attach again to see a new size");
+  }
+  // Ask the server what the export is now.
+  auto uri = nbd::ParseUri(uri_);
+  if (!uri.ok()) return uri.status();
+  nbd::ClientOptions probe;
+  probe.timeout = absl::Seconds(10);
+  auto client = nbd::BlockingClient::Connect(*uri, probe);
+  if (!client.ok()) return client.status();
+  const nbd::ExportInfo current = client->info();
+  (void)client->Disconnect();
+  if (current.flags != info_.flags || current.mode != info_.mode) {
+    return absl::FailedPreconditionError(
+        "the server now describes the export with other flags; detach and attach again");
+  }
+  const uint64_t target = size_bytes == 0 ? current.size : size_bytes;
+  const uint64_t block = std::max<uint64_t>(512, info_.min_block);
+  if (target == 0 || target % block != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the size must be a positive multiple of the block size (", block,
+                     " bytes), not ", target));
+  }
+  if (target > current.size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the export is ", current.size, " bytes; the device cannot be larger (",
+                     target, "): grow the export on the server first"));
+  }
+  // Growing: the workers accept the new range before the kernel sends it.
+  // Shrinking: the kernel stops sending it before the workers refuse it.
+  if (target > size()) {
+    for (auto& w : workers_) w->SetSizeLimit(target);
+  }
+  if (absl::Status s = ctrl_.UpdateSize(id_, target >> 9); !s.ok()) {
+    for (auto& w : workers_) w->SetSizeLimit(size());
+    return s;
+  }
+  for (auto& w : workers_) w->SetSizeLimit(target);
+  LOG(INFO) << block_path() << ": resized from " << size() << " to " << target << " bytes";
+  size_ = target;
+  return absl::OkStatus();
 }
 
 Device::~Device() {

@@ -3,8 +3,11 @@
 #ifndef UBLKGW_ENGINE_DEVICE_H_
 #define UBLKGW_ENGINE_DEVICE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "engine/queue_worker.h"
+#include "engine/stats.h"
 #include "nbd/handshake.h"
 #include "nbd/uri.h"
 #include "ublk/control_device.h"
@@ -25,6 +29,11 @@ struct AttachOptions {
   uint16_t depth = 128;
   bool read_only = false;
   absl::Duration connect_timeout = absl::Seconds(10);
+  // The N of /dev/ublkbN to ask for: this one (a restored volume keeps its
+  // name), else the lowest free one not in `reserved_ids`. If it is taken,
+  // the lowest free one (also skipping `reserved_ids`).
+  std::optional<uint32_t> device_id;
+  std::set<uint32_t> reserved_ids;  // ids recorded for volumes being restored
 };
 
 inline constexpr uint16_t kMaxQueues = 64;
@@ -61,9 +70,22 @@ class Device {
   const std::string& uri() const { return uri_; }    // canonical
   uint16_t depth() const { return depth_; }
   bool read_only() const { return read_only_; }
-  // Requests completed and failed so far, over all queues.
-  uint64_t completed() const;
-  uint64_t failed() const;
+  // The size the device presents (the export's, unless resized).
+  uint64_t size() const { return size_.load(std::memory_order_relaxed); }
+
+  // Statistics over all queues. Safe to call while the device serves I/O
+  // (not concurrently with Detach).
+  StatsSnapshot Stats() const;
+  // Empty while every queue's NBD connection is up; otherwise which queue
+  // lost its connection and why (its I/O fails with EIO).
+  std::string ConnectionProblem() const;
+
+  // Changes the device's capacity to `size_bytes`, or to the export's
+  // current size when 0 (after the export was grown on the server), with
+  // UBLK_U_CMD_UPDATE_SIZE. FAILED_PRECONDITION when the kernel lacks it
+  // or the export changed its flags; INVALID_ARGUMENT for a size that is
+  // not a multiple of the block size or is beyond the export's end.
+  absl::Status Resize(uint64_t size_bytes);
 
  private:
   Device(ublk::ControlDevice& ctrl, uint32_t id) : ctrl_(ctrl), id_(id) {}
@@ -75,6 +97,7 @@ class Device {
   ublk::ControlDevice& ctrl_;
   uint32_t id_;
   nbd::ExportInfo info_;
+  std::atomic<uint64_t> size_{0};
   std::string note_;
   std::string uri_;
   uint16_t depth_ = 0;

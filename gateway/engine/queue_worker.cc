@@ -2,6 +2,7 @@
 
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,17 +32,48 @@ constexpr uint16_t TagOf(uint64_t user_data) { return static_cast<uint16_t>(user
 // At most this many requests share one SENDMSG (two iovecs each).
 constexpr size_t kMaxBatch = 64;
 
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec);
+}
+
+std::optional<OpKind> KindOf(const ublk::ublksrv_io_desc& iod) {
+  switch (ublk::IodOp(iod)) {
+    case ublk::kIoOpRead:
+      return OpKind::kRead;
+    case ublk::kIoOpWrite:
+      return OpKind::kWrite;
+    case ublk::kIoOpFlush:
+      return OpKind::kFlush;
+    case ublk::kIoOpDiscard:
+      return OpKind::kDiscard;
+    case ublk::kIoOpWriteZeroes:
+      return OpKind::kWriteZeroes;
+  }
+  return std::nullopt;  // an operation ublkgw never enables
+}
+
 }  // namespace
 
 QueueWorker::QueueWorker(QueueConfig config, nbd::ExportInfo info, UniqueFd socket,
                          uint32_t generation)
-    : config_(config), info_(std::move(info)), socket_(std::move(socket)), generation_(generation) {
+    : config_(config),
+      info_(std::move(info)),
+      socket_(std::move(socket)),
+      generation_(generation),
+      size_limit_(info_.size) {
   wake_fd_.Reset(eventfd(0, EFD_CLOEXEC));
 }
 
 QueueWorker::~QueueWorker() {
   ring_.reset();
   if (buffers_ != nullptr) munmap(buffers_, size_t{config_.depth} * config_.max_io_bytes);
+}
+
+std::string QueueWorker::connection_error() const {
+  absl::MutexLock lock(&error_mu_);
+  return connection_error_;
 }
 
 void QueueWorker::Abort() {
@@ -120,6 +152,7 @@ absl::Status QueueWorker::Run() {
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       return ErrnoToStatus(-ret, "io_uring_submit_and_wait");
     }
+    now_ns_ = MonotonicNs();
     io_uring_cqe* cqe;
     unsigned head;
     unsigned seen = 0;
@@ -180,6 +213,10 @@ void QueueWorker::OnIoCmd(uint16_t tag, int res) {
 void QueueWorker::StartRequest(uint16_t tag) {
   Tag& t = tags_[tag];
   t.iod = descs_->Get(tag);
+  t.kind = KindOf(t.iod);
+  t.start_ns = now_ns_;
+  if (t.kind) stats_.OnStart();
+  info_.size = size_limit_.load(std::memory_order_relaxed);
   MappedRequest mapped = MapRequest(t.iod, info_);
   if (mapped.error != 0) {
     Complete(tag, mapped.error);
@@ -211,10 +248,8 @@ void QueueWorker::StartRequest(uint16_t tag) {
 
 void QueueWorker::Complete(uint16_t tag, int32_t result) {
   Tag& t = tags_[tag];
-  if (result < 0) {
-    failed_.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    completed_.fetch_add(1, std::memory_order_relaxed);
+  if (t.kind) {
+    stats_.OnComplete(*t.kind, uint64_t{t.iod.nr_sectors} << 9, now_ns_ - t.start_ns, result < 0);
   }
   t.state = TagState::kFetching;
   io_uring_sqe* sqe = Sqe();
@@ -470,6 +505,11 @@ void QueueWorker::FailConnection(const absl::Status& why) {
   if (!connected_) return;
   connected_ = false;
   LOG(ERROR) << "queue " << config_.q_id << ": dropping the NBD connection: " << why;
+  {
+    absl::MutexLock lock(&error_mu_);
+    connection_error_ = std::string(why.message());
+  }
+  healthy_.store(false, std::memory_order_release);
   // Pending RECV/SENDMSG complete with errors once the socket is shut down.
   ::shutdown(socket_.get(), SHUT_RDWR);
   for (uint16_t tag = 0; tag < config_.depth; ++tag) {

@@ -25,14 +25,18 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "base/uring.h"
+#include "engine/stats.h"
 #include "nbd/codec.h"
 #include "nbd/handshake.h"
 #include "ublk/io_queue.h"
@@ -71,9 +75,15 @@ class QueueWorker {
   // Returns Run()'s set-up status, or DEADLINE_EXCEEDED. Thread-safe.
   absl::Status WaitReady(absl::Duration timeout);
 
-  // Counters, readable from any thread.
-  uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
-  uint64_t failed() const { return failed_.load(std::memory_order_relaxed); }
+  // Requests past `bytes` fail with EINVAL from now on (a resize).
+  // Thread-safe.
+  void SetSizeLimit(uint64_t bytes) { size_limit_.store(bytes, std::memory_order_relaxed); }
+
+  // Statistics, readable from any thread.
+  const QueueStats& stats() const { return stats_; }
+  // Whether the NBD connection is up; once it is not, why. Thread-safe.
+  bool connected() const { return healthy_.load(std::memory_order_acquire); }
+  std::string connection_error() const;
 
  private:
   enum class TagState : uint8_t {
@@ -95,6 +105,9 @@ class QueueWorker {
     bool payload_in_send = false;
     bool reply_waiting = false;
     int32_t reply_result = 0;
+    // For statistics: what the kernel asked for, and when it arrived.
+    std::optional<OpKind> kind;
+    uint64_t start_ns = 0;
   };
 
   // What a RECV is reading into, and why.
@@ -156,8 +169,14 @@ class QueueWorker {
   absl::Notification ready_;
   absl::Status ready_status_;  // written before ready_ is notified
 
-  std::atomic<uint64_t> completed_{0};
-  std::atomic<uint64_t> failed_{0};
+  // Refreshed once per loop turn: a request's latency runs from the turn
+  // that saw it arrive to the turn that completes it.
+  uint64_t now_ns_ = 0;
+  std::atomic<uint64_t> size_limit_;
+  QueueStats stats_;
+  std::atomic<bool> healthy_{true};
+  mutable absl::Mutex error_mu_;
+  std::string connection_error_ ABSL_GUARDED_BY(error_mu_);
 };
 
 }  // namespace ublkgw::engine

@@ -166,6 +166,10 @@ absl::Status ControlDevice::DelDev(uint32_t dev_id) {
   return DevCommand(kCmdDelDev, "UBLK_U_CMD_DEL_DEV", dev_id).status();
 }
 
+absl::Status ControlDevice::UpdateSize(uint32_t dev_id, uint64_t sectors) {
+  return DevCommand(kCmdUpdateSize, "UBLK_U_CMD_UPDATE_SIZE", dev_id, nullptr, 0, sectors).status();
+}
+
 absl::StatusOr<uint64_t> ControlDevice::GetFeatures() {
   uint64_t features = 0;
   ublksrv_ctrl_cmd cmd{};

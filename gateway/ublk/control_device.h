@@ -49,6 +49,10 @@ class ControlDevice {
   // UBLK_U_CMD_DEL_DEV: removes /dev/ublkcN. Blocks until every fd of
   // /dev/ublkcN is closed: close the queues first.
   absl::Status DelDev(uint32_t dev_id);
+  // UBLK_U_CMD_UPDATE_SIZE: the live device's new capacity, in 512-byte
+  // sectors (needs kFUpdateSize; the kernel tells the block layer, which
+  // sends a change uevent).
+  absl::Status UpdateSize(uint32_t dev_id, uint64_t sectors);
 
   const std::string& path() const { return path_; }
 

@@ -3,7 +3,13 @@
 // reaches the kernel check and fails FAILED_PRECONDITION with the reason.
 #include "control/volume_manager.h"
 
+#include <filesystem>
+#include <fstream>
 #include <string>
+
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "control/state_store.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -14,6 +20,8 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::ublkgw::testing::IsOk;
+using ::ublkgw::testing::IsOkAndHolds;
 using ::ublkgw::testing::StatusIs;
 
 v1::AttachRequest Request(const std::string& uri, uint32_t queues = 0, uint32_t depth = 0) {
@@ -26,7 +34,12 @@ v1::AttachRequest Request(const std::string& uri, uint32_t queues = 0, uint32_t 
 
 class VolumeManagerTest : public ::testing::Test {
  protected:
-  VolumeManager volumes_{"/nonexistent/ublk-control"};
+  static ManagerOptions NoUblk() {
+    ManagerOptions o;
+    o.control_path = "/nonexistent/ublk-control";
+    return o;
+  }
+  VolumeManager volumes_{NoUblk()};
 };
 
 TEST_F(VolumeManagerTest, BadRequestsAreInvalidArguments) {
@@ -66,6 +79,103 @@ TEST_F(VolumeManagerTest, DetachNamesWhatIsMissing) {
 
 TEST_F(VolumeManagerTest, FeaturesNeedTheUblkDriver) {
   EXPECT_THAT(volumes_.GetFeatures(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  v1::DaemonInfo info;
+  volumes_.DescribeDaemon(info);
+  EXPECT_FALSE(info.ublk_available());
+  EXPECT_THAT(info.ublk_unavailable_reason(), HasSubstr("ublk_drv"));
+  EXPECT_EQ(info.volumes(), 0u);
+}
+
+TEST_F(VolumeManagerTest, EveryVolumeRpcNamesAMissingVolume) {
+  EXPECT_THAT(volumes_.GetVolume({7, ""}), StatusIs(absl::StatusCode::kNotFound, HasSubstr("7")));
+  EXPECT_THAT(volumes_.GetVolume({std::nullopt, "/dev/ublkb9"}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/dev/ublkb9")));
+  v1::ResizeRequest resize;
+  EXPECT_THAT(volumes_.Resize(resize), StatusIs(absl::StatusCode::kInvalidArgument));
+  resize.set_device_id(1);
+  EXPECT_THAT(volumes_.Resize(resize), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A recorded volume that cannot be attached (here: no ublk) is listed as
+// restoring, with the reason, keeps its record, and is forgotten only when
+// an operator detaches it.
+class RestoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/restore_test_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+  }
+  ManagerOptions Options() const {
+    ManagerOptions o;
+    o.control_path = "/nonexistent/ublk-control";
+    o.state_dir = dir_;
+    o.restore_backoff_min = absl::Milliseconds(20);
+    o.restore_backoff_max = absl::Milliseconds(40);
+    return o;
+  }
+  void Record(std::vector<std::pair<uint32_t, std::string>> volumes) {
+    std::vector<v1::AttachmentRecord> records;
+    for (const auto& [id, uri] : volumes) {
+      v1::AttachmentRecord r;
+      r.set_device_id(id);
+      r.mutable_request()->set_uri(uri);
+      r.mutable_request()->set_queues(2);
+      records.push_back(r);
+    }
+    ASSERT_THAT(StateStore(dir_).Save(records), IsOk());
+  }
+  std::string dir_;
+};
+
+TEST_F(RestoreTest, UnattachableRecordsAreListedAsRestoringAndKept) {
+  Record({{3, "nbd://127.0.0.1:1/a"}, {5, "nbd://127.0.0.1:1/b"}});
+  VolumeManager volumes(Options());
+  ASSERT_THAT(volumes.StartRestore(), IsOk());
+  // Wait (with a deadline) until a failed attempt has been recorded.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  std::vector<v1::Volume> listed;
+  do {
+    listed = volumes.List();
+    if (listed.size() == 2 && absl::StrContains(listed[1].health_detail(), "ublk")) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  } while (absl::Now() < deadline);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].device_id(), 3u);
+  EXPECT_EQ(listed[0].device_path(), "/dev/ublkb3");
+  EXPECT_EQ(listed[0].uri(), "nbd://127.0.0.1:1/a");
+  EXPECT_EQ(listed[0].queues(), 2u);
+  EXPECT_EQ(listed[1].health(), v1::HEALTH_RESTORING);
+  EXPECT_THAT(listed[1].health_detail(), HasSubstr("ublk_drv"));
+
+  auto got = volumes.GetVolume({5, ""});
+  ASSERT_THAT(got, IsOk());
+  EXPECT_FALSE(got->has_stats());
+  v1::ResizeRequest resize;
+  resize.set_device_id(5);
+  EXPECT_THAT(volumes.Resize(resize), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                               HasSubstr("restoring")));
+
+  v1::DetachRequest detach;
+  detach.set_device_path("/dev/ublkb3");
+  ASSERT_THAT(volumes.Detach(detach), IsOk());
+  auto left = StateStore(dir_).Load();
+  ASSERT_THAT(left, IsOk());
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].device_id(), 5u);
+  volumes.Shutdown(/*force=*/false);
+  // Stopping the daemon keeps what is recorded.
+  EXPECT_THAT(StateStore(dir_).Load(), IsOkAndHolds(::testing::SizeIs(1)));
+}
+
+TEST_F(RestoreTest, ACorruptRecordIsMovedAsideAndTheDaemonServesOn) {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ + "/state.json") << "{ not json";
+  VolumeManager volumes(Options());
+  EXPECT_THAT(volumes.StartRestore(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("state.json.corrupt")));
+  EXPECT_THAT(volumes.List(), IsEmpty());
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/state.json.corrupt"));
 }
 
 }  // namespace

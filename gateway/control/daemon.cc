@@ -1,0 +1,175 @@
+#include "control/daemon.h"
+
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status.h"
+#include "glog/logging.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+#ifndef UBLKGW_VERSION
+#define UBLKGW_VERSION "unknown"
+#endif
+
+namespace ublkgw::control {
+
+namespace {
+
+// Requests are small; anything bigger is hostile or a mistake.
+constexpr int kMaxRequestBytes = 64 * 1024;
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* option) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", option, " ", path, ": ", strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(option, " ", path, " is not a PEM file"));
+  }
+  return text.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TlsCredentials(const DaemonOptions& o) {
+  auto cert = ReadPem(o.tls_cert, "--tls-cert");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(o.tls_key, "--tls-key");
+  if (!key.ok()) return key.status();
+  auto ca = ReadPem(o.tls_client_ca, "--tls-client-ca");
+  if (!ca.ok()) return ca.status();
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = *ca;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
+// Opens the socket to `group`: 0660, owned by it.
+absl::Status ShareSocket(const std::string& socket, const std::string& group_name) {
+  struct group buf{};
+  struct group* found = nullptr;
+  std::vector<char> scratch(16384);
+  if (getgrnam_r(group_name.c_str(), &buf, scratch.data(), scratch.size(), &found) != 0 ||
+      found == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--socket-group: no group named '", group_name, "' (create it with groupadd)"));
+  }
+  if (chown(socket.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("chown of ", socket, " to group ", group_name));
+  }
+  if (chmod(socket.c_str(), 0660) != 0) return ErrnoToStatus(errno, absl::StrCat("chmod of ", socket));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckDaemonOptions(const DaemonOptions& o) {
+  const bool any_tls = !o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_client_ca.empty();
+  const bool all_tls = !o.tls_cert.empty() && !o.tls_key.empty() && !o.tls_client_ca.empty();
+  if (!o.listen.empty() && !all_tls) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to serve the API on TCP ", o.listen,
+        " without mutual TLS: anyone who reaches the port could attach and detach disks. "
+        "Give --tls-cert, --tls-key and --tls-client-ca (see docs/API.md), or use the unix "
+        "socket"));
+  }
+  if (o.listen.empty() && any_tls) {
+    return absl::InvalidArgumentError(
+        "--tls-cert, --tls-key and --tls-client-ca apply to a TCP listener: add --listen HOST:PORT");
+  }
+  if (o.listen.empty() && o.socket.empty()) {
+    return absl::InvalidArgumentError("no listener: give --socket PATH or --listen HOST:PORT");
+  }
+  if (!o.socket_group.empty() && o.socket.empty()) {
+    return absl::InvalidArgumentError("--socket-group needs a --socket");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
+  if (absl::Status s = CheckDaemonOptions(options); !s.ok()) return s;
+  std::unique_ptr<Daemon> d(new Daemon());
+  d->options_ = options;
+
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  DaemonFacts facts;
+  facts.version = UBLKGW_VERSION;
+  if (!options.socket.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(options.socket).parent_path(), ec);
+    std::filesystem::remove(options.socket, ec);  // a stale socket from a dead daemon
+    builder.AddListeningPort("unix:" + options.socket, grpc::InsecureServerCredentials());
+    facts.listeners.push_back("unix:" + options.socket);
+  }
+  if (!options.listen.empty()) {
+    auto creds = TlsCredentials(options);
+    if (!creds.ok()) return creds.status();
+    builder.AddListeningPort(options.listen, *creds, &d->grpc_port_);
+    facts.listeners.push_back(absl::StrCat(options.listen, " (mutual TLS)"));
+  }
+
+  ManagerOptions manager;
+  manager.control_path = options.control_device;
+  manager.state_dir = options.state_dir;
+  d->volumes_ = std::make_unique<VolumeManager>(manager);
+  d->service_ = std::make_unique<Service>(*d->volumes_, facts);
+  builder.RegisterService(d->service_.get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  // Only the owner (root) may drive the daemon: the socket is created 0600.
+  const mode_t old_umask = umask(0177);
+  d->server_ = builder.BuildAndStart();
+  umask(old_umask);
+  if (!d->server_ || (!options.listen.empty() && d->grpc_port_ == 0)) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot serve the API on ", absl::StrJoin(facts.listeners, " and "),
+        ": is another ublkgwd running, the directory writable, the address local and free?"));
+  }
+  if (!options.socket_group.empty()) {
+    if (absl::Status s = ShareSocket(options.socket, options.socket_group); !s.ok()) return s;
+  }
+  if (!options.metrics_listen.empty()) {
+    VolumeManager* volumes = d->volumes_.get();
+    auto metrics = MetricsServer::Start(options.metrics_listen, [volumes] {
+      return RenderMetrics(volumes->ListWithStats(), UBLKGW_VERSION);
+    });
+    if (!metrics.ok()) return metrics.status();
+    d->metrics_ = *std::move(metrics);
+  }
+  for (const auto& l : facts.listeners) LOG(INFO) << "ublkgwd " << UBLKGW_VERSION << " serving on " << l;
+  if (d->metrics_) LOG(INFO) << "metrics on http://" << options.metrics_listen << "/metrics";
+  // Restoring goes on in the background; a record that cannot be read was
+  // moved aside and is logged, and the daemon serves on.
+  (void)d->volumes_->StartRestore();
+  return d;
+}
+
+void Daemon::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (service_) service_->StopWatches();
+  if (server_) server_->Shutdown();
+  metrics_.reset();
+  if (volumes_) volumes_->Shutdown(/*force=*/false);
+  if (!options_.socket.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(options_.socket, ec);
+  }
+}
+
+Daemon::~Daemon() { Stop(); }
+
+}  // namespace ublkgw::control
