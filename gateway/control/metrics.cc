@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/status.h"
 #include "glog/logging.h"
 
@@ -63,12 +64,12 @@ void AppendHistogram(std::string& out, const std::string& labels, const v1::Late
       if (b.le_ns() < bound) n += b.count();
     }
     absl::StrAppend(&out, "ublkgw_volume_latency_seconds_bucket{", labels, ",le=\"",
-                    static_cast<double>(bound) / 1e9, "\"} ", n, "\n");
+                    absl::StrFormat("%.12g", static_cast<double>(bound) / 1e9), "\"} ", n, "\n");
   }
   absl::StrAppend(&out, "ublkgw_volume_latency_seconds_bucket{", labels, ",le=\"+Inf\"} ",
                   h.count(), "\n");
   absl::StrAppend(&out, "ublkgw_volume_latency_seconds_sum{", labels, "} ",
-                  static_cast<double>(h.sum_ns()) / 1e9, "\n");
+                  absl::StrFormat("%.9f", static_cast<double>(h.sum_ns()) / 1e9), "\n");
   absl::StrAppend(&out, "ublkgw_volume_latency_seconds_count{", labels, "} ", h.count(), "\n");
 }
 
@@ -152,12 +153,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST;
   addrinfo* found = nullptr;
   const int gai = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
   if (gai != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("metrics address '", address, "': ", gai_strerror(gai)));
+        absl::StrCat("metrics address '", address, "': ", gai_strerror(gai),
+                     ": give a numeric address such as 127.0.0.1:9477, [::1]:9477 or :9477"));
   }
   UniqueFd fd(socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   absl::Status status;

@@ -24,7 +24,8 @@ std::string RenderMetrics(const std::vector<v1::GetVolumeResponse>& volumes,
 // a time (each with a 2 s deadline). Stops and joins in the destructor.
 class MetricsServer {
  public:
-  // `address`: HOST:PORT, [IPv6]:PORT or :PORT (all interfaces); port 0
+  // `address`: IP:PORT, [IPv6]:PORT or :PORT (all interfaces), numeric
+  // (no name lookups); port 0
   // picks a free one (see port()). INVALID_ARGUMENT for a bad address,
   // UNAVAILABLE or PERMISSION_DENIED when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
