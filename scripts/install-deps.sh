@@ -23,6 +23,8 @@ packages=(
   ca-certificates debian-archive-keyring
   # NBD peers and load, used inside the guest and on the host
   nbdkit nbdkit-plugin-dev qemu-utils nbd-server nbd-client fio e2fsprogs
+  # API tests: mutual TLS certificates, metrics scrapes
+  openssl curl
 )
 
 missing=()

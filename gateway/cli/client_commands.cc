@@ -1,70 +1,50 @@
 #include "cli/client_commands.h"
 
-#include <unistd.h>
-
-#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "cli/exit_codes.h"
 #include "cli/output.h"
-#include "google/protobuf/util/json_util.h"
-#include "ublkgw/v1/ublkgw.grpc.pb.h"
 
 namespace ublkgw::cli {
 
-namespace {
-
-// A stub on a channel that has reached the daemon, so an UNAVAILABLE from
-// a call is the daemon's answer (an NBD server it cannot reach), never a
-// missing daemon.
-absl::StatusOr<std::unique_ptr<v1::Ublkgw::Stub>> Connect(const ClientOptions& client) {
-  const auto no_daemon = absl::UnavailableError(absl::StrCat(
-      "cannot reach ublkgwd on unix:", client.socket, ": is the daemon running? (start it "
-      "with 'ublkgwd', or 'systemctl start ublkgwd')"));
-  if (access(client.socket.c_str(), F_OK) != 0) return no_daemon;
-  auto channel = grpc::CreateChannel("unix:" + client.socket, grpc::InsecureChannelCredentials());
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
-    return no_daemon;
-  }
-  return v1::Ublkgw::NewStub(channel);
-}
-
-void SetDeadline(grpc::ClientContext& ctx, const ClientOptions& client) {
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(client.timeout_seconds));
-}
-
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
-  return json;
-}
-
-const char* DataPathName(v1::DataPath path) {
-  return path == v1::DATA_PATH_COPY ? "copy" : "auto";
-}
-
-}  // namespace
-
-absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
-
 std::string RenderVolumes(const v1::ListResponse& list) {
-  std::string out = absl::StrFormat("%-14s %-10s %-6s %-6s %-5s %-3s %s\n", "DEVICE", "SIZE", "QUEUES",
-                                    "DEPTH", "PATH", "RO", "URI");
+  std::string out = absl::StrFormat("%-14s %-10s %-6s %-6s %-5s %-3s %-12s %s\n", "DEVICE", "SIZE",
+                                    "QUEUES", "DEPTH", "PATH", "RO", "HEALTH", "URI");
   for (const auto& v : list.volumes()) {
-    absl::StrAppendFormat(&out, "%-14s %-10s %-6d %-6d %-5s %-3s %s\n", v.device_path(),
-                          HumanSize(v.size_bytes()), v.queues(), v.depth(),
-                          DataPathName(v.data_path()), v.read_only() ? "yes" : "no", v.uri());
+    absl::StrAppendFormat(&out, "%-14s %-10s %-6d %-6d %-5s %-3s %-12s %s\n", v.device_path(),
+                          v.health() == v1::HEALTH_RESTORING ? "-" : HumanSize(v.size_bytes()),
+                          v.queues(), v.depth(), DataPathName(v.data_path()),
+                          v.read_only() ? "yes" : "no", HealthName(v.health()), v.uri());
+    if (!v.health_detail().empty()) absl::StrAppend(&out, "  ", v.health_detail(), "\n");
   }
   if (list.volumes().empty()) out += "(no volumes attached)\n";
   return out;
+}
+
+absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
+  std::string digits = text;
+  uint64_t unit = 1;
+  if (!digits.empty() && absl::ascii_isalpha(static_cast<unsigned char>(digits.back()))) {
+    const char suffix = absl::ascii_toupper(static_cast<unsigned char>(digits.back()));
+    digits.pop_back();
+    const std::string units = "KMGTP";
+    const size_t at = units.find(suffix);
+    if (at == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "size '", text, "': the suffix must be K, M, G, T or P (powers of 1024)"));
+    }
+    unit = uint64_t{1} << (10 * (at + 1));
+  }
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(digits, &n) || n == 0 || n > UINT64_MAX / unit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("size '", text, "' is not a positive number of bytes (e.g. 4096, 512M, 10G)"));
+  }
+  return n * unit;
 }
 
 int RunAttach(const ClientOptions& client, const AttachOptions& options, std::ostream& out,
@@ -81,18 +61,15 @@ int RunAttach(const ClientOptions& client, const AttachOptions& options, std::os
                            "unknown data path '", options.data_path, "': use auto or copy")),
                        client.json, out, err);
   }
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, client);
-  v1::AttachResponse response;
-  auto stub = Connect(client);
-  if (!stub.ok()) return ReportError(stub.status(), client.json, out, err);
-  const grpc::Status s = (*stub)->Attach(&ctx, request, &response);
-  if (!s.ok()) return ReportError(FromGrpc(s), client.json, out, err);
+  auto response = Call(client, &v1::Ublkgw::Stub::Attach, request);
+  if (!response.ok()) return ReportError(response.status(), client.json, out, err);
   if (client.json) {
-    out << ToJson(response.volume());
+    out << ToJson(response->volume());
   } else {
-    if (!response.volume().note().empty()) err << "ublkgw: note: " << response.volume().note() << "\n";
-    out << response.volume().device_path() << "\n";
+    if (!response->volume().note().empty()) {
+      err << "ublkgw: note: " << response->volume().note() << "\n";
+    }
+    out << response->volume().device_path() << "\n";
   }
   return kExitOk;
 }
@@ -100,37 +77,65 @@ int RunAttach(const ClientOptions& client, const AttachOptions& options, std::os
 int RunDetach(const ClientOptions& client, const DetachOptions& options, std::ostream& out,
               std::ostream& err) {
   v1::DetachRequest request;
-  uint32_t id = 0;
-  if (absl::SimpleAtoi(options.target, &id)) {
-    request.set_device_id(id);
-  } else if (options.target.rfind("/dev/ublkb", 0) == 0) {
-    request.set_device_path(options.target);
-  } else {
-    return ReportError(absl::InvalidArgumentError(absl::StrCat(
-                           "'", options.target, "' is neither a device id nor /dev/ublkbN")),
-                       client.json, out, err);
+  if (absl::Status s = SetTarget(options.target, request); !s.ok()) {
+    return ReportError(s, client.json, out, err);
   }
   request.set_force(options.force);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, client);
-  v1::DetachResponse response;
-  auto stub = Connect(client);
-  if (!stub.ok()) return ReportError(stub.status(), client.json, out, err);
-  const grpc::Status s = (*stub)->Detach(&ctx, request, &response);
-  if (!s.ok()) return ReportError(FromGrpc(s), client.json, out, err);
+  auto response = Call(client, &v1::Ublkgw::Stub::Detach, request);
+  if (!response.ok()) return ReportError(response.status(), client.json, out, err);
   if (client.json) out << "{}\n";
   return kExitOk;
 }
 
 int RunList(const ClientOptions& client, std::ostream& out, std::ostream& err) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, client);
-  v1::ListResponse response;
-  auto stub = Connect(client);
-  if (!stub.ok()) return ReportError(stub.status(), client.json, out, err);
-  const grpc::Status s = (*stub)->List(&ctx, v1::ListRequest{}, &response);
-  if (!s.ok()) return ReportError(FromGrpc(s), client.json, out, err);
-  out << (client.json ? ToJson(response) : RenderVolumes(response));
+  auto response = Call(client, &v1::Ublkgw::Stub::List, v1::ListRequest{});
+  if (!response.ok()) return ReportError(response.status(), client.json, out, err);
+  out << (client.json ? ToJson(*response) : RenderVolumes(*response));
+  return kExitOk;
+}
+
+int RunResize(const ClientOptions& client, const ResizeOptions& options, std::ostream& out,
+              std::ostream& err) {
+  v1::ResizeRequest request;
+  if (absl::Status s = SetTarget(options.target, request); !s.ok()) {
+    return ReportError(s, client.json, out, err);
+  }
+  if (!options.size.empty()) {
+    auto size = ParseSize(options.size);
+    if (!size.ok()) return ReportError(size.status(), client.json, out, err);
+    request.set_size_bytes(*size);
+  }
+  auto response = Call(client, &v1::Ublkgw::Stub::Resize, request);
+  if (!response.ok()) return ReportError(response.status(), client.json, out, err);
+  if (client.json) {
+    out << ToJson(response->volume());
+  } else {
+    out << response->volume().device_path() << ": " << HumanSize(response->volume().size_bytes())
+        << " (" << response->volume().size_bytes() << " bytes)\n";
+  }
+  return kExitOk;
+}
+
+int RunDaemonInfo(const ClientOptions& client, std::ostream& out, std::ostream& err) {
+  auto info = Call(client, &v1::Ublkgw::Stub::GetDaemonInfo, v1::GetDaemonInfoRequest{});
+  if (!info.ok()) return ReportError(info.status(), client.json, out, err);
+  if (client.json) {
+    out << ToJson(*info);
+    return kExitOk;
+  }
+  const absl::Time started = absl::FromUnixNanos(static_cast<int64_t>(info->started_unix_time_ns()));
+  out << "version:     " << info->version() << " (pid " << info->pid() << ", up "
+      << absl::FormatDuration(absl::Trunc(absl::Now() - started, absl::Seconds(1))) << ")\n"
+      << "kernel:      " << info->kernel_release() << "\n"
+      << "ublk:        "
+      << (info->ublk_available() ? absl::StrJoin(info->ublk_features(), " ")
+                                 : "unavailable: " + info->ublk_unavailable_reason())
+      << "\n"
+      << "data paths:  " << absl::StrJoin(info->data_paths(), ", ") << "\n"
+      << "state dir:   " << (info->state_dir().empty() ? "(none: nothing is recorded)" : info->state_dir())
+      << "\n"
+      << "listeners:   " << absl::StrJoin(info->listeners(), ", ") << "\n"
+      << "volumes:     " << info->volumes() << "\n";
   return kExitOk;
 }
 

@@ -7,6 +7,7 @@
 #include "cli/exit_codes.h"
 #include "cli/features_command.h"
 #include "cli/info_command.h"
+#include "cli/stats_command.h"
 #include "ublk/control_device.h"
 
 namespace {
@@ -19,8 +20,9 @@ constexpr char kExitCodesHelp[] = R"(Exit codes:
      ublk_drv), or the NBD server requires what ublkgw cannot do (TLS)
   4  not supported: the kernel's ublk driver is too old for the command
   5  permission denied: run as root, or the server's policy refuses
-  6  the NBD server cannot be reached, closed the connection, or went silent
-  7  not found: the server has no such export
+  6  the NBD server (or the daemon) cannot be reached, closed the
+     connection, or went silent
+  7  not found: the server has no such export, or no such volume
   8  the NBD server broke the protocol)";
 
 }  // namespace
@@ -29,7 +31,7 @@ int main(int argc, char** argv) {
   using namespace ublkgw::cli;
 
   CLI::App app{"ublkgw: attach remote NBD exports as local block devices (/dev/ublkbN)."};
-  app.set_version_flag("--version", "ublkgw 0.1.0");
+  app.set_version_flag("--version", "ublkgw " UBLKGW_VERSION);
   app.require_subcommand(1);
   app.footer(kExitCodesHelp);
 
@@ -71,6 +73,14 @@ int main(int argc, char** argv) {
   ClientOptions client;
   auto add_client_options = [&](CLI::App* cmd) {
     cmd->add_option("--socket", client.socket, "the daemon's unix socket")->capture_default_str();
+    cmd->add_option("--server", client.server,
+                    "reach the daemon on TCP HOST:PORT (its --listen) with mutual TLS instead");
+    cmd->add_option("--tls-ca", client.tls_ca, "with --server: PEM CA that signed the daemon's certificate");
+    cmd->add_option("--tls-cert", client.tls_cert, "with --server: PEM certificate of this client");
+    cmd->add_option("--tls-key", client.tls_key, "with --server: PEM key of --tls-cert");
+    cmd->add_option("--timeout", client.timeout_seconds, "seconds to wait for the daemon's answer")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
     cmd->add_flag("--json", client.json, "print JSON for scripts");
   };
 
@@ -106,8 +116,50 @@ int main(int argc, char** argv) {
   add_client_options(detach_cmd);
   detach_cmd->footer("Examples:\n  ublkgw detach /dev/ublkb0\n  ublkgw detach 0 --force\n");
 
-  auto* list_cmd = app.add_subcommand("list", "List the attached volumes.");
+  auto* list_cmd = app.add_subcommand("list", "List the volumes with their health.");
   add_client_options(list_cmd);
+  list_cmd->footer(
+      "HEALTH is ok, disconnected (a queue lost its NBD connection; its I/O fails) or\n"
+      "restoring (recorded, being attached again after a daemon restart); what is\n"
+      "wrong is printed below the volume.\n\n"
+      "Examples:\n  ublkgw list\n  ublkgw list --json | jq -r '.volumes[] | select(.health != \"HEALTH_OK\") | .device_path'\n");
+
+  StatsOptions stats;
+  auto* stats_cmd = app.add_subcommand("stats", "Show a volume's I/O statistics, once or live.");
+  stats_cmd->add_option("DEVICE", stats.target, "/dev/ublkbN or its id N")->required();
+  stats_cmd->add_flag("-w,--watch", stats.watch, "print rates every interval, like iostat");
+  stats_cmd->add_option("-i,--interval", stats.interval_seconds, "seconds between lines (0.1 to 3600)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  stats_cmd->add_option("-n,--count", stats.count, "with --watch: stop after this many lines");
+  add_client_options(stats_cmd);
+  stats_cmd->footer(
+      "Without --watch: operations, bytes, errors and latency percentiles (p50 to p99.9)\n"
+      "per operation since the volume was attached. With --watch: per-interval rates\n"
+      "(r/s, w/s, MiB/s, flushes, discards, write-zeroes), requests in flight, and the\n"
+      "interval's read and write p50/p99 latency; --json prints one JSON object per line.\n\n"
+      "Examples:\n"
+      "  ublkgw stats /dev/ublkb0\n"
+      "  ublkgw stats 0 --watch\n"
+      "  ublkgw stats 0 --watch --interval 5 --count 12 --json > five-minutes.ndjson\n");
+
+  ResizeOptions resize;
+  auto* resize_cmd = app.add_subcommand("resize", "Change a live device's size (Linux 6.14+).");
+  resize_cmd->add_option("DEVICE", resize.target, "/dev/ublkbN or its id N")->required();
+  resize_cmd->add_option("--size", resize.size,
+                         "new size in bytes or with K/M/G/T (powers of 1024); default: the "
+                         "export's current size");
+  add_client_options(resize_cmd);
+  resize_cmd->footer(
+      "Grow the export on the NBD server first, then run this: the daemon asks the\n"
+      "server for the export's size and tells the kernel (UBLK_U_CMD_UPDATE_SIZE). A\n"
+      "smaller --size shrinks the device (the data past it stays on the server).\n\n"
+      "Examples:\n  ublkgw resize /dev/ublkb0\n  ublkgw resize 0 --size 20G\n");
+
+  auto* daemon_cmd = app.add_subcommand(
+      "daemon-info", "Show the daemon's version, kernel, ublk features and listeners.");
+  add_client_options(daemon_cmd);
+  daemon_cmd->footer("Examples:\n  ublkgw daemon-info\n  ublkgw daemon-info --json\n");
 
   try {
     app.parse(argc, argv);
@@ -122,5 +174,8 @@ int main(int argc, char** argv) {
   if (*attach_cmd) return RunAttach(client, attach, std::cout, std::cerr);
   if (*detach_cmd) return RunDetach(client, detach, std::cout, std::cerr);
   if (*list_cmd) return RunList(client, std::cout, std::cerr);
+  if (*stats_cmd) return RunStats(client, stats, std::cout, std::cerr);
+  if (*resize_cmd) return RunResize(client, resize, std::cout, std::cerr);
+  if (*daemon_cmd) return RunDaemonInfo(client, std::cout, std::cerr);
   return kExitUsage;
 }

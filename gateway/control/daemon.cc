@@ -138,6 +138,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
         "cannot serve the API on ", absl::StrJoin(facts.listeners, " and "),
         ": is another ublkgwd running, the directory writable, the address local and free?"));
   }
+  if (!options.listen.empty()) {
+    // Name the port bound (a :0 asks for any free one).
+    const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+    facts.listeners.back() = absl::StrCat(host, ":", d->grpc_port_, " (mutual TLS)");
+    d->service_->SetListeners(facts.listeners);
+  }
   if (!options.socket_group.empty()) {
     if (absl::Status s = ShareSocket(options.socket, options.socket_group); !s.ok()) return s;
   }
@@ -150,7 +156,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     d->metrics_ = *std::move(metrics);
   }
   for (const auto& l : facts.listeners) LOG(INFO) << "ublkgwd " << UBLKGW_VERSION << " serving on " << l;
-  if (d->metrics_) LOG(INFO) << "metrics on http://" << options.metrics_listen << "/metrics";
+  if (d->metrics_) {
+    LOG(INFO) << "metrics on http://"
+              << options.metrics_listen.substr(0, options.metrics_listen.rfind(':')) << ":"
+              << d->metrics_->port() << "/metrics";
+  }
   // Restoring goes on in the background; a record that cannot be read was
   // moved aside and is logged, and the daemon serves on.
   (void)d->volumes_->StartRestore();

@@ -96,10 +96,13 @@ grpc::Status Service::Resize(grpc::ServerContext*, const v1::ResizeRequest* requ
 
 grpc::Status Service::GetDaemonInfo(grpc::ServerContext*, const v1::GetDaemonInfoRequest*,
                                     v1::DaemonInfo* response) {
-  response->set_version(facts_.version);
+  {
+    absl::MutexLock lock(&facts_mu_);
+    response->set_version(facts_.version);
+    response->set_started_unix_time_ns(static_cast<uint64_t>(absl::ToUnixNanos(facts_.started)));
+    for (const auto& l : facts_.listeners) response->add_listeners(l);
+  }
   response->set_pid(static_cast<uint32_t>(getpid()));
-  response->set_started_unix_time_ns(static_cast<uint64_t>(absl::ToUnixNanos(facts_.started)));
-  for (const auto& l : facts_.listeners) response->add_listeners(l);
   volumes_.DescribeDaemon(*response);
   return grpc::Status::OK;
 }

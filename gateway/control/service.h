@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "control/volume_manager.h"
 #include "grpcpp/grpcpp.h"
@@ -52,12 +54,19 @@ class Service final : public v1::Ublkgw::Service {
   grpc::Status GetFeatures(grpc::ServerContext*, const v1::GetFeaturesRequest* request,
                            v1::GetFeaturesResponse* response) override;
 
+  // The listeners as bound (a port 0 becomes the one chosen).
+  void SetListeners(std::vector<std::string> listeners) ABSL_LOCKS_EXCLUDED(facts_mu_) {
+    absl::MutexLock lock(&facts_mu_);
+    facts_.listeners = std::move(listeners);
+  }
+
   // Ends every WatchVolume stream (the server is shutting down).
   void StopWatches() { stopping_.store(true); }
 
  private:
   VolumeManager& volumes_;
-  const DaemonFacts facts_;
+  absl::Mutex facts_mu_;
+  DaemonFacts facts_ ABSL_GUARDED_BY(facts_mu_);
   std::atomic<int> watchers_{0};
   std::atomic<bool> stopping_{false};
 };

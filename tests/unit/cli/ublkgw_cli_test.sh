@@ -17,6 +17,17 @@ out=$("$bin" features --help 2>&1); rc=$?
 grep -q -- '--json' <<<"$out" || fail "features --help does not mention --json"
 grep -q 'Examples' <<<"$out" || fail "features --help has no examples"
 
+# Every command teaches: its --help has examples and every client command
+# offers --json.
+for cmd in attach detach list stats resize daemon-info info features; do
+  out=$("$bin" $cmd --help 2>&1); rc=$?
+  [[ $rc -eq 0 ]] || fail "$cmd --help exited $rc"
+  grep -q 'Examples' <<<"$out" || fail "$cmd --help has no examples"
+  grep -q -- '--json' <<<"$out" || fail "$cmd --help has no --json"
+done
+out=$("$bin" stats --help 2>&1)
+grep -q -- '--watch' <<<"$out" || fail "stats --help does not mention --watch"
+
 "$bin" no-such-command >/dev/null 2>&1; rc=$?
 [[ $rc -eq 2 ]] || fail "an unknown command exited $rc, want 2"
 
