@@ -32,8 +32,8 @@ pids="$pids $!"
 uri="nbd+unix:///?socket=$dir/nbd.sock"
 for _ in $(seq 200); do [ -S "$dir/nbd.sock" ] && break; sleep 0.05; done
 
-step "starting the daemon: ublkgwd --socket $dir/ublkgw.sock"
-ublkgwd --socket "$dir/ublkgw.sock" >"$dir/ublkgwd.log" 2>&1 &
+step "starting the daemon: ublkgwd --socket $dir/ublkgw.sock --state-dir $dir/state"
+ublkgwd --socket "$dir/ublkgw.sock" --state-dir "$dir/state" >"$dir/ublkgwd.log" 2>&1 &
 pids="$pids $!"
 for _ in $(seq 200); do [ -S "$dir/ublkgw.sock" ] && break; sleep 0.05; done
 ublkgw() { command ublkgw "$@" --socket "$dir/ublkgw.sock"; }

@@ -88,8 +88,17 @@ absl::StatusOr<std::vector<v1::AttachmentRecord>> StateStore::Load() {
 
 absl::Status StateStore::Save(const std::vector<v1::AttachmentRecord>& records,
                               const CrashHook& crash) {
-  if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
-    return ErrnoToStatus(errno, absl::StrCat("creating the state directory ", dir_));
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir_, ec)) {
+    // Parents as needed (a fresh host may lack /var/lib); the directory
+    // itself is the daemon's alone.
+    if (!std::filesystem::create_directories(dir_, ec) && ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create the state directory ", dir_, ": ", ec.message()));
+    }
+    if (chmod(dir_.c_str(), 0700) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("chmod of the state directory ", dir_));
+    }
   }
   v1::StateFile state;
   state.set_format(1);

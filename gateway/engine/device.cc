@@ -247,6 +247,14 @@ absl::Status Device::Resize(uint64_t size_bytes) {
         absl::StrCat("the export is ", current.size, " bytes; the device cannot be larger (",
                      target, "): grow the export on the server first"));
   }
+  // NBD fixes an export's size for the life of a connection: the server
+  // refuses requests past the size it told this device's connections.
+  if (target > info_.size) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the export is now ", current.size, " bytes, but this device's NBD connections were "
+        "opened when it was ", info_.size, " and the server holds each connection to that size; "
+        "growing past it needs new connections: detach and attach again"));
+  }
   // Growing: the workers accept the new range before the kernel sends it.
   // Shrinking: the kernel stops sending it before the workers refuse it.
   if (target > size()) {

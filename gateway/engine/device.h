@@ -81,10 +81,12 @@ class Device {
   std::string ConnectionProblem() const;
 
   // Changes the device's capacity to `size_bytes`, or to the export's
-  // current size when 0 (after the export was grown on the server), with
-  // UBLK_U_CMD_UPDATE_SIZE. FAILED_PRECONDITION when the kernel lacks it
-  // or the export changed its flags; INVALID_ARGUMENT for a size that is
-  // not a multiple of the block size or is beyond the export's end.
+  // current size when 0, with UBLK_U_CMD_UPDATE_SIZE. The device can shrink
+  // and grow back, but not past the size its NBD connections negotiated
+  // (servers hold a connection to it): FAILED_PRECONDITION then, and when
+  // the kernel lacks UPDATE_SIZE or the export changed its flags;
+  // INVALID_ARGUMENT for a size that is not a multiple of the block size
+  // or is beyond the export's end.
   absl::Status Resize(uint64_t size_bytes);
 
  private:
