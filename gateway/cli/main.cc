@@ -131,7 +131,8 @@ int main(int argc, char** argv) {
   stats_cmd->add_option("-i,--interval", stats.interval_seconds, "seconds between lines (0.1 to 3600)")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
-  stats_cmd->add_option("-n,--count", stats.count, "with --watch: stop after this many lines");
+  stats_cmd->add_option("-n,--count", stats.count, "with --watch: stop after this many lines")
+      ->check(CLI::Range(1, 1000000));
   add_client_options(stats_cmd);
   stats_cmd->footer(
       "Without --watch: operations, bytes, errors and latency percentiles (p50 to p99.9)\n"

@@ -1,6 +1,10 @@
 #include "control/daemon.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status.h"
+#include "base/unique_fd.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -72,6 +77,34 @@ absl::Status ShareSocket(const std::string& socket, const std::string& group_nam
   return absl::OkStatus();
 }
 
+// Whether a daemon answers on `path` (a stale socket refuses).
+bool SocketIsLive(const std::string& path) {
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (!fd.valid() || path.size() >= sizeof(addr.sun_path)) return false;
+  memcpy(addr.sun_path, path.data(), path.size());
+  return connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+}
+
+// One daemon per state directory: an exclusive lock on its lock file, held
+// for the daemon's life (the kernel drops it when the process dies).
+absl::StatusOr<UniqueFd> LockStateDir(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::create_directories(dir, ec)) chmod(dir.c_str(), 0700);
+  const std::string path = dir + "/lock";
+  UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    return ErrnoToStatus(errno, absl::StrCat("opening ", path, " (is --state-dir writable?)"));
+  }
+  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "another ublkgwd uses the state directory ", dir, ": stop it first, or give this one "
+        "its own --state-dir"));
+  }
+  return fd;
+}
+
 }  // namespace
 
 absl::Status CheckDaemonOptions(const DaemonOptions& o) {
@@ -106,7 +139,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   DaemonFacts facts;
   facts.version = UBLKGW_VERSION;
+  if (!options.state_dir.empty()) {
+    auto lock = LockStateDir(options.state_dir);
+    if (!lock.ok()) return lock.status();
+    d->state_lock_ = *std::move(lock);
+  }
   if (!options.socket.empty()) {
+    if (SocketIsLive(options.socket)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "another ublkgwd serves on ", options.socket, ": stop it first, or give this one "
+          "its own --socket and --state-dir"));
+    }
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(options.socket).parent_path(), ec);
     std::filesystem::remove(options.socket, ec);  // a stale socket from a dead daemon
@@ -126,6 +169,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   d->volumes_ = std::make_unique<VolumeManager>(manager);
   d->service_ = std::make_unique<Service>(*d->volumes_, facts);
   builder.RegisterService(d->service_.get());
+  // The record is read before the first request can change it.
+  if (absl::Status s = d->volumes_->LoadRecords(); !s.ok()) {
+    LOG(ERROR) << "serving without the recorded volumes: " << s;
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -133,6 +180,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   const mode_t old_umask = umask(0177);
   d->server_ = builder.BuildAndStart();
   umask(old_umask);
+  d->serving_socket_ = d->server_ != nullptr && !options.socket.empty();
   if (!d->server_ || (!options.listen.empty() && d->grpc_port_ == 0)) {
     return absl::UnavailableError(absl::StrCat(
         "cannot serve the API on ", absl::StrJoin(facts.listeners, " and "),
@@ -161,9 +209,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
               << options.metrics_listen.substr(0, options.metrics_listen.rfind(':')) << ":"
               << d->metrics_->port() << "/metrics";
   }
-  // Restoring goes on in the background; a record that cannot be read was
-  // moved aside and is logged, and the daemon serves on.
-  (void)d->volumes_->StartRestore();
+  d->volumes_->StartRestorer();
   return d;
 }
 
@@ -171,10 +217,12 @@ void Daemon::Stop() {
   if (stopped_) return;
   stopped_ = true;
   if (service_) service_->StopWatches();
-  if (server_) server_->Shutdown();
+  // Calls still running after the deadline (a watcher whose client
+  // stopped reading) are cancelled, so a stop never hangs.
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   metrics_.reset();
   if (volumes_) volumes_->Shutdown(/*force=*/false);
-  if (!options_.socket.empty()) {
+  if (serving_socket_) {  // never another daemon's
     std::error_code ec;
     std::filesystem::remove(options_.socket, ec);
   }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/unique_fd.h"
 #include "control/metrics.h"
 #include "control/service.h"
 #include "control/volume_manager.h"
@@ -56,11 +57,13 @@ class Daemon {
   Daemon() = default;
 
   DaemonOptions options_;
+  UniqueFd state_lock_;  // flock on STATE_DIR/lock: one daemon per record
   std::unique_ptr<VolumeManager> volumes_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_;
   int grpc_port_ = 0;
+  bool serving_socket_ = false;  // this daemon made options_.socket
   bool stopped_ = false;
 };
 

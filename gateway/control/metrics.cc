@@ -13,12 +13,16 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/status.h"
 #include "glog/logging.h"
 
 namespace ublkgw::control {
 
 namespace {
+
+constexpr absl::Duration kConnectionDeadline = absl::Seconds(2);
 
 std::string Escape(const std::string& value) {
   std::string out;
@@ -211,22 +215,34 @@ void MetricsServer::Serve() {
       return;
     }
     if (fds[1].revents != 0) return;
-    UniqueFd conn(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!conn.valid()) continue;
+    UniqueFd conn(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!conn.valid()) {
+      // Out of fds, say: wait a little (or for stop) rather than spin.
+      pollfd stop = {stop_fd_.get(), POLLIN, 0};
+      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) poll(&stop, 1, 100);
+      continue;
+    }
     Answer(conn.get());
   }
 }
 
 void MetricsServer::Answer(int fd) {
-  // A slow or silent client holds the listener for at most this long.
-  timeval deadline{2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &deadline, sizeof(deadline));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &deadline, sizeof(deadline));
+  // One connection at a time, each with a whole-exchange deadline: a slow
+  // or silent client holds the listener for at most this long.
+  const absl::Time deadline = absl::Now() + kConnectionDeadline;
+  auto wait_for = [&](short events) {
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return false;
+    pollfd p = {fd, events, 0};
+    return poll(&p, 1, static_cast<int>(ms)) == 1;
+  };
   std::string request;
   char buf[1024];
   while (request.size() < 8192 && request.find("\r\n\r\n") == std::string::npos &&
          request.find("\n\n") == std::string::npos) {
+    if (!wait_for(POLLIN)) return;
     const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) break;
     request.append(buf, static_cast<size_t>(n));
   }
@@ -248,7 +264,9 @@ void MetricsServer::Answer(int fd) {
                                        "\r\nConnection: close\r\n\r\n", body);
   std::string_view rest = response;
   while (!rest.empty()) {
+    if (!wait_for(POLLOUT)) return;
     const ssize_t n = send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) return;
     rest.remove_prefix(static_cast<size_t>(n));
   }

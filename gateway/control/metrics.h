@@ -21,7 +21,8 @@ std::string RenderMetrics(const std::vector<v1::GetVolumeResponse>& volumes,
                           const std::string& version);
 
 // Serves `render()` to HTTP GET /metrics on one thread, one connection at
-// a time (each with a 2 s deadline). Stops and joins in the destructor.
+// a time, each with a 2 s deadline for the whole exchange (a client that
+// trickles bytes is cut off). Stops and joins in the destructor.
 class MetricsServer {
  public:
   // `address`: IP:PORT, [IPv6]:PORT or :PORT (all interfaces), numeric

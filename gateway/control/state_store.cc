@@ -66,7 +66,12 @@ absl::Status WriteFileAtomically(const std::string& dir, const std::string& name
 absl::StatusOr<std::vector<v1::AttachmentRecord>> StateStore::Load() {
   const std::string file = path();
   std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) return std::vector<v1::AttachmentRecord>{};
+  const bool exists = std::filesystem::exists(file, ec);
+  if (ec) {
+    // Not "nothing recorded": the next save would overwrite the record.
+    return absl::PermissionDeniedError(absl::StrCat("cannot look at ", file, ": ", ec.message()));
+  }
+  if (!exists) return std::vector<v1::AttachmentRecord>{};
   std::ifstream in(file, std::ios::binary);
   if (!in) return absl::PermissionDeniedError(absl::StrCat("cannot read ", file));
   std::stringstream text;
@@ -75,6 +80,11 @@ absl::StatusOr<std::vector<v1::AttachmentRecord>> StateStore::Load() {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;  // a newer daemon's record
   auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &state, options);
+  if (parsed.ok() && state.format() > 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        file, " was written by a newer ublkgwd (format ", state.format(),
+        "); this one leaves it alone and records nothing: run the newer daemon"));
+  }
   if (!parsed.ok() || state.format() != 1) {
     const std::string aside = file + ".corrupt";
     std::filesystem::rename(file, aside, ec);

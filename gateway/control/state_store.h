@@ -44,8 +44,9 @@ class StateStore {
 
   // The recorded attachments; none if nothing was ever recorded. A file
   // that cannot be parsed is moved aside to state.json.corrupt (kept for
-  // the operator) and DATA_LOSS names it; a stray state.json.tmp from a
-  // crash is ignored.
+  // the operator) and DATA_LOSS names it; one from a newer daemon (a
+  // higher format) is FAILED_PRECONDITION and left alone; a stray
+  // state.json.tmp from a crash is ignored.
   absl::StatusOr<std::vector<v1::AttachmentRecord>> Load();
   absl::Status Save(const std::vector<v1::AttachmentRecord>& records,
                     const CrashHook& crash = nullptr);

@@ -89,18 +89,21 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry) {
   v.set_device_path(ublk::BlockDevicePath(id));
   const v1::AttachRequest& asked = entry.record.request();
   if (entry.device == nullptr) {
-    v.set_uri(asked.uri());
+    auto canonical = nbd::ParseUri(asked.uri());
+    v.set_uri(canonical.ok() ? canonical->ToString() : asked.uri());
     v.set_queues(asked.queues() == 0 ? 1 : asked.queues());
     v.set_depth(asked.depth() == 0 ? 128 : asked.depth());
     v.set_data_path(v1::DATA_PATH_COPY);
     v.set_read_only(asked.read_only());
     v.set_health(v1::HEALTH_RESTORING);
-    v.set_health_detail(absl::StrCat(
-        "recorded, not attached yet", entry.restore_error.empty() ? "" : ": ",
-        entry.restore_error, " (next attempt in ",
-        absl::FormatDuration(absl::Trunc(std::max(entry.next_try - absl::Now(), absl::ZeroDuration()),
-                                         absl::Seconds(1))),
-        ")"));
+    std::string detail = "recorded, not attached yet";
+    if (!entry.restore_error.empty()) absl::StrAppend(&detail, ": ", entry.restore_error);
+    if (entry.next_try != absl::InfiniteFuture()) {
+      const absl::Duration wait = std::max(entry.next_try - absl::Now(), absl::ZeroDuration());
+      absl::StrAppend(&detail, " (next attempt in ",
+                      absl::FormatDuration(absl::Trunc(wait, absl::Seconds(1))), ")");
+    }
+    v.set_health_detail(detail);
     return v;
   }
   const engine::Device& device = *entry.device;
@@ -120,7 +123,8 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry) {
     ops += op.ops;
     errors += op.errors;
   }
-  v.set_completed_requests(ops - errors);
+  // Counters are read one by one while the queues run: clamp.
+  v.set_completed_requests(ops > errors ? ops - errors : 0);
   v.set_failed_requests(errors);
   const std::string problem = device.ConnectionProblem();
   v.set_health(problem.empty() ? v1::HEALTH_OK : v1::HEALTH_DISCONNECTED);
@@ -296,80 +300,111 @@ void VolumeManager::DescribeDaemon(v1::DaemonInfo& info) {
   info.set_volumes(static_cast<uint32_t>(volumes_.size()));
 }
 
-absl::Status VolumeManager::StartRestore() {
+absl::Status VolumeManager::LoadRecords() {
   if (!store_.has_value()) return absl::OkStatus();
-  absl::Status status;
-  {
-    absl::MutexLock ctrl_lock(&ctrl_mu_);
-    auto records = store_->Load();
-    if (!records.ok()) {
-      LOG(ERROR) << records.status();
-      status = records.status();
-    } else {
-      absl::MutexLock lock(&mu_);
-      for (const auto& record : *records) {
-        Entry& entry = volumes_[record.device_id()];
-        entry.record = record;
-        entry.next_try = absl::Now();
-        entry.backoff = options_.restore_backoff_min;
-      }
-      if (!records->empty()) {
-        LOG(INFO) << "restoring " << records->size() << " recorded volume(s) from "
-                  << store_->path();
-      }
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  auto records = store_->Load();
+  if (!records.ok()) {
+    LOG(ERROR) << records.status();
+    if (absl::IsFailedPrecondition(records.status())) {
+      // A newer daemon's record: never overwrite it.
+      store_.reset();
+    }
+    return records.status();
+  }
+  absl::MutexLock lock(&mu_);
+  for (const auto& record : *records) {
+    const uint32_t id = record.device_id();
+    if (volumes_.contains(id)) {
+      LOG(ERROR) << store_->path() << " records /dev/ublkb" << id << " twice; keeping the first";
+      continue;
+    }
+    if (volumes_.size() >= kMaxVolumes) {
+      LOG(ERROR) << store_->path() << " records more than " << kMaxVolumes
+                 << " volumes; ignoring " << record.request().uri();
+      continue;
+    }
+    Entry& entry = volumes_[id];
+    entry.record = record;
+    entry.next_try = absl::Now();
+    entry.backoff = options_.restore_backoff_min;
+    if (auto valid = Validate(record.request()); !valid.ok()) {
+      // Kept (so it is not lost) and shown, never tried.
+      entry.restore_error = absl::StrCat("the recorded request is invalid (", valid.status().message(),
+                                         "); detach it and attach again");
+      entry.next_try = absl::InfiniteFuture();
     }
   }
+  if (!records->empty()) {
+    LOG(INFO) << "restoring " << records->size() << " recorded volume(s) from " << store_->path();
+  }
+  return absl::OkStatus();
+}
+
+void VolumeManager::StartRestorer() {
+  if (restorer_.joinable()) return;
   restorer_ = std::thread([this] { RestoreLoop(); });
-  return status;
 }
 
 absl::Time VolumeManager::RestoreDue() {
-  absl::MutexLock ctrl_lock(&ctrl_mu_);
-  std::vector<std::pair<uint32_t, v1::AttachmentRecord>> due;
+  std::vector<uint32_t> due;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
     for (const auto& [id, entry] : volumes_) {
-      if (entry.device == nullptr && entry.next_try <= now) due.emplace_back(id, entry.record);
+      if (entry.device == nullptr && entry.next_try <= now) due.push_back(id);
     }
   }
-  bool changed = false;
-  for (const auto& [id, record] : due) {
-    auto device = AttachDevice(record.request(), id);
-    absl::MutexLock lock(&mu_);
-    if (stopping_) break;
-    Entry& entry = volumes_[id];
-    if (!device.ok()) {
-      entry.restore_error = std::string(device.status().message());
-      entry.next_try = absl::Now() + entry.backoff;
-      entry.backoff = std::min(entry.backoff * 2, options_.restore_backoff_max);
-      LOG(WARNING) << "restoring " << record.request().uri() << " as "
-                   << ublk::BlockDevicePath(id) << ": " << device.status() << "; retrying in "
-                   << absl::FormatDuration(entry.next_try - absl::Now());
-      continue;
-    }
-    const uint32_t got = (*device)->id();
-    LOG(INFO) << "restored " << record.request().uri() << " as " << (*device)->block_path();
-    if (got == id) {
-      entry.device = *std::move(device);
-      entry.restore_error.clear();
-      continue;
-    }
-    // Its old id was taken meanwhile: it lives on under the new one.
-    Entry moved = std::move(entry);
-    volumes_.erase(id);
-    moved.record.set_device_id(got);
-    moved.device = *std::move(device);
-    volumes_[got] = std::move(moved);
-    changed = true;
-  }
-  if (changed) (void)SaveRecords();
+  // One volume at a time, so an operator's call waits for one attempt at
+  // most, not for all of them.
+  for (uint32_t id : due) RestoreOne(id);
   absl::MutexLock lock(&mu_);
   absl::Time next = absl::InfiniteFuture();
   for (const auto& [id, entry] : volumes_) {
     if (entry.device == nullptr) next = std::min(next, entry.next_try);
   }
   return next;
+}
+
+void VolumeManager::RestoreOne(uint32_t id) {
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  v1::AttachmentRecord record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = volumes_.find(id);
+    // Detached meanwhile, or the daemon is stopping.
+    if (stopping_ || it == volumes_.end() || it->second.device != nullptr) return;
+    record = it->second.record;
+  }
+  auto device = AttachDevice(record.request(), id);
+  bool moved = false;
+  {
+    absl::MutexLock lock(&mu_);
+    Entry& entry = volumes_.at(id);  // only Detach (under ctrl_mu_) removes it
+    if (!device.ok()) {
+      entry.restore_error = std::string(device.status().message());
+      entry.next_try = absl::Now() + entry.backoff;
+      entry.backoff = std::min(entry.backoff * 2, options_.restore_backoff_max);
+      LOG(WARNING) << "restoring " << record.request().uri() << " as "
+                   << ublk::BlockDevicePath(id) << ": " << device.status() << "; retrying in "
+                   << absl::FormatDuration(entry.backoff / 2);
+      return;
+    }
+    const uint32_t got = (*device)->id();
+    LOG(INFO) << "restored " << record.request().uri() << " as " << (*device)->block_path();
+    entry.restore_error.clear();
+    entry.device = *std::move(device);
+    if (got != id) {
+      // Its old id was taken meanwhile: it lives on under the new one
+      // (never a reserved one, so nothing is overwritten).
+      Entry renamed = std::move(entry);
+      volumes_.erase(id);
+      renamed.record.set_device_id(got);
+      volumes_[got] = std::move(renamed);
+      moved = true;
+    }
+  }
+  if (moved) (void)SaveRecords();
 }
 
 void VolumeManager::RestoreLoop() {

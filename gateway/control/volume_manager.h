@@ -77,11 +77,23 @@ class VolumeManager {
   // state directory, volumes.
   void DescribeDaemon(v1::DaemonInfo& info);
 
-  // Loads the state record and re-attaches every recorded volume, in the
-  // background: a volume that fails (its server is down, say) shows as
-  // RESTORING and is retried with backoff until it attaches or an operator
-  // detaches it. A record that cannot be read is moved aside (DATA_LOSS).
-  absl::Status StartRestore();
+  // Loads the state record: every recorded volume is listed as RESTORING.
+  // Call it before serving requests (an attach must not rewrite the record
+  // before it is read). A record that cannot be parsed is moved aside
+  // (DATA_LOSS); one from a newer daemon is left alone and nothing is
+  // recorded from then on (FAILED_PRECONDITION). A recorded volume whose
+  // request is invalid stays listed with the reason and is never tried.
+  absl::Status LoadRecords();
+  // Re-attaches the recorded volumes in the background: one that fails
+  // (its server is down, say) is retried with backoff until it attaches or
+  // an operator detaches it.
+  void StartRestorer();
+  // Both, in order.
+  absl::Status StartRestore() {
+    absl::Status s = LoadRecords();
+    StartRestorer();
+    return s;
+  }
   // Detaches every device (the daemon is stopping); records are kept, so
   // the next daemon attaches them again.
   void Shutdown(bool force);
@@ -109,6 +121,7 @@ class VolumeManager {
   void RestoreLoop();
   // One attempt at the due restoring volumes; returns the next due time.
   absl::Time RestoreDue();
+  void RestoreOne(uint32_t id);
 
   const ManagerOptions options_;
   std::optional<StateStore> store_;

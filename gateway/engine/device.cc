@@ -48,17 +48,16 @@ absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
     LOG(WARNING) << "/dev/ublkb" << *options.device_id << " is taken; choosing another id";
   }
   // The lowest free id, like the kernel would choose, but never one a
-  // recorded volume waits to get back. A few tries, then the kernel picks.
-  constexpr uint32_t kTries = 64;
-  uint32_t id = 0;
-  for (uint32_t tries = 0; tries < kTries; ++tries, ++id) {
-    while (options.reserved_ids.contains(id)) ++id;
+  // recorded volume waits to get back (the kernel's own choice could be).
+  constexpr uint32_t kMaxIds = 1 << 16;
+  for (uint32_t id = 0; id < kMaxIds; ++id) {
+    if (options.reserved_ids.contains(id)) continue;
     dev.dev_id = id;
     auto added = ctrl.AddDev(dev);
     if (!absl::IsAlreadyExists(added.status())) return added;
   }
-  dev.dev_id = ~0U;
-  return ctrl.AddDev(dev);
+  return absl::ResourceExhaustedError(
+      absl::StrCat("every ublk device id below ", kMaxIds, " is taken"));
 }
 
 }  // namespace

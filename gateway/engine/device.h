@@ -30,8 +30,8 @@ struct AttachOptions {
   bool read_only = false;
   absl::Duration connect_timeout = absl::Seconds(10);
   // The N of /dev/ublkbN to ask for: this one (a restored volume keeps its
-  // name), else the lowest free one not in `reserved_ids`. If it is taken,
-  // the lowest free one (also skipping `reserved_ids`).
+  // name); if it is unset or taken, the lowest free one not in
+  // `reserved_ids`.
   std::optional<uint32_t> device_id;
   std::set<uint32_t> reserved_ids;  // ids recorded for volumes being restored
 };

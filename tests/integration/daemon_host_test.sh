@@ -38,6 +38,16 @@ start_daemon --metrics-listen 127.0.0.1:0
 mode=$(stat -c %a "$sock")
 [[ "$mode" == 600 ]] || fail "socket mode is $mode, want 600"
 
+# A second daemon on the same socket or state directory is refused, and
+# leaves the first one serving.
+err=$("$ublkgwd" --socket "$sock" --state-dir "$dir/other-state" 2>&1); rc=$?
+[[ $rc -eq 1 ]] || fail "a second daemon on the same socket exited $rc, want 1"
+grep -q "another ublkgwd serves on $sock" <<<"$err" || fail "second daemon (socket): $err"
+err=$("$ublkgwd" --socket "$dir/other.sock" --state-dir "$dir/state" 2>&1); rc=$?
+[[ $rc -eq 1 ]] || fail "a second daemon on the same state directory exited $rc, want 1"
+grep -q "another ublkgwd uses the state directory" <<<"$err" || fail "second daemon (state): $err"
+[[ -S "$sock" ]] || fail "the second daemon removed the first one's socket"
+
 # Standard gRPC services.
 out=$("$probe" "unix:$sock" health 2>&1)
 [[ "$out" == SERVING ]] || fail "health is '$out', want SERVING"

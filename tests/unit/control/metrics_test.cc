@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/time/clock.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "control/stats_proto.h"
@@ -152,7 +153,20 @@ TEST(MetricsServerTest, ServesMetricsOnLoopback) {
   ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   EXPECT_THAT(Get((*server)->port(), "GET /metrics HTTP/1.0\r\n\r\n"), HasSubstr("200 OK"));
   close(idle);
-  EXPECT_EQ(renders, 2);
+  // One that trickles a byte at a time is cut off at the deadline too.
+  int slow = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(connect(slow, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const absl::Time start = absl::Now();
+  bool cut = false;
+  for (int i = 0; i < 100 && !cut; ++i) {
+    cut = send(slow, "G", 1, MSG_NOSIGNAL) != 1;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(cut) << "a trickling client was still connected after 10 s";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  close(slow);
+  EXPECT_THAT(Get((*server)->port(), "GET /metrics HTTP/1.0\r\n\r\n"), HasSubstr("200 OK"));
+  EXPECT_EQ(renders, 3);
 }
 
 TEST(MetricsServerTest, BadAddressesAreRefusedWithTheFormat) {

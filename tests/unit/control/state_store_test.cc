@@ -108,11 +108,19 @@ TEST_F(StateStoreTest, ACorruptRecordIsMovedAsideNotLost) {
   EXPECT_THAT(text, HasSubstr("attachments"));
 }
 
-TEST_F(StateStoreTest, AnUnknownFormatIsRefused) {
+TEST_F(StateStoreTest, ANewerDaemonsRecordIsLeftAlone) {
   std::filesystem::create_directories(dir_);
   std::ofstream(dir_ + "/state.json") << "{\"format\": 9}";
   EXPECT_THAT(StateStore(dir_).Load(),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("format 9")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("newer ublkgwd (format 9)")));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/state.json"));
+}
+
+TEST_F(StateStoreTest, FormatZeroIsNotARecord) {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ + "/state.json") << "{}";
+  EXPECT_THAT(StateStore(dir_).Load(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("format 0")));
 }
 
 // A real process, killed with SIGKILL at random instants while it rewrites

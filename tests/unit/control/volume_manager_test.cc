@@ -168,6 +168,35 @@ TEST_F(RestoreTest, UnattachableRecordsAreListedAsRestoringAndKept) {
   EXPECT_THAT(StateStore(dir_).Load(), IsOkAndHolds(::testing::SizeIs(1)));
 }
 
+TEST_F(RestoreTest, AnInvalidOrDuplicateRecordIsShownNotTriedAndNotLost) {
+  Record({{1, "nbd://127.0.0.1:1/good"}, {1, "nbd://127.0.0.1:1/duplicate"},
+          {2, "ftp://not-nbd/x"}});
+  VolumeManager volumes(Options());
+  ASSERT_THAT(volumes.LoadRecords(), IsOk());
+  const auto listed = volumes.List();
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].uri(), "nbd://127.0.0.1:1/good");
+  EXPECT_EQ(listed[1].health(), v1::HEALTH_RESTORING);
+  EXPECT_THAT(listed[1].health_detail(), HasSubstr("the recorded request is invalid"));
+  EXPECT_THAT(listed[1].health_detail(), HasSubstr("unknown scheme"));
+  EXPECT_THAT(listed[1].health_detail(), ::testing::Not(HasSubstr("next attempt")));
+}
+
+TEST_F(RestoreTest, ANewerDaemonsRecordIsNeverOverwritten) {
+  std::filesystem::create_directories(dir_);
+  const std::string newer = R"({"format": 2, "attachments": [], "future": true})";
+  std::ofstream(dir_ + "/state.json") << newer;
+  VolumeManager volumes(Options());
+  EXPECT_THAT(volumes.LoadRecords(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                              HasSubstr("newer ublkgwd")));
+  v1::DaemonInfo info;
+  volumes.DescribeDaemon(info);
+  volumes.Shutdown(false);
+  std::ifstream in(dir_ + "/state.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, newer);
+}
+
 TEST_F(RestoreTest, ACorruptRecordIsMovedAsideAndTheDaemonServesOn) {
   std::filesystem::create_directories(dir_);
   std::ofstream(dir_ + "/state.json") << "{ not json";
