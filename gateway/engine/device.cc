@@ -221,18 +221,22 @@ absl::Status Device::Resize(uint64_t size_bytes) {
         "this kernel's ublk driver cannot resize a live device (it lacks UBLK_F_UPDATE_SIZE, "
         "added in Linux 6.14): detach and attach again to see a new size");
   }
-  // Ask the server what the export is now.
-  auto uri = nbd::ParseUri(uri_);
-  if (!uri.ok()) return uri.status();
-  nbd::ClientOptions probe;
-  probe.timeout = absl::Seconds(10);
-  auto client = nbd::BlockingClient::Connect(*uri, probe);
-  if (!client.ok()) return client.status();
-  const nbd::ExportInfo current = client->info();
-  (void)client->Disconnect();
-  if (current.flags != info_.flags || current.mode != info_.mode) {
-    return absl::FailedPreconditionError(
-        "the server now describes the export with other flags; detach and attach again");
+  // Within what the connections negotiated, the server need not be asked
+  // (a server that takes one client at a time could not answer anyway).
+  nbd::ExportInfo current = info_;
+  if (size_bytes == 0 || size_bytes > info_.size) {
+    auto uri = nbd::ParseUri(uri_);
+    if (!uri.ok()) return uri.status();
+    nbd::ClientOptions probe;
+    probe.timeout = absl::Seconds(10);
+    auto client = nbd::BlockingClient::Connect(*uri, probe);
+    if (!client.ok()) return client.status();
+    current = client->info();
+    (void)client->Disconnect();
+    if (current.flags != info_.flags || current.mode != info_.mode) {
+      return absl::FailedPreconditionError(
+          "the server now describes the export with other flags; detach and attach again");
+    }
   }
   const uint64_t target = size_bytes == 0 ? current.size : size_bytes;
   const uint64_t block = std::max<uint64_t>(512, info_.min_block);
