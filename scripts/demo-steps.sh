@@ -57,6 +57,10 @@ for i in 1 2 3 4 5; do
   dd if=/dev/urandom of="$dir/mnt/file$i" bs=1M count=$((i * 4)) 2>/dev/null || die "write failed"
 done
 (cd "$dir/mnt" && sha256sum file*) | tee "$dir/sums"
+sync
+
+step "what the daemon saw: ublkgw stats $dev"
+ublkgw stats "$dev" || die "stats failed"
 
 step "unmounting and detaching $dev"
 umount "$dir/mnt" || die "umount failed"

@@ -435,8 +435,12 @@ void VolumeManager::Shutdown(bool force) {
     }
     volumes_.clear();
   }
+  // Graceful detaches share one grace period: once it is spent (a silent
+  // server held one up), the rest are forced, so stopping stays bounded.
+  const absl::Time grace_end = absl::Now() + engine::kGracefulStopTimeout;
   for (auto& device : devices) {
-    if (absl::Status s = device->Detach(force); !s.ok()) {
+    const bool forced = force || absl::Now() >= grace_end;
+    if (absl::Status s = device->Detach(forced); !s.ok()) {
       LOG(ERROR) << "detaching " << device->block_path() << ": " << s;
     }
   }

@@ -95,7 +95,8 @@ class VolumeManager {
     return s;
   }
   // Detaches every device (the daemon is stopping); records are kept, so
-  // the next daemon attaches them again.
+  // the next daemon attaches them again. Graceful detaches share one grace
+  // period (engine::kGracefulStopTimeout); later ones are forced.
   void Shutdown(bool force);
 
  private:
