@@ -146,34 +146,50 @@ absl::Status VolumeManager::SaveRecords() {
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::AttachDevice(
-    const v1::AttachRequest& request, std::optional<uint32_t> id) {
-  auto options = Validate(request);
-  if (!options.ok()) return options.status();
-  options->device_id = id;
+absl::Status VolumeManager::CheckControl() {
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  return Control().status();
+}
+
+absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::CreateDevice(
+    engine::AttachOptions options, std::optional<uint32_t> id,
+    absl::StatusOr<engine::ConnectedExport> connected) {
+  if (!connected.ok()) return connected.status();
+  options.device_id = id;
   {
     absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("the daemon is stopping");
     for (const auto& [other, entry] : volumes_) {
-      if (entry.device == nullptr && other != id) options->reserved_ids.insert(other);
+      if (entry.device == nullptr && other != id) options.reserved_ids.insert(other);
     }
   }
   auto ctrl = Control();
   if (!ctrl.ok()) return ctrl.status();
-  return engine::Device::Attach(**ctrl, *options);
+  return engine::Device::Create(**ctrl, options, *std::move(connected));
 }
 
 absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& request) {
-  if (auto options = Validate(request); !options.ok()) return options.status();
-  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  auto options = Validate(request);
+  if (!options.ok()) return options.status();
+  // A host without ublk is said so before anything touches the network.
+  if (absl::Status s = CheckControl(); !s.ok()) return s;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("the daemon is stopping");
-    if (volumes_.size() >= kMaxVolumes) {
+    if (volumes_.size() + connecting_ >= kMaxVolumes) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "this daemon already serves ", kMaxVolumes, " volumes: detach one first"));
     }
+    ++connecting_;
   }
-  auto device = AttachDevice(request, std::nullopt);
+  // The network part holds no lock: other calls go on meanwhile.
+  auto connected = engine::Device::Connect(*options);
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    --connecting_;
+  }
+  auto device = CreateDevice(*options, std::nullopt, std::move(connected));
   if (!device.ok()) return device.status();
   const uint32_t id = (*device)->id();
   Entry entry;
@@ -367,7 +383,6 @@ absl::Time VolumeManager::RestoreDue() {
 }
 
 void VolumeManager::RestoreOne(uint32_t id) {
-  absl::MutexLock ctrl_lock(&ctrl_mu_);
   v1::AttachmentRecord record;
   {
     absl::MutexLock lock(&mu_);
@@ -376,7 +391,23 @@ void VolumeManager::RestoreOne(uint32_t id) {
     if (stopping_ || it == volumes_.end() || it->second.device != nullptr) return;
     record = it->second.record;
   }
-  auto device = AttachDevice(record.request(), id);
+  auto options = Validate(record.request());  // invalid records are never due
+  absl::StatusOr<engine::ConnectedExport> connected = absl::UnknownError("not connected");
+  if (!options.ok()) {
+    connected = options.status();
+  } else if (absl::Status control = CheckControl(); !control.ok()) {
+    connected = control;
+  } else {
+    connected = engine::Device::Connect(*options);
+  }
+  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = volumes_.find(id);
+    if (stopping_ || it == volumes_.end() || it->second.device != nullptr) return;
+  }
+  auto device = options.ok() ? CreateDevice(*options, id, std::move(connected))
+                             : absl::StatusOr<std::unique_ptr<engine::Device>>(options.status());
   bool moved = false;
   {
     absl::MutexLock lock(&mu_);
@@ -384,10 +415,10 @@ void VolumeManager::RestoreOne(uint32_t id) {
     if (!device.ok()) {
       entry.restore_error = std::string(device.status().message());
       entry.next_try = absl::Now() + entry.backoff;
-      entry.backoff = std::min(entry.backoff * 2, options_.restore_backoff_max);
       LOG(WARNING) << "restoring " << record.request().uri() << " as "
                    << ublk::BlockDevicePath(id) << ": " << device.status() << "; retrying in "
-                   << absl::FormatDuration(entry.backoff / 2);
+                   << absl::FormatDuration(entry.backoff);
+      entry.backoff = std::min(entry.backoff * 2, options_.restore_backoff_max);
       return;
     }
     const uint32_t got = (*device)->id();

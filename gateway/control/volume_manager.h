@@ -1,11 +1,12 @@
 // The daemon's volumes: every attached device, the ublk control device
 // they share, and the record of them in the state directory.
 //
-// Locking: `ctrl_mu_` serialises every change (attach, detach, resize,
-// restore) and guards the control device and the state file; `mu_`
-// guards the table of volumes, and is held only briefly, so List and
-// statistics never wait for an attach that is still connecting. Order:
-// ctrl_mu_ before mu_.
+// Locking: `ctrl_mu_` serialises every change to the kernel or the record
+// (creating, detaching, resizing a device) and guards the control device
+// and the state file; `mu_` guards the table of volumes and is held only
+// briefly. Connecting to an NBD server (attach, restore) holds neither, so
+// no call waits behind a slow or dead server, except a Resize that must
+// ask one. Order: ctrl_mu_ before mu_.
 #ifndef UBLKGW_CONTROL_VOLUME_MANAGER_H_
 #define UBLKGW_CONTROL_VOLUME_MANAGER_H_
 
@@ -116,9 +117,13 @@ class VolumeManager {
   static absl::Status NotFound(const VolumeRef& ref);
   static v1::Volume Describe(uint32_t id, const Entry& entry);
   absl::Status SaveRecords() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
-  absl::StatusOr<std::unique_ptr<engine::Device>> AttachDevice(const v1::AttachRequest& request,
-                                                               std::optional<uint32_t> id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  // Whether the control device opens (no ublk driver: FAILED_PRECONDITION).
+  absl::Status CheckControl() ABSL_LOCKS_EXCLUDED(ctrl_mu_);
+  // The kernel half of an attach, for an export connected without locks:
+  // asks for `id` (else a free id no restoring volume waits for).
+  absl::StatusOr<std::unique_ptr<engine::Device>> CreateDevice(
+      engine::AttachOptions options, std::optional<uint32_t> id,
+      absl::StatusOr<engine::ConnectedExport> connected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
   void RestoreLoop();
   // One attempt at the due restoring volumes; returns the next due time.
   absl::Time RestoreDue();
@@ -133,6 +138,7 @@ class VolumeManager {
   absl::Mutex mu_;
   Table volumes_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  size_t connecting_ ABSL_GUARDED_BY(mu_) = 0;  // attaches still connecting
   std::thread restorer_;
 };
 

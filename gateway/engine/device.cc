@@ -64,8 +64,7 @@ absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
 
 std::string Device::block_path() const { return ublk::BlockDevicePath(id_); }
 
-absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl,
-                                                       const AttachOptions& options) {
+absl::StatusOr<ConnectedExport> Device::Connect(const AttachOptions& options) {
   auto uri = nbd::ParseUri(options.uri);
   if (!uri.ok()) return uri.status();
   if (options.queues < 1 || options.queues > kMaxQueues) {
@@ -80,28 +79,45 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
   // The first connection tells what the export is.
   auto first = ConnectOne(*uri, options.connect_timeout);
   if (!first.ok()) return first.status();
-  nbd::ExportInfo info = first->second;
-  std::vector<UniqueFd> sockets;
-  sockets.push_back(std::move(first->first));
+  ConnectedExport c;
+  c.uri = uri->ToString();
+  c.info = first->second;
+  c.sockets.push_back(std::move(first->first));
   uint16_t queues = options.queues;
-  std::string note;
-  if (queues > 1 && !info.can(nbd::kFlagCanMultiConn)) {
-    note = absl::StrCat("the server does not set CAN_MULTI_CONN: using 1 queue, not ", queues);
-    LOG(WARNING) << uri->ToString() << ": " << note;
+  if (queues > 1 && !c.info.can(nbd::kFlagCanMultiConn)) {
+    c.note = absl::StrCat("the server does not set CAN_MULTI_CONN: using 1 queue, not ", queues);
+    LOG(WARNING) << c.uri << ": " << c.note;
     queues = 1;
   }
   // The kernel rounds the buffer size down to whole pages.
   const uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
-  const uint32_t max_io = std::max(page, std::min(kMaxIoBytes, info.max_payload) / page * page);
-  auto params = ParamsForExport(info, max_io, options.read_only);
+  c.max_io = std::max(page, std::min(kMaxIoBytes, c.info.max_payload) / page * page);
+  auto params = ParamsForExport(c.info, c.max_io, options.read_only);
   if (!params.ok()) return params.status();
+  c.params = *params;
   for (uint16_t q = 1; q < queues; ++q) {
     auto more = ConnectOne(*uri, options.connect_timeout);
     if (!more.ok()) return more.status();
-    if (absl::Status s = SameExport(info, more->second); !s.ok()) return s;
-    sockets.push_back(std::move(more->first));
+    if (absl::Status s = SameExport(c.info, more->second); !s.ok()) return s;
+    c.sockets.push_back(std::move(more->first));
   }
+  return c;
+}
 
+absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl,
+                                                       const AttachOptions& options) {
+  auto connected = Connect(options);
+  if (!connected.ok()) return connected.status();
+  return Create(ctrl, options, *std::move(connected));
+}
+
+absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl,
+                                                       const AttachOptions& options,
+                                                       ConnectedExport connected) {
+  const nbd::ExportInfo& info = connected.info;
+  const uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
+  const uint32_t max_io = connected.max_io;
+  std::vector<UniqueFd>& sockets = connected.sockets;
   ublk::ublksrv_ctrl_dev_info dev{};
   dev.nr_hw_queues = queues;
   dev.queue_depth = options.depth;
@@ -114,8 +130,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
   std::unique_ptr<Device> device(new Device(ctrl, added->dev_id));
   device->info_ = info;
   device->size_ = info.size;
-  device->note_ = note;
-  device->uri_ = uri->ToString();
+  device->note_ = connected.note;
+  device->uri_ = connected.uri;
   device->depth_ = options.depth;
   device->read_only_ = options.read_only || info.read_only();
   auto fail = [&](absl::Status why) -> absl::Status {
@@ -124,7 +140,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
     }
     return why;
   };
-  if (absl::Status s = ctrl.SetParams(device->id_, *params); !s.ok()) return fail(s);
+  if (absl::Status s = ctrl.SetParams(device->id_, connected.params); !s.ok()) return fail(s);
   auto char_fd = ublk::OpenCharDevice(device->id_, absl::Seconds(10));
   if (!char_fd.ok()) return fail(char_fd.status());
   device->char_fd_ = *std::move(char_fd);
@@ -151,7 +167,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl
   // workers).
   if (absl::Status s = ctrl.StartDev(device->id_, getpid()); !s.ok()) return fail(s);
   device->attached_ = true;
-  LOG(INFO) << "attached " << uri->ToString() << " as " << device->block_path() << " ("
+  LOG(INFO) << "attached " << connected.uri << " as " << device->block_path() << " ("
             << info.size << " bytes, " << queues << " queue(s) of depth " << options.depth
             << ", copy data path)";
   return device;

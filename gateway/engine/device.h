@@ -36,6 +36,17 @@ struct AttachOptions {
   std::set<uint32_t> reserved_ids;  // ids recorded for volumes being restored
 };
 
+// An export connected and negotiated, not yet a device: one socket per
+// queue, and what they agreed on. Needs no kernel.
+struct ConnectedExport {
+  std::string uri;  // canonical
+  nbd::ExportInfo info;
+  std::vector<UniqueFd> sockets;
+  std::string note;  // e.g. why fewer queues than asked
+  uint32_t max_io = 0;
+  ublk::ublk_params params{};
+};
+
 inline constexpr uint16_t kMaxQueues = 64;
 inline constexpr uint16_t kMaxDepth = 1024;
 inline constexpr uint32_t kMaxIoBytes = 512 * 1024;
@@ -56,6 +67,12 @@ class Device {
   // export), FAILED_PRECONDITION (no ublk driver), ...
   static absl::StatusOr<std::unique_ptr<Device>> Attach(ublk::ControlDevice& ctrl,
                                                         const AttachOptions& options);
+  // Attach in two steps, so the network part needs no lock on `ctrl`:
+  // Connect talks only to the server; Create only to the kernel.
+  static absl::StatusOr<ConnectedExport> Connect(const AttachOptions& options);
+  static absl::StatusOr<std::unique_ptr<Device>> Create(ublk::ControlDevice& ctrl,
+                                                        const AttachOptions& options,
+                                                        ConnectedExport connected);
   ~Device();
 
   // Stops and deletes the device. Graceful: requests in flight finish.
