@@ -132,6 +132,8 @@ int RunDaemonInfo(const ClientOptions& client, std::ostream& out, std::ostream& 
                                  : "unavailable: " + info->ublk_unavailable_reason())
       << "\n"
       << "data paths:  " << absl::StrJoin(info->data_paths(), ", ") << "\n"
+      << "fixed-buffer socket operations (the zero-copy path's), as this kernel answered:\n"
+      << info->fixed_buffer_probe()
       << "state dir:   " << (info->state_dir().empty() ? "(none: nothing is recorded)" : info->state_dir())
       << "\n"
       << "listeners:   " << absl::StrJoin(info->listeners(), ", ") << "\n"

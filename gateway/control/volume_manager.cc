@@ -1,10 +1,12 @@
 #include "control/volume_manager.h"
 
+#include <sys/socket.h>
 #include <sys/utsname.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "control/stats_proto.h"
+#include "engine/data_path_probe.h"
 #include "glog/logging.h"
 #include "nbd/uri.h"
 #include "ublk/features.h"
@@ -300,6 +302,18 @@ absl::StatusOr<v1::GetFeaturesResponse> VolumeManager::GetFeatures() {
   return r;
 }
 
+std::string VolumeManager::FixedBufferProbe() {
+  // The kernel's answers do not change while it runs: ask once.
+  static const std::string* answer = [] {
+    auto probe = engine::ProbeFixedBuffers(AF_INET);
+    auto* text = new std::string(probe.ok() ? probe->detail
+                                            : absl::StrCat("probe failed: ", probe.status().message()));
+    LOG(INFO) << "fixed-buffer socket operations on this kernel:\n" << *text;
+    return text;
+  }();
+  return *answer;
+}
+
 void VolumeManager::DescribeDaemon(v1::DaemonInfo& info) {
   info.set_kernel_release(KernelRelease());
   auto features = GetFeatures();
@@ -311,6 +325,7 @@ void VolumeManager::DescribeDaemon(v1::DaemonInfo& info) {
   } else {
     info.set_ublk_unavailable_reason(std::string(features.status().message()));
   }
+  info.set_fixed_buffer_probe(FixedBufferProbe());
   info.set_state_dir(options_.state_dir);
   absl::MutexLock lock(&mu_);
   info.set_volumes(static_cast<uint32_t>(volumes_.size()));

@@ -116,6 +116,8 @@ class VolumeManager {
   Table::iterator Find(const VolumeRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static absl::Status NotFound(const VolumeRef& ref);
   static v1::Volume Describe(uint32_t id, const Entry& entry);
+  // engine::ProbeFixedBuffers on TCP, run once per process.
+  static std::string FixedBufferProbe();
   absl::Status SaveRecords() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
   // Whether the control device opens (no ublk driver: FAILED_PRECONDITION).
   absl::Status CheckControl() ABSL_LOCKS_EXCLUDED(ctrl_mu_);

@@ -26,6 +26,17 @@ start_daemon() {
 }
 start_daemon
 
+# What the kernel answers to the zero-copy path's socket operations.
+ublkgw daemon-info >/out/daemon-info.txt || fail "daemon-info failed"
+cat /out/daemon-info.txt
+case "$(uname -r)" in
+  6.12.*) want_recv="RECV into a fixed buffer: Invalid argument" ;;
+  *) want_recv="RECV into a fixed buffer: 4096 bytes, data intact" ;;
+esac
+grep -q "$want_recv" /out/daemon-info.txt || fail "probe: want '$want_recv'"
+grep -q "SEND_ZC with a fixed buffer: 4096 bytes, data intact, notified" /out/daemon-info.txt ||
+  fail "probe: SEND_ZC with a fixed buffer should work on $(uname -r)"
+
 dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 64) || fail "attach failed"
 log "attached $dev"
 [ -s /var/lib/ublkgw/state.json ] || fail "the attachment was not recorded"
