@@ -47,8 +47,9 @@ class IoDescMap {
 
 // Fills `sqe` with an I/O command (kIoFetchReq, kIoCommitAndFetchReq, ...)
 // for (q_id, tag) on /dev/ublkcN. `result` is the committed result (bytes or
-// -errno); `addr` the tag's buffer (copy path) or, with kFAutoBufReg, the
-// packed ublk_auto_buf_reg.
+// -errno); `addr` the tag's buffer (copy path). With kFAutoBufReg, `addr`
+// must be 0: the packed ublk_auto_buf_reg goes in the SQE's own `addr`
+// field instead (AutoBufRegToSqeAddr), which the kernel reads there.
 void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t tag,
                int32_t result, uint64_t addr);
 
