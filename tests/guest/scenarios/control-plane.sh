@@ -7,7 +7,8 @@
 #    what the NBD connections negotiated refused with the way out; a clear
 #    refusal (exit 3) on kernels without UPDATE_SIZE;
 #  - a daemon stopped (SIGTERM) or killed (SIGKILL) and started again
-#    brings the recorded volume back, and its data with it.
+#    brings the recorded volume back, and its data with it;
+#  - a dead server shows as disconnected in list and metrics.
 # Usage: control-plane.sh
 . /lib/ublkgw/guest-lib.sh
 fio=/usr/local/bin/fio
@@ -16,6 +17,7 @@ load_module ublk_drv
 wait_for_path /dev/ublk-control 10
 truncate -s 256M /tmp/export.img
 nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/export.img >/out/nbdkit.log 2>&1 &
+nbdkit_pid=$!
 wait_for_listen 10809 20
 
 start_daemon() {
@@ -187,6 +189,22 @@ kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
 start_daemon
 ublkgw list | grep -q "no volumes attached" || fail "a detached volume came back: $(ublkgw list)"
+
+# The server dies: its volume's I/O fails, and list, stats and metrics say
+# so (reconnecting is issue 7); a forced detach still works.
+dev=$(ublkgw attach nbd://127.0.0.1:10809/) || fail "attach failed"
+kill -KILL $nbdkit_pid
+wait $nbdkit_pid
+/usr/local/bin/dd if="$dev" of=/dev/null bs=4k count=1 skip=999 iflag=direct 2>/dev/null &&
+  fail "a read succeeded although the server is dead"
+ublkgw list >/out/list-disconnected.txt
+grep -q "disconnected" /out/list-disconnected.txt || fail "list does not say disconnected: $(cat /out/list-disconnected.txt)"
+grep -q "queue 0: .*detach and attach again" /out/list-disconnected.txt ||
+  fail "list does not say what is wrong: $(cat /out/list-disconnected.txt)"
+[ "$(wget -q -O - http://127.0.0.1:9477/metrics | grep -c '^ublkgw_volume_up{.*} 0$')" -eq 1 ] ||
+  fail "metrics do not show the volume down"
+ublkgw detach "$dev" --force || fail "forced detach of a disconnected volume failed"
+log "server killed: list says disconnected ($(sed -n 2,3p /out/list-disconnected.txt | tr -s ' ' | head -c 160)); forced detach ok"
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
 log "ok"
