@@ -2,13 +2,10 @@
 
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/file.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace ublkgw::cli {
@@ -16,14 +13,11 @@ namespace ublkgw::cli {
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* option) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot read ", option, " ", path, ": ", strerror(errno)));
+  auto text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read ", option, " ", text.status().message()));
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return text;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> TlsChannel(const ClientOptions& c) {

@@ -6,10 +6,9 @@
 
 #include <cerrno>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/file.h"
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "google/protobuf/util/json_util.h"
@@ -65,21 +64,15 @@ absl::Status WriteFileAtomically(const std::string& dir, const std::string& name
 
 absl::StatusOr<std::vector<v1::AttachmentRecord>> StateStore::Load() {
   const std::string file = path();
-  std::error_code ec;
-  const bool exists = std::filesystem::exists(file, ec);
-  if (ec) {
-    // Not "nothing recorded": the next save would overwrite the record.
-    return absl::PermissionDeniedError(absl::StrCat("cannot look at ", file, ": ", ec.message()));
-  }
-  if (!exists) return std::vector<v1::AttachmentRecord>{};
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return absl::PermissionDeniedError(absl::StrCat("cannot read ", file));
-  std::stringstream text;
-  text << in.rdbuf();
+  auto text = ReadFileToString(file);
+  if (absl::IsNotFound(text.status())) return std::vector<v1::AttachmentRecord>{};
+  // Any other failure is not "nothing recorded": the next save would
+  // overwrite the record.
+  if (!text.ok()) return text.status();
   v1::StateFile state;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;  // a newer daemon's record
-  auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &state, options);
+  auto parsed = google::protobuf::util::JsonStringToMessage(*text, &state, options);
   if (parsed.ok() && state.format() > 1) {
     return absl::FailedPreconditionError(absl::StrCat(
         file, " was written by a newer ublkgwd (format ", state.format(),
@@ -87,6 +80,7 @@ absl::StatusOr<std::vector<v1::AttachmentRecord>> StateStore::Load() {
   }
   if (!parsed.ok() || state.format() != 1) {
     const std::string aside = file + ".corrupt";
+    std::error_code ec;
     std::filesystem::rename(file, aside, ec);
     return absl::DataLossError(absl::StrCat(
         file, " is not a ublkgw state record (",
