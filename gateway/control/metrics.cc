@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/status.h"
+#include "control/stats_proto.h"
 #include "glog/logging.h"
 
 namespace ublkgw::control {
@@ -43,15 +44,9 @@ std::string VolumeLabels(const v1::Volume& v) {
   return absl::StrCat("device=\"", Escape(v.device_path()), "\",uri=\"", Escape(v.uri()), "\"");
 }
 
-struct OpField {
-  const char* name;
-  const v1::OpStats& (v1::VolumeStats::*get)() const;
-};
-constexpr OpField kOps[] = {
-    {"read", &v1::VolumeStats::read},       {"write", &v1::VolumeStats::write},
-    {"flush", &v1::VolumeStats::flush},     {"discard", &v1::VolumeStats::discard},
-    {"write_zeroes", &v1::VolumeStats::write_zeroes},
-};
+std::string OpLabel(engine::OpKind kind) {
+  return absl::StrCat(",op=\"", std::string(engine::OpKindName(kind)), "\"");
+}
 
 void Family(std::string& out, const char* name, const char* type, const char* help) {
   absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
@@ -122,8 +117,8 @@ std::string RenderMetrics(const std::vector<v1::GetVolumeResponse>& volumes,
   for (const Counter& c : counters) {
     Family(out, c.name, "counter", c.help);
     for (const auto& r : volumes) {
-      for (const OpField& op : kOps) {
-        absl::StrAppend(&out, c.name, "{", VolumeLabels(r.volume()), ",op=\"", op.name, "\"} ",
+      for (const OpField& op : kOpFields) {
+        absl::StrAppend(&out, c.name, "{", VolumeLabels(r.volume()), OpLabel(op.kind), "} ",
                         ((r.stats().*op.get)().*c.get)(), "\n");
       }
     }
@@ -131,8 +126,8 @@ std::string RenderMetrics(const std::vector<v1::GetVolumeResponse>& volumes,
   Family(out, "ublkgw_volume_latency_seconds", "histogram",
          "Time from the kernel handing a request to the daemon to its completion.");
   for (const auto& r : volumes) {
-    for (const OpField& op : kOps) {
-      AppendHistogram(out, absl::StrCat(VolumeLabels(r.volume()), ",op=\"", op.name, "\""),
+    for (const OpField& op : kOpFields) {
+      AppendHistogram(out, absl::StrCat(VolumeLabels(r.volume()), OpLabel(op.kind)),
                       (r.stats().*op.get)().latency());
     }
   }

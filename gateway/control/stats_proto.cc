@@ -21,49 +21,12 @@ v1::LatencyHistogram HistogramToProto(const engine::HistogramSnapshot& h) {
   return out;
 }
 
-namespace {
-
-v1::OpStats* MutableOp(v1::VolumeStats& stats, engine::OpKind kind) {
-  switch (kind) {
-    case engine::OpKind::kRead:
-      return stats.mutable_read();
-    case engine::OpKind::kWrite:
-      return stats.mutable_write();
-    case engine::OpKind::kFlush:
-      return stats.mutable_flush();
-    case engine::OpKind::kDiscard:
-      return stats.mutable_discard();
-    case engine::OpKind::kWriteZeroes:
-      return stats.mutable_write_zeroes();
-  }
-  return stats.mutable_read();
-}
-
-}  // namespace
-
-const v1::OpStats& OpOf(const v1::VolumeStats& stats, engine::OpKind kind) {
-  switch (kind) {
-    case engine::OpKind::kRead:
-      return stats.read();
-    case engine::OpKind::kWrite:
-      return stats.write();
-    case engine::OpKind::kFlush:
-      return stats.flush();
-    case engine::OpKind::kDiscard:
-      return stats.discard();
-    case engine::OpKind::kWriteZeroes:
-      return stats.write_zeroes();
-  }
-  return stats.read();
-}
-
 v1::VolumeStats StatsToProto(const engine::StatsSnapshot& s) {
   v1::VolumeStats out;
   out.set_unix_time_ns(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
-  for (int k = 0; k < engine::kOpKinds; ++k) {
-    const auto kind = static_cast<engine::OpKind>(k);
-    const engine::OpSnapshot& op = s.of(kind);
-    v1::OpStats* o = MutableOp(out, kind);
+  for (const OpField& field : kOpFields) {
+    const engine::OpSnapshot& op = s.of(field.kind);
+    v1::OpStats* o = (out.*field.mutable_get)();
     o->set_ops(op.ops);
     o->set_bytes(op.bytes);
     o->set_errors(op.errors);

@@ -12,7 +12,21 @@ namespace ublkgw::control {
 v1::LatencyHistogram HistogramToProto(const engine::HistogramSnapshot& h);
 // Counters and histograms of `s`; the caller sets device, health and path.
 v1::VolumeStats StatsToProto(const engine::StatsSnapshot& s);
-const v1::OpStats& OpOf(const v1::VolumeStats& stats, engine::OpKind kind);
+
+// Each operation kind and its field in v1::VolumeStats, in the API's order.
+struct OpField {
+  engine::OpKind kind;
+  const v1::OpStats& (v1::VolumeStats::*get)() const;
+  v1::OpStats* (v1::VolumeStats::*mutable_get)();
+};
+inline constexpr OpField kOpFields[] = {
+    {engine::OpKind::kRead, &v1::VolumeStats::read, &v1::VolumeStats::mutable_read},
+    {engine::OpKind::kWrite, &v1::VolumeStats::write, &v1::VolumeStats::mutable_write},
+    {engine::OpKind::kFlush, &v1::VolumeStats::flush, &v1::VolumeStats::mutable_flush},
+    {engine::OpKind::kDiscard, &v1::VolumeStats::discard, &v1::VolumeStats::mutable_discard},
+    {engine::OpKind::kWriteZeroes, &v1::VolumeStats::write_zeroes,
+     &v1::VolumeStats::mutable_write_zeroes},
+};
 
 }  // namespace ublkgw::control
 

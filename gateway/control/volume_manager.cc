@@ -85,7 +85,8 @@ absl::Status VolumeManager::NotFound(const VolumeRef& ref) {
                    " is attached by this daemon ('ublkgw list' shows them)"));
 }
 
-v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry) {
+v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
+                                   const engine::StatsSnapshot* stats) {
   v1::Volume v;
   v.set_device_id(id);
   v.set_device_path(ublk::BlockDevicePath(id));
@@ -119,9 +120,9 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry) {
     v.add_transmission_flags(name);
   }
   v.set_note(device.note());
-  const engine::StatsSnapshot stats = device.Stats();
+  const engine::StatsSnapshot snapshot = stats ? *stats : device.Stats();
   uint64_t ops = 0, errors = 0;
-  for (const auto& op : stats.op) {
+  for (const auto& op : snapshot.op) {
     ops += op.ops;
     errors += op.errors;
   }
@@ -242,9 +243,12 @@ absl::StatusOr<v1::GetVolumeResponse> VolumeManager::GetVolume(const VolumeRef& 
   auto it = Find(ref);
   if (it == volumes_.end()) return NotFound(ref);
   v1::GetVolumeResponse r;
-  *r.mutable_volume() = Describe(it->first, it->second);
-  if (it->second.device != nullptr) {
-    *r.mutable_stats() = StatsToProto(it->second.device->Stats());
+  if (it->second.device == nullptr) {
+    *r.mutable_volume() = Describe(it->first, it->second);
+  } else {
+    const engine::StatsSnapshot stats = it->second.device->Stats();
+    *r.mutable_volume() = Describe(it->first, it->second, &stats);
+    *r.mutable_stats() = StatsToProto(stats);
     r.mutable_stats()->set_device_id(it->first);
     r.mutable_stats()->set_data_path(r.volume().data_path());
     r.mutable_stats()->set_health(r.volume().health());

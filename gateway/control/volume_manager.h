@@ -89,12 +89,6 @@ class VolumeManager {
   // (its server is down, say) is retried with backoff until it attaches or
   // an operator detaches it.
   void StartRestorer();
-  // Both, in order.
-  absl::Status StartRestore() {
-    absl::Status s = LoadRecords();
-    StartRestorer();
-    return s;
-  }
   // Detaches every device (the daemon is stopping); records are kept, so
   // the next daemon attaches them again. Graceful detaches share one grace
   // period (engine::kGracefulStopTimeout); later ones are forced.
@@ -115,7 +109,9 @@ class VolumeManager {
   absl::StatusOr<ublk::ControlDevice*> Control() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
   Table::iterator Find(const VolumeRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static absl::Status NotFound(const VolumeRef& ref);
-  static v1::Volume Describe(uint32_t id, const Entry& entry);
+  // `stats`: the device's statistics when the caller already took them.
+  static v1::Volume Describe(uint32_t id, const Entry& entry,
+                             const engine::StatsSnapshot* stats = nullptr);
   // engine::ProbeFixedBuffers on TCP, run once per process.
   static std::string FixedBufferProbe();
   absl::Status SaveRecords() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);

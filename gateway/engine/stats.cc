@@ -67,17 +67,6 @@ HistogramSnapshot& HistogramSnapshot::operator+=(const HistogramSnapshot& other)
   return *this;
 }
 
-HistogramSnapshot HistogramSnapshot::Since(const HistogramSnapshot& earlier) const {
-  HistogramSnapshot d;
-  // Counters only grow; a smaller value means `earlier` is from another
-  // histogram (a re-attached volume): count from zero then.
-  for (int i = 0; i < LatencyBuckets::kCount; ++i) {
-    d.counts[i] = counts[i] >= earlier.counts[i] ? counts[i] - earlier.counts[i] : counts[i];
-  }
-  d.sum_ns = sum_ns >= earlier.sum_ns ? sum_ns - earlier.sum_ns : sum_ns;
-  return d;
-}
-
 StatsSnapshot& StatsSnapshot::operator+=(const StatsSnapshot& other) {
   for (int k = 0; k < kOpKinds; ++k) {
     op[k].ops += other.op[k].ops;

@@ -49,8 +49,6 @@ struct HistogramSnapshot {
   // lower bound (2^36 ns), having no upper one.
   uint64_t QuantileNs(double q) const;
   HistogramSnapshot& operator+=(const HistogramSnapshot& other);
-  // Counts since `earlier` (a snapshot of the same histogram).
-  HistogramSnapshot Since(const HistogramSnapshot& earlier) const;
 };
 
 struct OpSnapshot {

@@ -131,7 +131,8 @@ class RestoreTest : public ::testing::Test {
 TEST_F(RestoreTest, UnattachableRecordsAreListedAsRestoringAndKept) {
   Record({{3, "nbd://127.0.0.1:1/a"}, {5, "nbd://127.0.0.1:1/b"}});
   VolumeManager volumes(Options());
-  ASSERT_THAT(volumes.StartRestore(), IsOk());
+  ASSERT_THAT(volumes.LoadRecords(), IsOk());
+  volumes.StartRestorer();
   // Wait (with a deadline) until a failed attempt has been recorded.
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   std::vector<v1::Volume> listed;
@@ -201,7 +202,7 @@ TEST_F(RestoreTest, ACorruptRecordIsMovedAsideAndTheDaemonServesOn) {
   std::filesystem::create_directories(dir_);
   std::ofstream(dir_ + "/state.json") << "{ not json";
   VolumeManager volumes(Options());
-  EXPECT_THAT(volumes.StartRestore(),
+  EXPECT_THAT(volumes.LoadRecords(),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("state.json.corrupt")));
   EXPECT_THAT(volumes.List(), IsEmpty());
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/state.json.corrupt"));

@@ -57,20 +57,6 @@ TEST(HistogramSnapshotTest, TheUnboundedBucketReportsItsLowerBound) {
   EXPECT_EQ(h.QuantileNs(0.5), 1ull << 36);
 }
 
-TEST(HistogramSnapshotTest, SinceGivesTheCountsOfAnInterval) {
-  HistogramSnapshot before, after;
-  before.counts[3] = 5;
-  before.sum_ns = 100;
-  after.counts[3] = 8;
-  after.counts[7] = 2;
-  after.sum_ns = 250;
-  const HistogramSnapshot d = after.Since(before);
-  EXPECT_EQ(d.counts[3], 3u);
-  EXPECT_EQ(d.counts[7], 2u);
-  EXPECT_EQ(d.sum_ns, 150u);
-  EXPECT_EQ(d.Count(), 5u);
-}
-
 TEST(QueueStatsTest, CountsOpsBytesErrorsAndInFlight) {
   QueueStats stats;
   stats.OnStart();
