@@ -45,9 +45,13 @@ log "attached $dev"
 grep -q '"uri": "nbd://127.0.0.1:10809/"' /var/lib/ublkgw/state.json ||
   fail "the record lacks the URI: $(cat /var/lib/ublkgw/state.json)"
 
-# metric NAME OP: the value of NAME{...,op="OP"} for our device.
-metric() {
+# scrape: fetches the metrics once into /tmp/metrics.txt.
+scrape() {
   wget -q -O - http://127.0.0.1:9477/metrics >/tmp/metrics.txt || fail "metrics scrape failed"
+}
+# metric NAME OP: the value of NAME{...,op="OP"} for our device, from the
+# last scrape.
+metric() {
   awk -v name="$1" -v op="op=\"$2\"" -v dev="device=\"$dev\"" \
     'index($1, name "{") == 1 && index($1, dev) && index($1, op) { print $2 }' /tmp/metrics.txt
 }
@@ -64,6 +68,7 @@ within1() {
 }
 
 # Counters before, a fio run with reads, writes and discards, counters after.
+scrape
 for op in read write discard; do eval "before_ops_$op=$(metric ublkgw_volume_ops_total $op)"; done
 for op in read write discard; do eval "before_bytes_$op=$(metric ublkgw_volume_bytes_total $op)"; done
 $fio --name=mix --filename="$dev" --ioengine=io_uring --direct=1 --rw=randrw --rwmixread=60 \
@@ -83,6 +88,7 @@ check() {  # check OP FIO_FILE FIO_SECTION
   within1 "$ops" "$fio_ops" || fail "$1 ops: ublkgw $ops vs fio $fio_ops (more than 1% apart)"
   within1 "$bytes" "$fio_bytes" || fail "$1 bytes: ublkgw $bytes vs fio $fio_bytes"
 }
+scrape
 check read /out/fio-mix.json read
 check write /out/fio-mix.json write
 check discard /out/fio-trim.json trim
@@ -95,12 +101,13 @@ ublkgw stats "$dev" >/out/stats.txt || fail "ublkgw stats failed"
 grep -q '^write ' /out/stats.txt || fail "stats table has no write row: $(cat /out/stats.txt)"
 
 # Live rates while fio writes: wait until its writes arrive, then watch.
+scrape
 start_writes=$(metric ublkgw_volume_ops_total write)
 $fio --name=load --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
   --iodepth=8 --time_based --runtime=8 --eta=never --output=/dev/null &
 fio_pid=$!
 deadline=$(( $(date +%s) + 20 ))
-while [ "$(metric ublkgw_volume_ops_total write)" -le "$start_writes" ]; do
+while scrape; [ "$(metric ublkgw_volume_ops_total write)" -le "$start_writes" ]; do
   [ "$(date +%s)" -lt "$deadline" ] || fail "fio's writes did not arrive within 20 s"
   usleep 50000
 done
@@ -201,7 +208,8 @@ ublkgw list >/out/list-disconnected.txt
 grep -q "disconnected" /out/list-disconnected.txt || fail "list does not say disconnected: $(cat /out/list-disconnected.txt)"
 grep -q "queue 0: .*detach and attach again" /out/list-disconnected.txt ||
   fail "list does not say what is wrong: $(cat /out/list-disconnected.txt)"
-[ "$(wget -q -O - http://127.0.0.1:9477/metrics | grep -c '^ublkgw_volume_up{.*} 0$')" -eq 1 ] ||
+scrape
+[ "$(grep -c '^ublkgw_volume_up{.*} 0$' /tmp/metrics.txt)" -eq 1 ] ||
   fail "metrics do not show the volume down"
 ublkgw detach "$dev" --force || fail "forced detach of a disconnected volume failed"
 log "server killed: list says disconnected ($(sed -n 2,3p /out/list-disconnected.txt | tr -s ' ' | head -c 160)); forced detach ok"
