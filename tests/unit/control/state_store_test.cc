@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
 
 namespace ublkgw::control {
 namespace {
@@ -46,9 +47,7 @@ std::string Uri0(const std::vector<v1::AttachmentRecord>& r) {
 class StateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/state_store_test_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
+    dir_ = ublkgw::testing::FreshTestDir();
   }
   std::string dir_;
 };

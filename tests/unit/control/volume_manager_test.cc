@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
 
 namespace ublkgw::control {
 namespace {
@@ -102,9 +103,7 @@ TEST_F(VolumeManagerTest, EveryVolumeRpcNamesAMissingVolume) {
 class RestoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/restore_test_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
+    dir_ = ublkgw::testing::FreshTestDir();
   }
   ManagerOptions Options() const {
     ManagerOptions o;
