@@ -12,10 +12,10 @@
 namespace ublkgw::cli {
 
 std::string RenderVolumes(const v1::ListResponse& list) {
-  std::string out = absl::StrFormat("%-14s %-10s %-6s %-6s %-5s %-3s %-12s %s\n", "DEVICE", "SIZE",
+  std::string out = absl::StrFormat("%-14s %-10s %-6s %-6s %-9s %-3s %-12s %s\n", "DEVICE", "SIZE",
                                     "QUEUES", "DEPTH", "PATH", "RO", "HEALTH", "URI");
   for (const auto& v : list.volumes()) {
-    absl::StrAppendFormat(&out, "%-14s %-10s %-6d %-6d %-5s %-3s %-12s %s\n", v.device_path(),
+    absl::StrAppendFormat(&out, "%-14s %-10s %-6d %-6d %-9s %-3s %-12s %s\n", v.device_path(),
                           v.health() == v1::HEALTH_RESTORING ? "-" : HumanSize(v.size_bytes()),
                           v.queues(), v.depth(), DataPathName(v.data_path()),
                           v.read_only() ? "yes" : "no", HealthName(v.health()), v.uri());
@@ -56,10 +56,13 @@ int RunAttach(const ClientOptions& client, const AttachOptions& options, std::os
   request.set_read_only(options.read_only);
   if (options.data_path == "copy") {
     request.set_data_path(v1::DATA_PATH_COPY);
+  } else if (options.data_path == "zero-copy") {
+    request.set_data_path(v1::DATA_PATH_ZERO_COPY);
   } else if (options.data_path != "auto") {
-    return ReportError(absl::InvalidArgumentError(absl::StrCat(
-                           "unknown data path '", options.data_path, "': use auto or copy")),
-                       client.json, out, err);
+    return ReportError(
+        absl::InvalidArgumentError(absl::StrCat("unknown data path '", options.data_path,
+                                                "': use auto, copy or zero-copy")),
+        client.json, out, err);
   }
   auto response = Call(client, &v1::Ublkgw::Stub::Attach, request);
   if (!response.ok()) return ReportError(response.status(), client.json, out, err);

@@ -17,7 +17,7 @@ struct AttachOptions {
   std::string uri;
   uint32_t queues = 1;
   uint32_t depth = 128;
-  std::string data_path = "auto";  // auto | copy
+  std::string data_path = "auto";  // auto | copy | zero-copy
   bool read_only = false;
 };
 

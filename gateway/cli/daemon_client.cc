@@ -98,7 +98,14 @@ absl::StatusOr<std::pair<bool, std::string>> ParseTarget(const std::string& targ
 }
 
 const char* DataPathName(v1::DataPath path) {
-  return path == v1::DATA_PATH_COPY ? "copy" : "auto";
+  switch (path) {
+    case v1::DATA_PATH_COPY:
+      return "copy";
+    case v1::DATA_PATH_ZERO_COPY:
+      return "zero-copy";
+    default:
+      return "auto";
+  }
 }
 
 const char* HealthName(v1::Health health) {

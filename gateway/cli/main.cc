@@ -98,7 +98,11 @@ int main(int argc, char** argv) {
   attach_cmd->add_option("--depth", attach.depth, "requests in flight per queue")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  attach_cmd->add_option("--data-path", attach.data_path, "auto or copy")->capture_default_str();
+  attach_cmd
+      ->add_option("--data-path", attach.data_path,
+                   "auto (zero copy where the kernel really supports it, else copy), copy, or "
+                   "zero-copy (fail if the kernel cannot)")
+      ->capture_default_str();
   attach_cmd->add_flag("--read-only", attach.read_only, "attach read-only");
   add_client_options(attach_cmd);
   attach_cmd->footer(
@@ -106,6 +110,7 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  ublkgw attach nbd://storage1/vol1\n"
       "  ublkgw attach nbd://storage1/vol1 --queues 4 --depth 64\n"
+      "  ublkgw attach nbd://storage1/vol1 --data-path zero-copy\n"
       "  ublkgw attach 'nbd+unix:///disk?socket=/run/nbd.sock' --read-only\n");
 
   DetachOptions detach;

@@ -162,6 +162,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ManagerOptions manager;
   manager.control_path = options.control_device;
   manager.state_dir = options.state_dir;
+  manager.send_zc_min_bytes = options.send_zc_min_bytes;
   d->volumes_ = std::make_unique<VolumeManager>(manager);
   d->service_ = std::make_unique<Service>(*d->volumes_, facts);
   builder.RegisterService(d->service_.get());

@@ -36,6 +36,11 @@ int main(int argc, char** argv) {
                  "serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9477)");
   app.add_option("--control-device", o.control_device, "the ublk control device")
       ->capture_default_str();
+  app.add_option("--send-zc-min-bytes", o.send_zc_min_bytes,
+                 "zero-copy data path: send writes of at least this many bytes with SEND_ZC "
+                 "(the NIC reads the pages) and smaller ones with SEND (the socket copies); "
+                 "0 for SEND_ZC always. See docs/BENCHMARKS.md")
+      ->capture_default_str();
   app.footer(
       "Examples:\n"
       "  ublkgwd\n"
@@ -43,6 +48,7 @@ int main(int argc, char** argv) {
       "  ublkgwd --listen 0.0.0.0:7443 --tls-cert server.pem --tls-key server.key \\\n"
       "          --tls-client-ca clients-ca.pem\n"
       "  ublkgwd --socket /tmp/ublkgw.sock --state-dir /tmp/ublkgw-state\n\n"
+      "Diagnostics: GLOG_v=2 in the environment logs each hole a read zero-fills.\n\n"
       "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 could not serve, 2 bad options.\n");
   try {
     app.parse(argc, argv);

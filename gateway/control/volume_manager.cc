@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "control/stats_proto.h"
-#include "engine/data_path_probe.h"
+#include "engine/data_path.h"
 #include "glog/logging.h"
 #include "nbd/uri.h"
 #include "ublk/features.h"
@@ -37,8 +37,18 @@ absl::StatusOr<engine::AttachOptions> Validate(const v1::AttachRequest& r) {
     return absl::InvalidArgumentError(
         absl::StrCat("depth must be 1 to ", engine::kMaxDepth, ", not ", depth));
   }
-  if (r.data_path() != v1::DATA_PATH_UNSPECIFIED && r.data_path() != v1::DATA_PATH_COPY) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown data path ", r.data_path()));
+  switch (r.data_path()) {
+    case v1::DATA_PATH_UNSPECIFIED:
+      options.data_path = engine::DataPathMode::kAuto;
+      break;
+    case v1::DATA_PATH_COPY:
+      options.data_path = engine::DataPathMode::kCopy;
+      break;
+    case v1::DATA_PATH_ZERO_COPY:
+      options.data_path = engine::DataPathMode::kZeroCopy;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown data path ", r.data_path()));
   }
   options.queues = static_cast<uint16_t>(queues);
   options.depth = static_cast<uint16_t>(depth);
@@ -96,7 +106,7 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
     v.set_uri(canonical.ok() ? canonical->ToString() : asked.uri());
     v.set_queues(asked.queues() == 0 ? 1 : asked.queues());
     v.set_depth(asked.depth() == 0 ? 128 : asked.depth());
-    v.set_data_path(v1::DATA_PATH_COPY);
+    v.set_data_path(asked.data_path());  // as asked: auto is decided at attach
     v.set_read_only(asked.read_only());
     v.set_health(v1::HEALTH_RESTORING);
     std::string detail = "recorded, not attached yet";
@@ -113,7 +123,8 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
   v.set_uri(device.uri());
   v.set_queues(device.queues());
   v.set_depth(device.depth());
-  v.set_data_path(v1::DATA_PATH_COPY);
+  v.set_data_path(device.data_path().zero_copy ? v1::DATA_PATH_ZERO_COPY : v1::DATA_PATH_COPY);
+  v.set_data_path_detail(device.data_path().detail);
   v.set_read_only(device.read_only());
   v.set_size_bytes(device.size());
   for (const auto& name : nbd::TransmissionFlagNames(device.export_info().flags)) {
@@ -174,6 +185,7 @@ absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::CreateDevice(
 absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& request) {
   auto options = Validate(request);
   if (!options.ok()) return options.status();
+  options->send_zc_min_bytes = options_.send_zc_min_bytes;
   // A host without ublk is said so before anything touches the network.
   if (absl::Status s = CheckControl(); !s.ok()) return s;
   {
@@ -303,19 +315,20 @@ absl::StatusOr<v1::GetFeaturesResponse> VolumeManager::GetFeatures() {
   r.set_mask(*mask);
   for (const auto& f : ublk::FeaturesIn(*mask)) r.add_supported(std::string(f.name));
   r.add_data_paths("copy");
+  // Zero copy where it would be chosen for a TCP export (unix sockets
+  // differ only in SEND_ZC, which zero copy can do without).
+  auto probe = engine::CachedProbe(AF_INET);
+  if (probe.ok()) {
+    auto plan = engine::ChooseDataPath(engine::DataPathMode::kAuto, *mask, *probe);
+    if (plan.ok() && plan->zero_copy) r.add_data_paths("zero-copy");
+  }
   return r;
 }
 
 std::string VolumeManager::FixedBufferProbe() {
   // The kernel's answers do not change while it runs: ask once.
-  static const std::string* answer = [] {
-    auto probe = engine::ProbeFixedBuffers(AF_INET);
-    auto* text = new std::string(probe.ok() ? probe->detail
-                                            : absl::StrCat("probe failed: ", probe.status().message()));
-    LOG(INFO) << "fixed-buffer socket operations on this kernel:\n" << *text;
-    return text;
-  }();
-  return *answer;
+  auto probe = engine::CachedProbe(AF_INET);
+  return probe.ok() ? probe->detail : absl::StrCat("probe failed: ", probe.status().message());
 }
 
 void VolumeManager::DescribeDaemon(v1::DaemonInfo& info) {
@@ -411,6 +424,7 @@ void VolumeManager::RestoreOne(uint32_t id) {
     record = it->second.record;
   }
   auto options = Validate(record.request());  // invalid records are never due
+  if (options.ok()) options->send_zc_min_bytes = options_.send_zc_min_bytes;
   absl::StatusOr<engine::ConnectedExport> connected = absl::UnknownError("not connected");
   if (!options.ok()) {
     connected = options.status();

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "control/state_store.h"
+#include "engine/data_path.h"
 #include "engine/device.h"
 #include "ublk/control_device.h"
 #include "ublkgw/v1/state.pb.h"
@@ -52,6 +53,8 @@ struct ManagerOptions {
   // First and longest wait between attempts to restore a recorded volume.
   absl::Duration restore_backoff_min = absl::Seconds(1);
   absl::Duration restore_backoff_max = absl::Seconds(60);
+  // Zero copy: writes from this size go with SEND_ZC (where SEND works too).
+  uint32_t send_zc_min_bytes = engine::kDefaultSendZcMinBytes;
 };
 
 // Thread-safe.

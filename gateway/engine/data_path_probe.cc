@@ -166,6 +166,18 @@ absl::StatusOr<FixedBufferSupport> ProbeFixedBuffers(int family) {
   absl::StrAppend(&s.detail, "SEND_ZC with a fixed buffer: ", Answer(zc->first),
                   s.send_zc ? ", data intact, notified" : "", "\n");
 
+  // WRITE_FIXED on the socket: a send through the file's write_iter.
+  buf.Protect(PROT_READ | PROT_WRITE);
+  Fill(buf.data(), 5);
+  buf.Protect(PROT_NONE);
+  sqe = io_uring_get_sqe(ring->get());
+  io_uring_prep_write_fixed(sqe, ours, buf.data(), kProbeBytes, 0, 0);
+  auto written = Complete(*ring);
+  if (!written.ok()) return written.status();
+  s.write_fixed = written->first == static_cast<int>(kProbeBytes) && ReceivedPattern(peer, 5);
+  absl::StrAppend(&s.detail, "WRITE_FIXED to the socket: ", Answer(written->first),
+                  s.write_fixed ? ", data intact" : "", "\n");
+
   // RECV into the registered pages (readable, not writable through the
   // user mapping).
   buf.Protect(PROT_READ | PROT_WRITE);
@@ -185,6 +197,37 @@ absl::StatusOr<FixedBufferSupport> ProbeFixedBuffers(int family) {
   s.recv = received->first == static_cast<int>(kProbeBytes) && Matches(buf.data(), 3);
   absl::StrAppend(&s.detail, "RECV into a fixed buffer: ", Answer(received->first),
                   s.recv ? ", data intact" : "", "\n");
+  if (received->first <= 0) {
+    // The bytes are still queued: take them off before the next probe.
+    buf.Protect(PROT_READ | PROT_WRITE);
+    (void)ReceivedPattern(ours, 3);
+  }
+
+  // READ_FIXED on the socket: the same receive through the file's
+  // read_iter, which fixed buffers reached long before RECV did.
+  buf.Protect(PROT_READ | PROT_WRITE);
+  std::memset(buf.data(), 0, kProbeBytes);
+  buf.Protect(PROT_READ);
+  Fill(pattern, 4);
+  if (send(peer, pattern, kProbeBytes, MSG_NOSIGNAL) != static_cast<ssize_t>(kProbeBytes)) {
+    return ErrnoToStatus(errno, "probe send");
+  }
+  size_t read_total = 0;
+  int read_res = 0;
+  while (read_total < kProbeBytes) {
+    sqe = io_uring_get_sqe(ring->get());
+    io_uring_prep_read_fixed(sqe, ours, buf.data() + read_total,
+                             static_cast<unsigned>(kProbeBytes - read_total), 0, 0);
+    auto r = Complete(*ring);
+    if (!r.ok()) return r.status();
+    read_res = r->first;
+    if (read_res <= 0) break;
+    read_total += static_cast<size_t>(read_res);
+  }
+  s.read_fixed = read_total == kProbeBytes && Matches(buf.data(), 4);
+  absl::StrAppend(&s.detail, "READ_FIXED from the socket: ",
+                  read_res > 0 ? absl::StrCat(read_total, " bytes") : Answer(read_res),
+                  s.read_fixed ? ", data intact" : "", "\n");
   buf.Protect(PROT_READ | PROT_WRITE);
   io_uring_unregister_buffers(ring->get());
   return s;

@@ -14,6 +14,8 @@ struct FixedBufferSupport {
   bool send = false;     // IORING_OP_SEND with IORING_RECVSEND_FIXED_BUF
   bool send_zc = false;  // IORING_OP_SEND_ZC with IORING_RECVSEND_FIXED_BUF
   bool recv = false;     // IORING_OP_RECV with IORING_RECVSEND_FIXED_BUF
+  bool write_fixed = false;  // IORING_OP_WRITE_FIXED on the socket
+  bool read_fixed = false;   // IORING_OP_READ_FIXED on the socket
   // One line per operation: what was tried and what the kernel answered.
   std::string detail;
 };

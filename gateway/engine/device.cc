@@ -60,6 +60,26 @@ absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
       absl::StrCat("every ublk device id below ", kMaxIds, " is taken"));
 }
 
+// The data path for a device whose connections are `socket`, decided
+// before ADD_DEV (zero copy changes the device's flags).
+absl::StatusOr<DataPathPlan> PlanDataPath(ublk::ControlDevice& ctrl, const AttachOptions& options,
+                                          int socket) {
+  if (options.data_path == DataPathMode::kCopy) {
+    return ChooseDataPath(DataPathMode::kCopy, 0, {}, options.send_zc_min_bytes);
+  }
+  // Drivers before GET_FEATURES (6.4) have none of what zero copy needs.
+  auto features = ctrl.GetFeatures();
+  const uint64_t have = features.ok() ? *features : 0;
+  auto family = SocketFamily(socket);
+  if (!family.ok()) return family.status();
+  auto probe = CachedProbe(*family);
+  if (!probe.ok()) {
+    LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
+    probe = FixedBufferSupport{};  // nothing proven: zero copy is off
+  }
+  return ChooseDataPath(options.data_path, have, *probe, options.send_zc_min_bytes);
+}
+
 }  // namespace
 
 std::string Device::block_path() const { return ublk::BlockDevicePath(id_); }
@@ -118,12 +138,14 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   const uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
   const uint32_t max_io = connected.max_io;
   std::vector<UniqueFd>& sockets = connected.sockets;
+  auto plan = PlanDataPath(ctrl, options, sockets[0].get());
+  if (!plan.ok()) return plan.status();
   ublk::ublksrv_ctrl_dev_info dev{};
   dev.nr_hw_queues = queues;
   dev.queue_depth = options.depth;
   dev.max_io_buf_bytes = max_io;
   dev.ublksrv_pid = getpid();
-  dev.flags = ublk::kFCmdIoctlEncode;
+  dev.flags = ublk::kFCmdIoctlEncode | (plan->zero_copy ? ublk::kFAutoBufReg : 0);
   auto added = AddWithId(ctrl, dev, options);
   if (!added.ok()) return added.status();
 
@@ -134,6 +156,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   device->uri_ = connected.uri;
   device->depth_ = options.depth;
   device->read_only_ = options.read_only || info.read_only();
+  device->plan_ = *plan;
   auto fail = [&](absl::Status why) -> absl::Status {
     if (absl::Status s = device->Teardown(/*force=*/true, /*started=*/false); !s.ok()) {
       LOG(ERROR) << "cleaning up ublk device " << device->id_ << ": " << s;
@@ -147,7 +170,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
 
   const uint32_t generation = 1;
   for (uint16_t q = 0; q < queues; ++q) {
-    QueueConfig config{q, options.depth, max_io, device->char_fd_.get()};
+    QueueConfig config{q, options.depth, max_io, device->char_fd_.get(), *plan};
     device->workers_.push_back(
         std::make_unique<QueueWorker>(config, info, std::move(sockets[q]), generation));
   }
@@ -169,7 +192,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   device->attached_ = true;
   LOG(INFO) << "attached " << connected.uri << " as " << device->block_path() << " ("
             << info.size << " bytes, " << queues << " queue(s) of depth " << options.depth
-            << ", copy data path)";
+            << "); data path: " << plan->detail;
   return device;
 }
 

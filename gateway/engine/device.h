@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
+#include "engine/data_path.h"
 #include "engine/queue_worker.h"
 #include "engine/stats.h"
 #include "nbd/handshake.h"
@@ -34,6 +35,9 @@ struct AttachOptions {
   // `reserved_ids`.
   std::optional<uint32_t> device_id;
   std::set<uint32_t> reserved_ids;  // ids recorded for volumes being restored
+  // Copy, zero copy, or (auto) the best this kernel really supports.
+  DataPathMode data_path = DataPathMode::kAuto;
+  uint32_t send_zc_min_bytes = kDefaultSendZcMinBytes;  // see DataPathPlan
 };
 
 // An export connected and negotiated, not yet a device: one socket per
@@ -64,7 +68,8 @@ class Device {
   // adds, parameterises and starts the ublk device. Errors leave no device
   // behind: INVALID_ARGUMENT (URI, queues, depth, an export no block device
   // can present), UNAVAILABLE (server unreachable), NOT_FOUND (no such
-  // export), FAILED_PRECONDITION (no ublk driver), ...
+  // export), FAILED_PRECONDITION (no ublk driver; zero copy asked for on a
+  // kernel without it), ...
   static absl::StatusOr<std::unique_ptr<Device>> Attach(ublk::ControlDevice& ctrl,
                                                         const AttachOptions& options);
   // Attach in two steps, so the network part needs no lock on `ctrl`:
@@ -87,6 +92,8 @@ class Device {
   const std::string& uri() const { return uri_; }    // canonical
   uint16_t depth() const { return depth_; }
   bool read_only() const { return read_only_; }
+  // The data path chosen at attach, and why.
+  const DataPathPlan& data_path() const { return plan_; }
   // The size the device presents (the export's, unless resized).
   uint64_t size() const { return size_.load(std::memory_order_relaxed); }
 
@@ -121,6 +128,7 @@ class Device {
   std::string uri_;
   uint16_t depth_ = 0;
   bool read_only_ = false;
+  DataPathPlan plan_;
   UniqueFd char_fd_;
   std::vector<std::unique_ptr<QueueWorker>> workers_;
   std::vector<std::thread> threads_;

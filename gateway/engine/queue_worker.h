@@ -1,16 +1,21 @@
 // One ublk hardware queue served over one NBD connection, by one thread.
 //
-// The worker owns its io_uring, its I/O descriptor mapping, one buffer per
-// tag (the copy data path: the kernel copies between the request and the
-// tag's buffer) and the NBD socket. A request's path, all on the ring:
+// The worker owns its io_uring, its I/O descriptor mapping and the NBD
+// socket. Block data takes one of two paths (engine/data_path.h):
+//   copy       a buffer of ours per tag; the kernel copies between it and
+//              the request, the socket ops use it.
+//   zero copy  the kernel registers the request's pages as fixed buffer
+//              `tag` of this ring when it hands us the request; the socket
+//              ops name that slot, and no byte passes through user space.
+// A request's path, all on the ring:
 //   FETCH_REQ completes with a tag -> the descriptor becomes an NBD request
-//   -> its header (and a write's data, from the tag's buffer) joins the next
-//   SENDMSG batch -> the reply header is received, then a read's data
-//   straight into the tag's buffer (each structured chunk at its offset)
-//   -> COMMIT_AND_FETCH_REQ with the result.
-// Every loop turn submits once. One SENDMSG is in flight at a time, so
-// requests never interleave on the stream; one RECV is in flight at a time,
-// so replies are parsed in order.
+//   -> its header (and a write's data) joins the next send chain -> the
+//   reply header is received, then a read's data straight into the request's
+//   buffer (each structured chunk at its offset; holes zeroed) ->
+//   COMMIT_AND_FETCH_REQ with the result, once nothing uses the buffer.
+// Every loop turn submits once. One send chain is in flight at a time (its
+// ops linked, so requests never interleave on the stream); one RECV is in
+// flight at a time, so replies are parsed in order.
 //
 // Threads: Run() is the worker's thread and the only one touching its
 // state. Abort() may be called from any thread (it writes an eventfd).
@@ -36,6 +41,7 @@
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "base/uring.h"
+#include "engine/data_path.h"
 #include "engine/stats.h"
 #include "nbd/codec.h"
 #include "nbd/handshake.h"
@@ -46,8 +52,9 @@ namespace ublkgw::engine {
 struct QueueConfig {
   uint16_t q_id = 0;
   uint16_t depth = 128;
-  uint32_t max_io_bytes = 512 * 1024;  // per-tag buffer
+  uint32_t max_io_bytes = 512 * 1024;  // the largest request
   int char_fd = -1;                    // /dev/ublkcN, owned by the device
+  DataPathPlan plan;                   // copy unless plan.zero_copy
 };
 
 class QueueWorker {
@@ -100,9 +107,11 @@ class QueueWorker {
     size_t header_size = 0;
     absl::Status server_error;  // from an error chunk; reported at DONE
     std::unique_ptr<nbd::ReadCoverage> coverage;
-    // A write's buffer may be reused only once its payload has left in a
-    // completed SENDMSG: a reply that comes earlier waits here.
-    bool payload_in_send = false;
+    // Operations still using the request's buffer (a write's payload in a
+    // send, SEND_ZC's notification to come, a hole being zeroed): the
+    // request is committed only once there are none. A reply that comes
+    // earlier waits here.
+    uint16_t buffer_users = 0;
     bool reply_waiting = false;
     int32_t reply_result = 0;
     // For statistics: what the kernel asked for, and when it arrived.
@@ -110,22 +119,47 @@ class QueueWorker {
     uint64_t start_ns = 0;
   };
 
+  // One SQE of the send chain: user memory (headers; in the copy path,
+  // payloads too) sent with SENDMSG, or part of a request's fixed buffer.
+  struct SendOp {
+    bool fixed = false;
+    WriteOp op = WriteOp::kSend;  // fixed only
+    uint16_t tag = 0;             // fixed: whose buffer
+    uint32_t offset = 0;          // fixed: the part not sent yet
+    uint32_t len = 0;
+    uint32_t iov_begin = 0;  // memory: the iovecs not sent yet
+    uint32_t iov_end = 0;
+    msghdr msg{};
+    bool done = false;
+  };
+
   // What a RECV is reading into, and why.
   enum class RxStep : uint8_t { kHeader, kHeaderTail, kChunkPrefix, kPayload, kSkip };
 
   absl::Status Setup();
   void SubmitFetchAll();
+  void PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result);
   void HandleCqe(const io_uring_cqe& cqe);
   void OnIoCmd(uint16_t tag, int res);
   void StartRequest(uint16_t tag);
   void Complete(uint16_t tag, int32_t result);
+  void ReleaseBuffer(uint16_t tag);
+  uint8_t* CopyBuffer(uint16_t tag) const {
+    return buffers_ + size_t{tag} * config_.max_io_bytes;
+  }
+  // queue_worker_send.cc
   void MaybeSend();
-  void OnSend(int res);
+  void SubmitChain();
+  void OnSend(const io_uring_cqe& cqe);
+  // queue_worker_recv.cc
   void ArmRecv();
   void OnRecv(int res);
   absl::Status StepRx();
   absl::Status OnReplyHeader();
   absl::Status OnChunkPrefix();
+  void ReceivePayload(uint64_t offset, uint32_t len);
+  void ZeroFill(uint16_t tag, uint32_t offset, uint32_t len);
+  void OnZeroFill(uint64_t user_data, int res);
   void FinishReply(uint16_t tag);
   void FailConnection(const absl::Status& why);
   io_uring_sqe* Sqe();
@@ -137,32 +171,34 @@ class QueueWorker {
   UniqueFd wake_fd_;  // eventfd: Abort() -> the worker
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<ublk::IoDescMap> descs_;
-  uint8_t* buffers_ = nullptr;  // depth * max_io_bytes
+  uint8_t* buffers_ = nullptr;  // copy path: depth * max_io_bytes
   std::vector<Tag> tags_;
   int live_tags_ = 0;
   absl::Status first_error_;
 
-  // Sending.
+  // Sending: the chain in flight (or being resent after a short send).
   std::deque<uint16_t> send_queue_;
-  bool send_in_flight_ = false;
+  std::vector<SendOp> chain_;
+  size_t chain_in_kernel_ = 0;        // its ops not completed yet
   std::vector<iovec> send_iov_;
-  std::vector<uint16_t> send_batch_;  // the tags of the SENDMSG in flight
-  size_t send_iov_pos_ = 0;
-  msghdr send_msg_{};
+  std::vector<uint16_t> send_batch_;  // copy path: tags whose payload is in it
 
-  // Receiving: one reply (or chunk) at a time.
+  // Receiving: one reply (or chunk) at a time, into rx_dest_: an address,
+  // or with rx_fixed_ an offset into fixed buffer rx_tag_.
   bool connected_ = true;
   bool recv_in_flight_ = false;
   RxStep rx_step_ = RxStep::kHeader;
   uint8_t rx_header_[32];
   uint8_t rx_scratch_[4096 + 16];
-  uint8_t* rx_dest_ = nullptr;
+  uintptr_t rx_dest_ = 0;
+  bool rx_fixed_ = false;
   size_t rx_want_ = 0;
   size_t rx_got_ = 0;
   uint64_t rx_skip_left_ = 0;
   nbd::ReplyHeader rx_reply_{};
   uint16_t rx_tag_ = 0;
   nbd::Chunk rx_chunk_{};
+  UniqueFd zero_fd_;  // /dev/zero: zero copy fills holes from it
   uint64_t wake_value_ = 0;
 
   std::atomic<bool> exit_now_{false};

@@ -61,4 +61,10 @@ void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, u
   std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
 }
 
+void SetAutoBufReg(io_uring_sqe* sqe, uint16_t index) {
+  ublk_auto_buf_reg reg{};
+  reg.index = index;
+  sqe->addr = AutoBufRegToSqeAddr(reg);
+}
+
 }  // namespace ublkgw::ublk

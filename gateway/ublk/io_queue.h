@@ -53,6 +53,11 @@ class IoDescMap {
 void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t tag,
                int32_t result, uint64_t addr);
 
+// For a FETCH_REQ or COMMIT_AND_FETCH_REQ prepared with addr 0 on a
+// kFAutoBufReg device: the kernel registers the tag's next request buffer
+// in fixed-buffer slot `index` of the ring the command was issued on.
+void SetAutoBufReg(io_uring_sqe* sqe, uint16_t index);
+
 }  // namespace ublkgw::ublk
 
 #endif  // UBLKGW_UBLK_IO_QUEUE_H_

@@ -1,0 +1,132 @@
+#include "engine/data_path.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "base/status.h"
+#include "glog/logging.h"
+#include "ublk/uapi.h"
+
+namespace ublkgw::engine {
+
+namespace {
+
+const char* Name(WriteOp op) {
+  switch (op) {
+    case WriteOp::kSend:
+      return "SEND";
+    case WriteOp::kSendZc:
+      return "SEND_ZC";
+    case WriteOp::kWriteFixed:
+      return "WRITE_FIXED";
+  }
+  return "?";
+}
+
+const char* Name(ReadOp op) { return op == ReadOp::kRecv ? "RECV" : "READ_FIXED"; }
+
+std::string Size(uint32_t bytes) {
+  return bytes % 1024 == 0 ? absl::StrCat(bytes / 1024, " KiB") : absl::StrCat(bytes, " bytes");
+}
+
+}  // namespace
+
+absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_features,
+                                            const FixedBufferSupport& probe,
+                                            uint32_t send_zc_min_bytes) {
+  DataPathPlan plan;
+  if (mode == DataPathMode::kCopy) {
+    plan.detail = "copy (asked for)";
+    return plan;
+  }
+  std::vector<std::string> missing;
+  if ((ublk_features & ublk::kFAutoBufReg) == 0) {
+    missing.push_back(
+        "the ublk driver cannot register request buffers (UBLK_F_AUTO_BUF_REG, Linux 6.16)");
+  }
+  if (!probe.send && !probe.send_zc && !probe.write_fixed) {
+    missing.push_back("no socket operation sends from a fixed buffer (SEND, SEND_ZC and "
+                      "WRITE_FIXED all failed the probe)");
+  }
+  if (!probe.recv && !probe.read_fixed) {
+    missing.push_back("no socket operation receives into a fixed buffer (RECV and READ_FIXED "
+                      "both failed the probe)");
+  }
+  if (!missing.empty()) {
+    const std::string why = absl::StrJoin(missing, "; ");
+    if (mode == DataPathMode::kZeroCopy) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the zero-copy data path is not possible on this kernel: ", why,
+          ". Use --data-path auto (or copy) to attach with the copy data path"));
+    }
+    plan.detail = absl::StrCat("copy: zero copy is not possible (", why, ")");
+    return plan;
+  }
+  plan.zero_copy = true;
+  plan.small_write = probe.send          ? WriteOp::kSend
+                     : probe.write_fixed ? WriteOp::kWriteFixed
+                                         : WriteOp::kSendZc;
+  plan.large_write = probe.send_zc ? WriteOp::kSendZc : plan.small_write;
+  plan.send_zc_min_bytes = plan.large_write == plan.small_write ? 0 : send_zc_min_bytes;
+  plan.read = probe.recv ? ReadOp::kRecv : ReadOp::kReadFixed;
+  std::string writes = Name(plan.small_write);
+  if (plan.large_write != plan.small_write) {
+    writes = send_zc_min_bytes == 0
+                 ? Name(plan.large_write)
+                 : absl::StrCat(Name(plan.small_write), " below ", Size(send_zc_min_bytes), ", ",
+                                Name(plan.large_write), " from it");
+  }
+  plan.detail = absl::StrCat("zero copy: writes sent with ", writes, ", reads received with ",
+                             Name(plan.read), ", straight from and into the request's pages");
+  return plan;
+}
+
+absl::StatusOr<FixedBufferSupport> CachedProbe(int family) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* results = new std::map<int, FixedBufferSupport>;
+  absl::MutexLock lock(&mu);
+  if (auto it = results->find(family); it != results->end()) return it->second;
+  auto probe = ProbeFixedBuffers(family);
+  if (!probe.ok()) return probe.status();
+  LOG(INFO) << "fixed-buffer socket operations on this kernel (family " << family << "):\n"
+            << probe->detail;
+  (*results)[family] = *probe;
+  return *probe;
+}
+
+absl::StatusOr<int> SocketFamily(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return ErrnoToStatus(errno, "getsockname");
+  }
+  return static_cast<int>(addr.ss_family);
+}
+
+std::string_view DataPathModeName(DataPathMode mode) {
+  switch (mode) {
+    case DataPathMode::kAuto:
+      return "auto";
+    case DataPathMode::kCopy:
+      return "copy";
+    case DataPathMode::kZeroCopy:
+      return "zero-copy";
+  }
+  return "?";
+}
+
+absl::StatusOr<DataPathMode> ParseDataPathMode(std::string_view name) {
+  for (DataPathMode m : {DataPathMode::kAuto, DataPathMode::kCopy, DataPathMode::kZeroCopy}) {
+    if (name == DataPathModeName(m)) return m;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown data path '", std::string(name),
+                                                 "': use auto, copy or zero-copy"));
+}
+
+}  // namespace ublkgw::engine

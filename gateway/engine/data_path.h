@@ -1,0 +1,77 @@
+// Which data path a device uses, decided before ADD_DEV from what the
+// kernel really does (its ublk features and a fixed-buffer probe on the
+// device's kind of socket), never from its version.
+//
+//   copy       the ublk driver copies between the request and a per-tag
+//              buffer of ours; the socket ops use that buffer.
+//   zero copy  the driver registers the request's own pages in the queue's
+//              fixed-buffer table (UBLK_F_AUTO_BUF_REG, slot = tag) and the
+//              socket ops move data straight between them and the socket.
+#ifndef UBLKGW_ENGINE_DATA_PATH_H_
+#define UBLKGW_ENGINE_DATA_PATH_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "engine/data_path_probe.h"
+
+namespace ublkgw::engine {
+
+enum class DataPathMode : uint8_t { kAuto, kCopy, kZeroCopy };
+
+// How a zero-copy queue moves a write's payload out of the request's pages.
+enum class WriteOp : uint8_t {
+  kSend,        // IORING_OP_SEND, fixed buffer: the socket copies into its buffers
+  kSendZc,      // IORING_OP_SEND_ZC, fixed buffer: the NIC reads the pages
+  kWriteFixed,  // IORING_OP_WRITE_FIXED on the socket (kernels before SEND's flag)
+};
+// How it receives a read's payload into them.
+enum class ReadOp : uint8_t {
+  kRecv,       // IORING_OP_RECV, fixed buffer, MSG_WAITALL
+  kReadFixed,  // IORING_OP_READ_FIXED on the socket
+};
+
+struct DataPathPlan {
+  bool zero_copy = false;
+  // Zero copy only: writes of at least `send_zc_min_bytes` go with
+  // `large_write`, smaller ones with `small_write`.
+  WriteOp small_write = WriteOp::kSend;
+  WriteOp large_write = WriteOp::kSend;
+  uint32_t send_zc_min_bytes = 0;
+  ReadOp read = ReadOp::kRecv;
+  // One line for logs and the API: what was chosen and why.
+  std::string detail;
+
+  WriteOp WriteOpFor(uint32_t bytes) const {
+    return bytes >= send_zc_min_bytes ? large_write : small_write;
+  }
+};
+
+// The default size from which SEND_ZC is used when SEND works too (see
+// docs/BENCHMARKS.md for the measurement behind it).
+inline constexpr uint32_t kDefaultSendZcMinBytes = 64 * 1024;
+
+// Decides the path for a device. `ublk_features` is GET_FEATURES' answer;
+// `probe` the fixed-buffer probe on the device's socket family. kAuto
+// takes zero copy where every piece works and copy otherwise; kZeroCopy
+// fails with FAILED_PRECONDITION naming the missing piece; kCopy always
+// works.
+absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_features,
+                                            const FixedBufferSupport& probe,
+                                            uint32_t send_zc_min_bytes = kDefaultSendZcMinBytes);
+
+// ProbeFixedBuffers(family), run once per family per process: the kernel
+// does not change under a running daemon.
+absl::StatusOr<FixedBufferSupport> CachedProbe(int family);
+
+// The socket family (AF_INET, AF_INET6, AF_UNIX) of a connected socket.
+absl::StatusOr<int> SocketFamily(int fd);
+
+std::string_view DataPathModeName(DataPathMode mode);  // auto, copy, zero-copy
+absl::StatusOr<DataPathMode> ParseDataPathMode(std::string_view name);
+
+}  // namespace ublkgw::engine
+
+#endif  // UBLKGW_ENGINE_DATA_PATH_H_

@@ -1,0 +1,170 @@
+// QueueWorker's sending: requests leave in chains of linked io_uring ops.
+//
+// A chain carries up to kMaxBatch requests in order. Runs of user memory
+// (headers; in the copy path also payloads, from our buffers) go as one
+// SENDMSG each; in the zero-copy path each write's payload is its own op on
+// fixed buffer `tag` (SEND, SEND_ZC or WRITE_FIXED, by size and kernel).
+// The ops are linked, so nothing else gets between them on the stream, and
+// are queued together, so a submit never splits a chain. When one op comes
+// up short, the kernel cancels those after it: once every op of the chain
+// has completed, what was not sent is sent again, in order.
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "engine/queue_worker.h"
+#include "engine/queue_worker_ops.h"
+#include "glog/logging.h"
+#include "nbd/wire.h"
+
+namespace ublkgw::engine {
+
+using worker_ops::kMaxBatch;
+using worker_ops::SendData;
+using worker_ops::SendIndexOf;
+using worker_ops::TagOf;
+
+void QueueWorker::MaybeSend() {
+  if (!chain_.empty() || send_queue_.empty() || !connected_) return;
+  send_iov_.clear();
+  send_batch_.clear();
+  for (size_t n = 0; n < kMaxBatch && !send_queue_.empty(); ++n) {
+    const uint16_t tag = send_queue_.front();
+    send_queue_.pop_front();
+    Tag& t = tags_[tag];
+    t.state = TagState::kInFlight;
+    if (chain_.empty() || chain_.back().fixed) {
+      SendOp op;
+      op.iov_begin = op.iov_end = static_cast<uint32_t>(send_iov_.size());
+      chain_.push_back(op);
+    }
+    send_iov_.push_back({t.header, t.header_size});
+    chain_.back().iov_end++;
+    if (t.request.type != nbd::kCmdWrite) continue;
+    ++t.buffer_users;  // until its payload is out
+    if (config_.plan.zero_copy) {
+      SendOp op;
+      op.fixed = true;
+      op.op = config_.plan.WriteOpFor(t.request.length);
+      op.tag = tag;
+      op.len = t.request.length;
+      chain_.push_back(op);
+    } else {
+      send_iov_.push_back({CopyBuffer(tag), t.request.length});
+      chain_.back().iov_end++;
+      send_batch_.push_back(tag);
+    }
+  }
+  SubmitChain();
+}
+
+// Queues every op of the chain not sent yet, linked, in one go.
+void QueueWorker::SubmitChain() {
+  io_uring* ring = ring_->get();
+  size_t left = 0;
+  for (const SendOp& op : chain_) left += op.done ? 0 : 1;
+  if (io_uring_sq_space_left(ring) < left) io_uring_submit(ring);
+  CHECK_GE(io_uring_sq_space_left(ring), left) << "queue " << config_.q_id;
+  chain_in_kernel_ = left;
+  const int fd = socket_.get();
+  for (size_t i = 0; i < chain_.size(); ++i) {
+    SendOp& op = chain_[i];
+    if (op.done) continue;
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    if (!op.fixed) {
+      op.msg = {};
+      op.msg.msg_iov = send_iov_.data() + op.iov_begin;
+      op.msg.msg_iovlen = op.iov_end - op.iov_begin;
+      io_uring_prep_sendmsg(sqe, fd, &op.msg, MSG_NOSIGNAL | MSG_WAITALL);
+    } else {
+      // A kernel buffer is addressed by its offset from the start.
+      void* at = reinterpret_cast<void*>(uintptr_t{op.offset});
+      switch (op.op) {
+        case WriteOp::kSend:
+          io_uring_prep_send(sqe, fd, at, op.len, MSG_NOSIGNAL | MSG_WAITALL);
+          sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
+          sqe->buf_index = op.tag;
+          break;
+        case WriteOp::kSendZc:
+          io_uring_prep_send_zc_fixed(sqe, fd, at, op.len, MSG_NOSIGNAL | MSG_WAITALL, 0, op.tag);
+          break;
+        case WriteOp::kWriteFixed:
+          io_uring_prep_write_fixed(sqe, fd, at, op.len, 0, op.tag);
+          break;
+      }
+    }
+    io_uring_sqe_set_data64(sqe, SendData(op.tag, static_cast<uint16_t>(i)));
+    if (--left > 0) sqe->flags |= IOSQE_IO_LINK;
+  }
+}
+
+void QueueWorker::OnSend(const io_uring_cqe& cqe) {
+  const uint16_t tag = TagOf(cqe.user_data);
+  if ((cqe.flags & IORING_CQE_F_NOTIF) != 0) {
+    // SEND_ZC's second completion: the pages are the request's again.
+    if (connected_) ReleaseBuffer(tag);
+    return;
+  }
+  const size_t index = SendIndexOf(cqe.user_data);
+  if (index >= chain_.size() || chain_in_kernel_ == 0) {
+    LOG(DFATAL) << "queue " << config_.q_id << ": send completion outside a chain";
+    return;
+  }
+  --chain_in_kernel_;
+  SendOp& op = chain_[index];
+  if (op.fixed && op.op == WriteOp::kSendZc && (cqe.flags & IORING_CQE_F_MORE) != 0 &&
+      connected_) {
+    ++tags_[tag].buffer_users;  // until the notification
+  }
+  if (!connected_) {
+    // FailConnection already failed the chain's requests.
+    if (chain_in_kernel_ == 0) chain_.clear();
+    return;
+  }
+  const int res = cqe.res;
+  if (res < 0 && res != -ECANCELED) {
+    FailConnection(ErrnoToStatus(-res, "send to the NBD server"));
+    if (chain_in_kernel_ == 0) chain_.clear();
+    return;
+  }
+  if (res == 0) {
+    FailConnection(absl::UnavailableError("a send to the NBD server made no progress"));
+    if (chain_in_kernel_ == 0) chain_.clear();
+    return;
+  }
+  if (res > 0) {
+    // What went out of this op; on a short send the rest goes again.
+    size_t sent = static_cast<size_t>(res);
+    if (op.fixed) {
+      op.offset += static_cast<uint32_t>(sent);
+      op.len -= static_cast<uint32_t>(sent);
+      op.done = op.len == 0;
+      if (op.done) ReleaseBuffer(op.tag);
+    } else {
+      while (op.iov_begin < op.iov_end && sent >= send_iov_[op.iov_begin].iov_len) {
+        sent -= send_iov_[op.iov_begin].iov_len;
+        ++op.iov_begin;
+      }
+      if (op.iov_begin < op.iov_end) {
+        iovec& partial = send_iov_[op.iov_begin];
+        partial.iov_base = static_cast<uint8_t*>(partial.iov_base) + sent;
+        partial.iov_len -= sent;
+      }
+      op.done = op.iov_begin == op.iov_end;
+    }
+  }
+  if (chain_in_kernel_ > 0) return;
+  for (const SendOp& o : chain_) {
+    if (!o.done) {
+      SubmitChain();  // a short send: the rest again, still in order
+      return;
+    }
+  }
+  // The whole chain is out: the copy path's payload buffers are free, and
+  // replies that came first can complete now.
+  chain_.clear();
+  for (uint16_t t : send_batch_) ReleaseBuffer(t);
+  send_batch_.clear();
+}
+
+}  // namespace ublkgw::engine

@@ -1,0 +1,139 @@
+// The data path follows what the kernel proved it can do, never its
+// version: each missing piece turns auto into copy and zero-copy into a
+// clear refusal.
+#include "engine/data_path.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+#include "ublk/uapi.h"
+
+namespace ublkgw::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::AllOf;
+using ::testing::Not;
+using ::ublkgw::testing::IsOk;
+using ::ublkgw::testing::IsOkAndHolds;
+using ::ublkgw::testing::StatusIs;
+
+// What sid's 7.2 answers over TCP.
+FixedBufferSupport Everything() {
+  FixedBufferSupport s;
+  s.send = s.send_zc = s.recv = s.write_fixed = s.read_fixed = true;
+  return s;
+}
+
+// What trixie's 6.12 (and 6.15 to 7.1) answers: no SEND/RECV flag.
+FixedBufferSupport NoSendRecvFlag() {
+  FixedBufferSupport s = Everything();
+  s.send = s.recv = false;
+  return s;
+}
+
+constexpr uint64_t kAutoBufReg = ublk::kFAutoBufReg;
+
+TEST(ChooseDataPathTest, AutoTakesZeroCopyWhereEveryPieceWorks) {
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, Everything(), 65536);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_TRUE(plan->zero_copy);
+  EXPECT_EQ(plan->WriteOpFor(4096), WriteOp::kSend);
+  EXPECT_EQ(plan->WriteOpFor(65535), WriteOp::kSend);
+  EXPECT_EQ(plan->WriteOpFor(65536), WriteOp::kSendZc);
+  EXPECT_EQ(plan->read, ReadOp::kRecv);
+  EXPECT_THAT(plan->detail, HasSubstr("SEND below 64 KiB, SEND_ZC from it"));
+}
+
+TEST(ChooseDataPathTest, AThresholdOfZeroMeansSendZcForEveryWrite) {
+  auto plan = ChooseDataPath(DataPathMode::kZeroCopy, kAutoBufReg, Everything(), 0);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->WriteOpFor(512), WriteOp::kSendZc);
+  EXPECT_THAT(plan->detail, HasSubstr("writes sent with SEND_ZC,"));
+}
+
+TEST(ChooseDataPathTest, KernelsWithoutTheSocketFlagUseTheFileOps) {
+  // 6.16 to 7.1: SEND_ZC for large writes, WRITE_FIXED for small ones,
+  // READ_FIXED for reads.
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, NoSendRecvFlag(), 65536);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_TRUE(plan->zero_copy);
+  EXPECT_EQ(plan->WriteOpFor(4096), WriteOp::kWriteFixed);
+  EXPECT_EQ(plan->WriteOpFor(1 << 20), WriteOp::kSendZc);
+  EXPECT_EQ(plan->read, ReadOp::kReadFixed);
+}
+
+TEST(ChooseDataPathTest, UnixSocketsHaveNoSendZc) {
+  FixedBufferSupport unix_socket = Everything();
+  unix_socket.send_zc = false;
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, unix_socket, 65536);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->WriteOpFor(1 << 20), WriteOp::kSend);
+  EXPECT_THAT(plan->detail, Not(HasSubstr("SEND_ZC")));
+}
+
+TEST(ChooseDataPathTest, NoAutoBufRegMeansCopy) {
+  // trixie's 6.12: the socket ops work, the ublk driver cannot register.
+  auto plan = ChooseDataPath(DataPathMode::kAuto, 0x1fe, NoSendRecvFlag());
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_FALSE(plan->zero_copy);
+  EXPECT_THAT(plan->detail, HasSubstr("UBLK_F_AUTO_BUF_REG"));
+  EXPECT_THAT(ChooseDataPath(DataPathMode::kZeroCopy, 0x1fe, NoSendRecvFlag()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("UBLK_F_AUTO_BUF_REG"), HasSubstr("--data-path"))));
+}
+
+TEST(ChooseDataPathTest, NoWayToReceiveIntoAFixedBufferMeansCopy) {
+  FixedBufferSupport s = Everything();
+  s.recv = s.read_fixed = false;
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, s);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_FALSE(plan->zero_copy);
+  EXPECT_THAT(plan->detail, HasSubstr("RECV and READ_FIXED"));
+  EXPECT_THAT(ChooseDataPath(DataPathMode::kZeroCopy, kAutoBufReg, s),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("receives")));
+}
+
+TEST(ChooseDataPathTest, NoWayToSendFromAFixedBufferMeansCopy) {
+  FixedBufferSupport s = Everything();
+  s.send = s.send_zc = s.write_fixed = false;
+  EXPECT_THAT(ChooseDataPath(DataPathMode::kZeroCopy, kAutoBufReg, s),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("sends")));
+}
+
+TEST(ChooseDataPathTest, CopyIsAlwaysPossible) {
+  auto plan = ChooseDataPath(DataPathMode::kCopy, kAutoBufReg, Everything());
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_FALSE(plan->zero_copy);
+  EXPECT_EQ(plan->detail, "copy (asked for)");
+}
+
+TEST(DataPathModeTest, NamesRoundTrip) {
+  for (DataPathMode m : {DataPathMode::kAuto, DataPathMode::kCopy, DataPathMode::kZeroCopy}) {
+    auto parsed = ParseDataPathMode(DataPathModeName(m));
+    ASSERT_THAT(parsed, IsOk());
+    EXPECT_EQ(*parsed, m);
+  }
+  EXPECT_THAT(ParseDataPathMode("zerocopy"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("auto, copy or zero-copy")));
+}
+
+TEST(CachedProbeTest, AnswersLikeTheProbeAndKnowsTheFamily) {
+  auto cached = CachedProbe(AF_INET);
+  auto fresh = ProbeFixedBuffers(AF_INET);
+  ASSERT_THAT(cached, IsOk());
+  ASSERT_THAT(fresh, IsOk());
+  EXPECT_EQ(cached->send_zc, fresh->send_zc);
+  EXPECT_EQ(cached->recv, fresh->recv);
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  EXPECT_THAT(SocketFamily(fds[0]), IsOkAndHolds(AF_UNIX));
+  close(fds[0]);
+  close(fds[1]);
+}
+
+}  // namespace
+}  // namespace ublkgw::engine
