@@ -25,6 +25,8 @@ packages=(
   nbdkit nbdkit-plugin-dev qemu-utils nbd-server nbd-client fio e2fsprogs
   # API tests: mutual TLS certificates, metrics scrapes
   openssl curl
+  # benchmark report and plots (tests/bench)
+  python3 gnuplot-nox
 )
 
 missing=()

@@ -55,3 +55,16 @@ expect_exit() {
 json_string() {
   sed -n "s/.*\"$2\": \"\([^\"]*\)\".*/\1/p" "$1" | head -n1
 }
+
+# check_data_path LIST_JSON PATH: the (first) volume in LIST_JSON, the
+# output of `ublkgw list --json`, uses data path PATH (copy or zero-copy).
+check_data_path() {
+  local want got
+  case "$2" in
+    copy) want=DATA_PATH_COPY ;;
+    zero-copy) want=DATA_PATH_ZERO_COPY ;;
+    *) fail "check_data_path: unknown path '$2'" ;;
+  esac
+  got=$(json_string "$1" data_path)
+  [ "$got" = "$want" ] || fail "data path is $got, want $want ($(json_string "$1" data_path_detail))"
+}

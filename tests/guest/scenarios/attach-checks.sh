@@ -9,7 +9,9 @@
 #   - an unknown export is NOT_FOUND (exit 7) and leaves nothing behind;
 #   - without CAN_MULTI_CONN, --queues 2 gives one queue, and says so;
 #   - 8 devices attached at once, each verified.
+# Usage: attach-checks.sh EXPECT (the data path auto must choose)
 . /lib/ublkgw/guest-lib.sh
+expect=${1:?the data path auto should choose here}
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
@@ -27,7 +29,9 @@ wait_for_path /run/ublkgw/ublkgw.sock 20
 size=$((64 << 20))
 
 dev=$(ublkgw attach nbd://127.0.0.1:10809/disk) || fail "attach failed"
-log "attached $dev"
+ublkgw list --json >/out/list-attached.json
+check_data_path /out/list-attached.json "$expect"
+log "attached $dev ($expect data path)"
 
 # --- edges ---------------------------------------------------------------
 dd if=/dev/urandom of=/tmp/s1 bs=512 count=1 2>/dev/null

@@ -5,11 +5,13 @@
 # ext4 filesystem keeps its files' checksums across detach and re-attach;
 # bad requests get clear errors and leave no device behind; SIGTERM to the
 # daemon leaves no device either.
-# Args: SERVER QUEUES DEPTH
+# Args: SERVER QUEUES DEPTH EXPECT (the data path auto must choose: copy or
+# zero-copy)
 . /lib/ublkgw/guest-lib.sh
 server=${1:-nbdkit}
 queues=${2:-1}
 depth=${3:-64}
+expect=${4:?the data path auto should choose here}
 sock=/run/ublkgw/ublkgw.sock
 
 load_module ublk_drv
@@ -55,6 +57,7 @@ ublkgw list | tee /out/list.txt
 ublkgw list --json >/out/list.json
 grep -q "\"device_path\": \"$dev\"" /out/list.json || fail "list --json does not show $dev"
 grep -q "\"queues\": $queues" /out/list.json || fail "list --json does not show $queues queue(s)"
+check_data_path /out/list.json "$expect"
 
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=32 2>/dev/null
 dd if=/tmp/pattern of="$dev" bs=1M seek=100 oflag=direct 2>/dev/null || fail "write failed"

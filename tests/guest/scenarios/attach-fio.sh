@@ -3,8 +3,12 @@
 # random writes with crc32c checksums, then a separate read-back pass that
 # verifies them; then detach (forced) while fio is running: fio ends with
 # errors, nothing hangs, and the device is gone.
+# Usage: attach-fio.sh ASK EXPECT: the --data-path to ask for (auto, copy,
+# zero-copy) and the one the volume must get.
 . /lib/ublkgw/guest-lib.sh
 fio=/usr/local/bin/fio
+ask=${1:?--data-path to ask for}
+expect=${2:?data path the volume must get}
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
@@ -14,8 +18,11 @@ ublkgwd >/out/ublkgwd.log 2>&1 &
 daemon=$!
 wait_for_path /run/ublkgw/ublkgw.sock 20
 
-dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 128) || fail "attach failed"
-log "attached $dev"
+dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 128 --data-path "$ask") ||
+  fail "attach failed"
+ublkgw list --json >/out/list-attached.json
+check_data_path /out/list-attached.json "$expect"
+log "attached $dev ($expect data path)"
 
 $fio --name=write --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite \
   --bs=4k --iodepth=32 --numjobs=2 --offset_increment=64M --size=32M --eta=never \
@@ -50,7 +57,8 @@ detach_under_load() {
   log "detach $* under load: fio ended with errors, device gone"
 }
 detach_under_load
-dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 128) || fail "attach failed"
+dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 128 --data-path "$ask") ||
+  fail "attach failed"
 detach_under_load --force
 
 kill -TERM $daemon

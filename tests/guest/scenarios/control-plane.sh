@@ -9,8 +9,9 @@
 #  - a daemon stopped (SIGTERM) or killed (SIGKILL) and started again
 #    brings the recorded volume back, and its data with it;
 #  - a dead server shows as disconnected in list and metrics.
-# Usage: control-plane.sh
+# Usage: control-plane.sh EXPECT (the data path auto must choose)
 . /lib/ublkgw/guest-lib.sh
+expect=${1:?the data path auto should choose here}
 fio=/usr/local/bin/fio
 
 load_module ublk_drv
@@ -40,7 +41,9 @@ grep -q "SEND_ZC with a fixed buffer: 4096 bytes, data intact, notified" /out/da
   fail "probe: SEND_ZC with a fixed buffer should work on $(uname -r)"
 
 dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 64) || fail "attach failed"
-log "attached $dev"
+ublkgw list --json >/out/list-attached.json
+check_data_path /out/list-attached.json "$expect"
+log "attached $dev ($expect data path)"
 [ -s /var/lib/ublkgw/state.json ] || fail "the attachment was not recorded"
 grep -q '"uri": "nbd://127.0.0.1:10809/"' /var/lib/ublkgw/state.json ||
   fail "the record lacks the URI: $(cat /var/lib/ublkgw/state.json)"

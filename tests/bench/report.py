@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Turns a benchmark guest run into results.json, table.md and PNG plots.
+
+Reads the guest's runs.tsv (one line per fio run, with the CPU ticks it
+cost) and fio's JSON for each run. Every figure is the mean over the rounds;
+ratios are to the kernel's nbd client measured in the same guest run.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+SYSTEMS = ["ublkgw-copy", "ublkgw-zero-copy", "kernel-nbd"]
+
+
+def fio_figures(path):
+    with open(path) as f:
+        data = json.load(f)
+    job = data["jobs"][0]
+    ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+    side = job["read"] if job["read"]["total_ios"] >= job["write"]["total_ios"] else job["write"]
+    pct = side["clat_ns"].get("percentile", {})
+    return {
+        "ios": ios,
+        "bytes": job["read"]["io_bytes"] + job["write"]["io_bytes"],
+        "seconds": job["job_runtime"] / 1000.0,
+        "iops": job["read"]["iops"] + job["write"]["iops"],
+        "bw_bytes": job["read"]["bw_bytes"] + job["write"]["bw_bytes"],
+        "p50_us": pct.get("50.000000", 0) / 1000.0,
+        "p99_us": pct.get("99.000000", 0) / 1000.0,
+    }
+
+
+def load_runs(guest_out):
+    files = os.path.join(guest_out, "files")
+    runs = []
+    with open(os.path.join(files, "runs.tsv")) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            row = dict(zip(header, line.rstrip("\n").split("\t")))
+            fig = fio_figures(os.path.join(files, "fio", row["run"] + ".json"))
+            hz = float(row["hz"])
+            ios = max(fig["ios"], 1)
+            kib = max(fig["bytes"] / 1024.0, 1)
+            busy = int(row["guest_busy_ticks"]) / hz
+            daemon = int(row["daemon_ticks"]) / hz
+            server = int(row["server_ticks"]) / hz
+            fig.update({
+                "server": row["server"], "system": row["system"], "job": row["job"],
+                "round": int(row["round"]),
+                "cpu_us_per_io": busy * 1e6 / ios,
+                "daemon_us_per_io": daemon * 1e6 / ios,
+                "server_us_per_io": server * 1e6 / ios,
+                # What the client side costs: everything but the server.
+                "client_us_per_io": (busy - server) * 1e6 / ios,
+                "client_ns_per_kib": (busy - server) * 1e9 / kib,
+            })
+            runs.append(fig)
+    return runs
+
+
+METRICS = ["iops", "bw_bytes", "p50_us", "p99_us", "cpu_us_per_io", "daemon_us_per_io",
+           "server_us_per_io", "client_us_per_io", "client_ns_per_kib"]
+
+
+def aggregate(runs):
+    out = {}
+    for r in runs:
+        key = (r["server"], r["job"], r["system"])
+        out.setdefault(key, []).append(r)
+    means = {}
+    for key, rs in out.items():
+        means[key] = {m: statistics.mean(r[m] for r in rs) for m in METRICS}
+        means[key]["rounds"] = len(rs)
+    return means
+
+
+def ordered(values):
+    seen = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def targets(means, servers, jobs):
+    """The issue's targets, checked on the memory server (or the first)."""
+    server = "memory" if "memory" in servers else servers[0]
+    lines = []
+
+    def best(job, metric, higher=True):
+        vals = [means[(server, job, s)][metric] for s in SYSTEMS[:2] if (server, job, s) in means]
+        return (max if higher else min)(vals)
+
+    def nbd(job, metric):
+        return means[(server, job, "kernel-nbd")][metric]
+
+    for job in jobs:
+        if (server, job, "kernel-nbd") not in means:
+            continue
+        if "4k-qd32" in job:
+            r = ratio(best(job, "iops"), nbd(job, "iops"))
+            lines.append((f"{job}: best ublkgw IOPS >= kernel nbd", r >= 1.0, f"{r:.2f}x"))
+        if job.startswith(("read-", "write-")):
+            r = ratio(best(job, "bw_bytes"), nbd(job, "bw_bytes"))
+            lines.append((f"{job}: best ublkgw bandwidth >= 1.1x kernel nbd", r >= 1.1, f"{r:.2f}x"))
+            zc = means[(server, job, "ublkgw-zero-copy")]["client_ns_per_kib"]
+            cp = means[(server, job, "ublkgw-copy")]["client_ns_per_kib"]
+            lines.append((f"{job}: zero copy client CPU per byte < copy", zc < cp,
+                          f"{zc:.0f} vs {cp:.0f} ns/KiB"))
+        if "4k-qd32" in job or job.startswith(("read-", "write-")):
+            r = ratio(best(job, "p99_us", higher=False), nbd(job, "p99_us"))
+            lines.append((f"{job}: best ublkgw p99 <= kernel nbd", r <= 1.0, f"{r:.2f}x"))
+    return server, lines
+
+
+def table(means, servers, jobs, header):
+    md = [header, ""]
+    for server in servers:
+        md.append(f"### nbdkit {server}")
+        md.append("")
+        md.append("| job | system | IOPS | MiB/s | p50 us | p99 us | CPU us/IO: total (daemon, server) "
+                  "| IOPS vs nbd | p99 vs nbd | client CPU/IO vs nbd |")
+        md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for job in jobs:
+            base = means.get((server, job, "kernel-nbd"))
+            for system in SYSTEMS:
+                m = means.get((server, job, system))
+                if m is None:
+                    continue
+                rel = lambda k: f"{ratio(m[k], base[k]):.2f}x" if base else "-"
+                md.append(
+                    f"| {job} | {system} | {m['iops']:.0f} | {m['bw_bytes'] / 2**20:.1f} "
+                    f"| {m['p50_us']:.0f} | {m['p99_us']:.0f} "
+                    f"| {m['cpu_us_per_io']:.0f} ({m['daemon_us_per_io']:.0f}, "
+                    f"{m['server_us_per_io']:.0f}) | {rel('iops')} | {rel('p99_us')} "
+                    f"| {rel('client_us_per_io')} |")
+        md.append("")
+    return md
+
+
+def plot(means, server, jobs, out_dir):
+    data = os.path.join(out_dir, f"plot-{server}.dat")
+    with open(data, "w") as f:
+        f.write("job copy_iops zc_iops copy_cpu zc_cpu\n")
+        for job in jobs:
+            base = means.get((server, job, "kernel-nbd"))
+            cp = means.get((server, job, "ublkgw-copy"))
+            zc = means.get((server, job, "ublkgw-zero-copy"))
+            if not (base and cp and zc):
+                continue
+            f.write(f"{job} {ratio(cp['iops'], base['iops']):.3f} "
+                    f"{ratio(zc['iops'], base['iops']):.3f} "
+                    f"{ratio(cp['client_us_per_io'], base['client_us_per_io']):.3f} "
+                    f"{ratio(zc['client_us_per_io'], base['client_us_per_io']):.3f}\n")
+    png = os.path.join(out_dir, f"bench-{server}.png")
+    script = f"""
+set terminal pngcairo size 1100,800 font ",10"
+set output "{png}"
+set multiplot layout 2,1 title "ublkgw vs the kernel's nbd client (nbdkit {server}, same guest run)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top left
+set grid ytics
+set xtics rotate by -20
+set yrange [0:*]
+set ylabel "throughput / kernel nbd"
+plot "{data}" using 2:xtic(1) title "ublkgw copy", "" using 3 title "ublkgw zero copy", 1 with lines lc "black" dt 2 notitle
+set ylabel "client CPU per I/O / kernel nbd"
+plot "{data}" using 4:xtic(1) title "ublkgw copy", "" using 5 title "ublkgw zero copy", 1 with lines lc "black" dt 2 notitle
+unset multiplot
+"""
+    subprocess.run(["gnuplot"], input=script.encode(), check=True)
+    return png
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--guest-out", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--command", default="tests/bench/run-bench.sh")
+    ap.add_argument("--queues", type=int, default=0)
+    ap.add_argument("--runtime", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=0)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    runs = load_runs(args.guest_out)
+    if not runs:
+        sys.exit("report: no runs in " + args.guest_out)
+    means = aggregate(runs)
+    servers = ordered(r["server"] for r in runs)
+    jobs = ordered(r["job"] for r in runs)
+    with open(os.path.join(args.guest_out, "files", "kernel.txt")) as f:
+        kernel = f.read().strip()
+    header = (f"Kernel {kernel}, 2-vCPU TCG guest, {args.queues} queue(s)/connection(s) each, "
+              f"{args.runtime} s per run, {args.rounds} rounds interleaved; command: "
+              f"`{args.command}`")
+    md = table(means, servers, jobs, header)
+    target_server, checks = targets(means, servers, jobs)
+    md.append(f"### Targets (nbdkit {target_server})")
+    md.append("")
+    for name, ok, detail in checks:
+        md.append(f"- {'met' if ok else 'NOT met'}: {name} ({detail})")
+    md.append("")
+    pngs = [plot(means, s, jobs, args.out) for s in servers]
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write("\n".join(md))
+    result = {
+        "kernel": kernel, "command": args.command, "queues": args.queues,
+        "runtime_s": args.runtime, "rounds": args.rounds, "runs": runs,
+        "means": [dict(server=k[0], job=k[1], system=k[2], **v) for k, v in means.items()],
+        "targets": [dict(target=n, met=ok, detail=d) for n, ok, d in checks],
+        "plots": [os.path.basename(p) for p in pngs],
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The benchmark: ublkgw (copy and zero copy) against the kernel's own NBD
+# client, side by side in one QEMU guest, against the same nbdkit server.
+# Not a test: it measures, and writes what it measured.
+#
+# Usage: tests/bench/run-bench.sh [--kernel sid] [--runtime SEC] [--rounds N]
+#          [--queues N] [--servers memory,null] [--jobs LIST] [--out DIR]
+#
+#   --kernel   the guest's kernel (a Debian suite, default sid: zero copy
+#              needs 6.16+, and RECV into fixed buffers 7.2)
+#   --runtime  seconds per fio run (default 5)
+#   --rounds   times every job runs on every system, interleaved (default 2)
+#   --queues   ublkgw queues = kernel nbd connections (default 2)
+#   --servers  nbdkit plugins to serve the export (default memory,null: null
+#              answers without touching data, a ceiling for the clients)
+#   --jobs     NAME:RW:BS:QD,... (default: 4k random read and write at QD1 and
+#              QD32, 128k and 1M sequential read and write at QD8)
+#   --out      where results go (default /var/cache/ublkgw/bench/latest):
+#              results.json, table.md, and one PNG per server
+#
+# Builds a Release ublkgw in /var/cache/ublkgw/bench-build (outside the
+# checkout), fetches the kernel like the guest tests do, and installs what
+# it needs (scripts/install-deps.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+command_line="tests/bench/run-bench.sh $*"
+
+kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null
+jobs="randread-4k-qd1:randread:4k:1,randread-4k-qd32:randread:4k:32"
+jobs+=",randwrite-4k-qd1:randwrite:4k:1,randwrite-4k-qd32:randwrite:4k:32"
+jobs+=",read-128k:read:128k:8,write-128k:write:128k:8,read-1m:read:1m:8,write-1m:write:1m:8"
+out=/var/cache/ublkgw/bench/latest
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --kernel) kernel=$2; shift 2 ;;
+    --runtime) runtime=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --queues) queues=$2; shift 2 ;;
+    --servers) servers=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
+    *) echo "run-bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $runtime =~ ^[1-9][0-9]*$ && $rounds =~ ^[1-9][0-9]*$ && $queues =~ ^[1-9][0-9]?$ ]] || {
+  echo "run-bench: --runtime, --rounds and --queues take positive whole numbers" >&2; exit 2; }
+
+"$root/scripts/install-deps.sh"
+build=/var/cache/ublkgw/bench-build
+echo "run-bench: building a Release ublkgw in $build"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C "$build" ublkgwd ublkgw >/dev/null
+"$root/tests/guest/fetch-kernel.sh" "$kernel"
+
+n_jobs=$(tr ',' '\n' <<<"$jobs" | wc -l)
+n_servers=$(tr ',' '\n' <<<"$servers" | wc -l)
+runs=$((n_jobs * n_servers * rounds * 3))
+timeout=$((runs * (runtime + 4) + 300))
+echo "run-bench: $runs fio runs of ${runtime}s on $kernel (about $((runs * (runtime + 2) / 60)) min)"
+
+plugins=/usr/lib/x86_64-linux-gnu/nbdkit/plugins
+rm -rf "$out.guest"
+mkdir -p "$out"
+"$root/tests/guest/run-guest.sh" --kernel "$kernel" --scenario "$here/bench-guest.sh" \
+  --bin "$build/gateway/control/ublkgwd" --bin "$build/gateway/cli/ublkgw" \
+  --module ublk_drv --module nbd --tool nbdkit --tool fio --tool nbd-client \
+  --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
+  --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
+  --mem 2048 --timeout "$timeout" --out "$out.guest" \
+  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs"
+
+python3 "$here/report.py" --guest-out "$out.guest" --out "$out" \
+  --command "$command_line" --queues "$queues" --runtime "$runtime" \
+  --rounds "$rounds"
+echo "run-bench: results in $out (results.json, table.md, *.png)"
