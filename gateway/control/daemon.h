@@ -29,7 +29,7 @@ struct DaemonOptions {
   std::string tls_key;        // PEM: its private key
   std::string tls_client_ca;  // PEM: the CA that signs client certificates
   std::string metrics_listen;  // HOST:PORT for Prometheus; empty: none
-  uint32_t send_zc_min_bytes = engine::kDefaultSendZcMinBytes;  // see ManagerOptions
+  std::optional<uint32_t> send_zc_min_bytes;  // see ManagerOptions
 };
 
 // INVALID_ARGUMENT naming the problem and the fix: a TCP listener without

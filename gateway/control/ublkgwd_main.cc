@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdint>
 #include <iostream>
 #include <string>
 
@@ -36,11 +37,13 @@ int main(int argc, char** argv) {
                  "serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9477)");
   app.add_option("--control-device", o.control_device, "the ublk control device")
       ->capture_default_str();
-  app.add_option("--send-zc-min-bytes", o.send_zc_min_bytes,
+  int64_t send_zc_min_bytes = -1;
+  app.add_option("--send-zc-min-bytes", send_zc_min_bytes,
                  "zero-copy data path: send writes of at least this many bytes with SEND_ZC "
                  "(the NIC reads the pages) and smaller ones with SEND (the socket copies); "
-                 "0 for SEND_ZC always. See docs/BENCHMARKS.md")
-      ->capture_default_str();
+                 "0 for SEND_ZC always. Default: 65536, and no SEND_ZC to a server on this "
+                 "host (loopback copies anyway). See docs/BENCHMARKS.md")
+      ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
   app.footer(
       "Examples:\n"
       "  ublkgwd\n"
@@ -56,8 +59,14 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  if (send_zc_min_bytes >= 0) o.send_zc_min_bytes = static_cast<uint32_t>(send_zc_min_bytes);
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
+
+  // A peer that resets a connection must cost that connection, not the
+  // daemon: writes that cannot say MSG_NOSIGNAL (WRITE_FIXED on a socket)
+  // would otherwise raise SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
 
   // Signals are taken by sigwait below; every thread inherits the mask.
   sigset_t stop;

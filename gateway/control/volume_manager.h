@@ -53,8 +53,9 @@ struct ManagerOptions {
   // First and longest wait between attempts to restore a recorded volume.
   absl::Duration restore_backoff_min = absl::Seconds(1);
   absl::Duration restore_backoff_max = absl::Seconds(60);
-  // Zero copy: writes from this size go with SEND_ZC (where SEND works too).
-  uint32_t send_zc_min_bytes = engine::kDefaultSendZcMinBytes;
+  // Zero copy: writes from this size go with SEND_ZC (where SEND works
+  // too). Unset: engine::ChooseDataPath's automatic choice.
+  std::optional<uint32_t> send_zc_min_bytes;
 };
 
 // Thread-safe.

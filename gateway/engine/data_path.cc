@@ -1,5 +1,7 @@
 #include "engine/data_path.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -39,7 +41,8 @@ std::string Size(uint32_t bytes) {
 
 absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_features,
                                             const FixedBufferSupport& probe,
-                                            uint32_t send_zc_min_bytes) {
+                                            std::optional<uint32_t> send_zc_min_bytes,
+                                            bool local_peer) {
   DataPathPlan plan;
   if (mode == DataPathMode::kCopy) {
     plan.detail = "copy (asked for)";
@@ -72,18 +75,24 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
   plan.small_write = probe.send          ? WriteOp::kSend
                      : probe.write_fixed ? WriteOp::kWriteFixed
                                          : WriteOp::kSendZc;
-  plan.large_write = probe.send_zc ? WriteOp::kSendZc : plan.small_write;
-  plan.send_zc_min_bytes = plan.large_write == plan.small_write ? 0 : send_zc_min_bytes;
+  const bool zc_only = !probe.send && !probe.write_fixed;
+  const bool skip_zc = local_peer && !send_zc_min_bytes.has_value() && !zc_only;
+  const uint32_t threshold = send_zc_min_bytes.value_or(kDefaultSendZcMinBytes);
+  plan.large_write = probe.send_zc && !skip_zc ? WriteOp::kSendZc : plan.small_write;
+  plan.send_zc_min_bytes = plan.large_write == plan.small_write ? 0 : threshold;
   plan.read = probe.recv ? ReadOp::kRecv : ReadOp::kReadFixed;
   std::string writes = Name(plan.small_write);
   if (plan.large_write != plan.small_write) {
-    writes = send_zc_min_bytes == 0
-                 ? Name(plan.large_write)
-                 : absl::StrCat(Name(plan.small_write), " below ", Size(send_zc_min_bytes), ", ",
-                                Name(plan.large_write), " from it");
+    writes = threshold == 0 ? Name(plan.large_write)
+                            : absl::StrCat(Name(plan.small_write), " below ", Size(threshold),
+                                           ", ", Name(plan.large_write), " from it");
   }
   plan.detail = absl::StrCat("zero copy: writes sent with ", writes, ", reads received with ",
                              Name(plan.read), ", straight from and into the request's pages");
+  if (skip_zc && probe.send_zc) {
+    absl::StrAppend(&plan.detail, " (no SEND_ZC: the server is on this host, where it would copy "
+                                  "anyway)");
+  }
   return plan;
 }
 
@@ -107,6 +116,26 @@ absl::StatusOr<int> SocketFamily(int fd) {
     return ErrnoToStatus(errno, "getsockname");
   }
   return static_cast<int>(addr.ss_family);
+}
+
+bool PeerIsLocal(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  switch (addr.ss_family) {
+    case AF_UNIX:
+      return true;
+    case AF_INET: {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+      return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    case AF_INET6: {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+      if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)) return true;
+      return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
+    }
+  }
+  return false;
 }
 
 std::string_view DataPathModeName(DataPathMode mode) {

@@ -11,6 +11,7 @@
 #define UBLKGW_ENGINE_DATA_PATH_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -58,9 +59,15 @@ inline constexpr uint32_t kDefaultSendZcMinBytes = 64 * 1024;
 // takes zero copy where every piece works and copy otherwise; kZeroCopy
 // fails with FAILED_PRECONDITION naming the missing piece; kCopy always
 // works.
+// `send_zc_min_bytes`, when set, is the operator's threshold, used as
+// given. Unset: kDefaultSendZcMinBytes, except when `local_peer` (the
+// server is on this host: loopback or a unix socket), where the kernel
+// copies SEND_ZC's pages on delivery anyway and SEND_ZC only adds its
+// notification, so it is not used while another op can send.
 absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_features,
                                             const FixedBufferSupport& probe,
-                                            uint32_t send_zc_min_bytes = kDefaultSendZcMinBytes);
+                                            std::optional<uint32_t> send_zc_min_bytes = {},
+                                            bool local_peer = false);
 
 // ProbeFixedBuffers(family), run once per family per process: the kernel
 // does not change under a running daemon.
@@ -68,6 +75,9 @@ absl::StatusOr<FixedBufferSupport> CachedProbe(int family);
 
 // The socket family (AF_INET, AF_INET6, AF_UNIX) of a connected socket.
 absl::StatusOr<int> SocketFamily(int fd);
+// Whether a connected socket's peer is on this host: a unix socket, or a
+// loopback address (127/8, ::1, ::ffff:127/104).
+bool PeerIsLocal(int fd);
 
 std::string_view DataPathModeName(DataPathMode mode);  // auto, copy, zero-copy
 absl::StatusOr<DataPathMode> ParseDataPathMode(std::string_view name);

@@ -37,7 +37,7 @@ struct AttachOptions {
   std::set<uint32_t> reserved_ids;  // ids recorded for volumes being restored
   // Copy, zero copy, or (auto) the best this kernel really supports.
   DataPathMode data_path = DataPathMode::kAuto;
-  uint32_t send_zc_min_bytes = kDefaultSendZcMinBytes;  // see DataPathPlan
+  std::optional<uint32_t> send_zc_min_bytes;  // unset: automatic (ChooseDataPath)
 };
 
 // An export connected and negotiated, not yet a device: one socket per

@@ -327,6 +327,13 @@ void QueueWorker::FailConnection(const absl::Status& why) {
   // whose pages a kernel op still holds is safe: the kernel ends the block
   // request only when the last of them lets go.
   ::shutdown(socket_.get(), SHUT_RDWR);
+  // And abort it: shutdown keeps data already queued, and a SEND_ZC's pages
+  // stay pinned (its notification pending, the block request unfinished)
+  // until a peer that may never read again acknowledges them. Disconnecting
+  // drops the send queue, so every notification comes now.
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  (void)::connect(socket_.get(), &unspec, sizeof(unspec));
   for (uint16_t tag = 0; tag < config_.depth; ++tag) {
     Tag& t = tags_[tag];
     if (t.state == TagState::kQueued || t.state == TagState::kInFlight) {

@@ -224,7 +224,9 @@ void QueueWorker::OnZeroFill(uint64_t user_data, int res) {
   if (!connected_) return;  // FailConnection already failed the request
   Tag& t = tags_[tag];
   const uint32_t offset = FillOffsetOf(user_data), len = FillLenOf(user_data);
-  if (res <= 0) {
+  if (res == -EINTR || res == -EAGAIN) {
+    ZeroFill(tag, offset, len);  // interrupted: try again
+  } else if (res <= 0) {
     LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": zeroing a hole failed: " << res;
     if (t.server_error.ok()) t.server_error = ErrnoToStatus(res < 0 ? -res : EIO, "zeroing a hole");
     if (t.reply_waiting) t.reply_result = -EIO;  // the reply ended first

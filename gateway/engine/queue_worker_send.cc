@@ -70,23 +70,26 @@ void QueueWorker::SubmitChain() {
   for (size_t i = 0; i < chain_.size(); ++i) {
     SendOp& op = chain_[i];
     if (op.done) continue;
+    // More follows in this chain: let TCP fill whole segments rather than
+    // push each op's bytes on their own.
+    const int flags = MSG_NOSIGNAL | MSG_WAITALL | (left > 1 ? MSG_MORE : 0);
     io_uring_sqe* sqe = io_uring_get_sqe(ring);
     if (!op.fixed) {
       op.msg = {};
       op.msg.msg_iov = send_iov_.data() + op.iov_begin;
       op.msg.msg_iovlen = op.iov_end - op.iov_begin;
-      io_uring_prep_sendmsg(sqe, fd, &op.msg, MSG_NOSIGNAL | MSG_WAITALL);
+      io_uring_prep_sendmsg(sqe, fd, &op.msg, flags);
     } else {
       // A kernel buffer is addressed by its offset from the start.
       void* at = reinterpret_cast<void*>(uintptr_t{op.offset});
       switch (op.op) {
         case WriteOp::kSend:
-          io_uring_prep_send(sqe, fd, at, op.len, MSG_NOSIGNAL | MSG_WAITALL);
+          io_uring_prep_send(sqe, fd, at, op.len, flags);
           sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
           sqe->buf_index = op.tag;
           break;
         case WriteOp::kSendZc:
-          io_uring_prep_send_zc_fixed(sqe, fd, at, op.len, MSG_NOSIGNAL | MSG_WAITALL, 0, op.tag);
+          io_uring_prep_send_zc_fixed(sqe, fd, at, op.len, flags, 0, op.tag);
           break;
         case WriteOp::kWriteFixed:
           io_uring_prep_write_fixed(sqe, fd, at, op.len, 0, op.tag);

@@ -6,11 +6,14 @@
 # (A B C A B C ...), ROUNDS times. Each run leaves fio's JSON in /out/fio/
 # and a line in /out/runs.tsv with the CPU time it cost:
 #   run server system job round guest_busy_ticks daemon_ticks server_ticks hz
-# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS
+# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS
 #   SERVERS  comma-separated: memory, null
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
+#   SEND_VARIANTS  1: write jobs also run on zero copy with SEND only
+#            (ublkgw-zc-send) and SEND_ZC only (ublkgw-zc-sendzc), each
+#            from a second daemon with its own --send-zc-min-bytes
 . /lib/ublkgw/guest-lib.sh
-runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5
+runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5 send_variants=${6:-0}
 fio=/usr/local/bin/fio
 size_mb=256
 
@@ -26,6 +29,16 @@ hz=100  # USER_HZ: /proc/stat and /proc/PID/stat count in 1/100 s on Linux
 ublkgwd --state-dir '' >/out/ublkgwd.log 2>&1 &
 daemon=$!
 wait_for_path /run/ublkgw/ublkgw.sock 20
+if [ "$send_variants" = 1 ]; then
+  ublkgwd --state-dir '' --socket /run/ublkgw/send.sock --send-zc-min-bytes 4294967295 \
+    >/out/ublkgwd-send.log 2>&1 &
+  daemon_send=$!
+  ublkgwd --state-dir '' --socket /run/ublkgw/sendzc.sock --send-zc-min-bytes 0 \
+    >/out/ublkgwd-sendzc.log 2>&1 &
+  daemon_sendzc=$!
+  wait_for_path /run/ublkgw/send.sock 20
+  wait_for_path /run/ublkgw/sendzc.sock 20
+fi
 
 # busy_ticks: every CPU's non-idle time since boot (/proc/stat).
 busy_ticks() {
@@ -55,6 +68,13 @@ for server in $(echo "$servers" | tr ',' ' '); do
     fail "attach (copy) failed"
   zc=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth 128 --data-path zero-copy) ||
     fail "attach (zero copy) failed"
+  systems="ublkgw-copy ublkgw-zero-copy kernel-nbd"
+  if [ "$send_variants" = 1 ]; then
+    zc_send=$(ublkgw attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/send.sock \
+      --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (SEND) failed"
+    zc_sendzc=$(ublkgw attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/sendzc.sock \
+      --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (SEND_ZC) failed"
+  fi
   nbd-client 127.0.0.1 10809 /dev/nbd0 -N '' -C "$queues" -b 4096 >/out/nbd-client.log 2>&1 ||
     fail "nbd-client failed: $(cat /out/nbd-client.log)"
   wait_for_path /sys/block/nbd0/pid 10
@@ -73,20 +93,24 @@ $spec
 EOF
     round=1
     while [ $round -le "$rounds" ]; do
-      for system in ublkgw-copy ublkgw-zero-copy kernel-nbd; do
+      all=$systems
+      case "$rw" in *write*) [ "$send_variants" = 1 ] && all="$all ublkgw-zc-send ublkgw-zc-sendzc" ;; esac
+      for system in $all; do
         case $system in
-          ublkgw-copy) dev=$copy ;;
-          ublkgw-zero-copy) dev=$zc ;;
-          kernel-nbd) dev=/dev/nbd0 ;;
+          ublkgw-copy) dev=$copy pid=$daemon ;;
+          ublkgw-zero-copy) dev=$zc pid=$daemon ;;
+          ublkgw-zc-send) dev=$zc_send pid=$daemon_send ;;
+          ublkgw-zc-sendzc) dev=$zc_sendzc pid=$daemon_sendzc ;;
+          kernel-nbd) dev=/dev/nbd0 pid=$daemon ;;
         esac
         run=$((run + 1))
-        b0=$(busy_ticks) d0=$(proc_ticks $daemon) s0=$(proc_ticks $server_pid)
+        b0=$(busy_ticks) d0=$(proc_ticks $pid) s0=$(proc_ticks $server_pid)
         $fio --name="$job" --filename="$dev" --ioengine=io_uring --direct=1 --rw="$rw" \
           --bs="$bs" --iodepth="$qd" --size=${size_mb}M --time_based --runtime="$runtime" \
           --norandommap --randrepeat=0 --output-format=json \
           --output=/out/fio/$run.json >/dev/null 2>/out/fio/$run.err ||
           fail "fio $job on $system failed: $(cat /out/fio/$run.err)"
-        b1=$(busy_ticks) d1=$(proc_ticks $daemon) s1=$(proc_ticks $server_pid)
+        b1=$(busy_ticks) d1=$(proc_ticks $pid) s1=$(proc_ticks $server_pid)
         if [ $system = kernel-nbd ]; then d1=$d0; fi  # no daemon: the kernel does it all
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run "$server" $system "$job" $round \
           $((b1 - b0)) $((d1 - d0)) $((s1 - s0)) $hz >>/out/runs.tsv
@@ -99,11 +123,19 @@ EOF
   nbd-client -d /dev/nbd0 >/dev/null 2>&1 || fail "nbd-client -d failed"
   ublkgw detach "$copy" || fail "detach failed"
   ublkgw detach "$zc" || fail "detach failed"
+  if [ "$send_variants" = 1 ]; then
+    ublkgw detach "$zc_send" --socket /run/ublkgw/send.sock || fail "detach failed"
+    ublkgw detach "$zc_sendzc" --socket /run/ublkgw/sendzc.sock || fail "detach failed"
+  fi
   kill $server_pid
   wait $server_pid
 done
 
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
+if [ "$send_variants" = 1 ]; then
+  kill -TERM $daemon_send $daemon_sendzc
+  wait $daemon_send $daemon_sendzc
+fi
 uname -r >/out/kernel.txt
 log "ok"

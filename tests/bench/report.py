@@ -13,6 +13,8 @@ import subprocess
 import sys
 
 SYSTEMS = ["ublkgw-copy", "ublkgw-zero-copy", "kernel-nbd"]
+# With --send-variants, write jobs also run zero copy with one send op only.
+VARIANTS = ["ublkgw-zc-send", "ublkgw-zc-sendzc"]
 
 
 def fio_figures(path):
@@ -130,7 +132,7 @@ def table(means, servers, jobs, header):
         md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for job in jobs:
             base = means.get((server, job, "kernel-nbd"))
-            for system in SYSTEMS:
+            for system in SYSTEMS + VARIANTS:
                 m = means.get((server, job, system))
                 if m is None:
                     continue
@@ -148,7 +150,7 @@ def table(means, servers, jobs, header):
 def plot(means, server, jobs, out_dir):
     data = os.path.join(out_dir, f"plot-{server}.dat")
     with open(data, "w") as f:
-        f.write("job copy_iops zc_iops copy_cpu zc_cpu\n")
+        f.write("# job copy_iops zc_iops copy_cpu zc_cpu\n")
         for job in jobs:
             base = means.get((server, job, "kernel-nbd"))
             cp = means.get((server, job, "ublkgw-copy"))

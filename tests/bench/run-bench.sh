@@ -4,7 +4,8 @@
 # Not a test: it measures, and writes what it measured.
 #
 # Usage: tests/bench/run-bench.sh [--kernel sid] [--runtime SEC] [--rounds N]
-#          [--queues N] [--servers memory,null] [--jobs LIST] [--out DIR]
+#          [--queues N] [--servers memory,null] [--jobs LIST] [--send-variants]
+#          [--out DIR]
 #
 #   --kernel   the guest's kernel (a Debian suite, default sid: zero copy
 #              needs 6.16+, and RECV into fixed buffers 7.2)
@@ -15,6 +16,9 @@
 #              answers without touching data, a ceiling for the clients)
 #   --jobs     NAME:RW:BS:QD,... (default: 4k random read and write at QD1 and
 #              QD32, 128k and 1M sequential read and write at QD8)
+#   --send-variants  write jobs also run on zero copy with SEND only and with
+#              SEND_ZC only, to see which wins at which size (the default
+#              switches at 64 KiB: ublkgwd --send-zc-min-bytes)
 #   --out      where results go (default /var/cache/ublkgw/bench/latest):
 #              results.json, table.md, and one PNG per server
 #
@@ -26,7 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 command_line="tests/bench/run-bench.sh $*"
 
-kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null
+kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0
 jobs="randread-4k-qd1:randread:4k:1,randread-4k-qd32:randread:4k:32"
 jobs+=",randwrite-4k-qd1:randwrite:4k:1,randwrite-4k-qd32:randwrite:4k:32"
 jobs+=",read-128k:read:128k:8,write-128k:write:128k:8,read-1m:read:1m:8,write-1m:write:1m:8"
@@ -39,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --queues) queues=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --send-variants) send_variants=1; shift ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "run-bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -56,7 +61,7 @@ ninja -C "$build" ublkgwd ublkgw >/dev/null
 
 n_jobs=$(tr ',' '\n' <<<"$jobs" | wc -l)
 n_servers=$(tr ',' '\n' <<<"$servers" | wc -l)
-runs=$((n_jobs * n_servers * rounds * 3))
+runs=$((n_jobs * n_servers * rounds * (send_variants ? 5 : 3)))
 timeout=$((runs * (runtime + 4) + 300))
 echo "run-bench: $runs fio runs of ${runtime}s on $kernel (about $((runs * (runtime + 2) / 60)) min)"
 
@@ -69,7 +74,7 @@ mkdir -p "$out"
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
   --mem 2048 --timeout "$timeout" --out "$out.guest" \
-  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs"
+  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants"
 
 python3 "$here/report.py" --guest-out "$out.guest" --out "$out" \
   --command "$command_line" --queues "$queues" --runtime "$runtime" \

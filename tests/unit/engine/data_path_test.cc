@@ -3,6 +3,8 @@
 // clear refusal.
 #include "engine/data_path.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +48,31 @@ TEST(ChooseDataPathTest, AutoTakesZeroCopyWhereEveryPieceWorks) {
   EXPECT_EQ(plan->WriteOpFor(65536), WriteOp::kSendZc);
   EXPECT_EQ(plan->read, ReadOp::kRecv);
   EXPECT_THAT(plan->detail, HasSubstr("SEND below 64 KiB, SEND_ZC from it"));
+}
+
+TEST(ChooseDataPathTest, NoSendZcToAServerOnThisHostUnlessAskedFor) {
+  // Loopback delivery copies SEND_ZC's pages anyway: SEND alone is cheaper.
+  auto local = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, Everything(), {}, true);
+  ASSERT_THAT(local, IsOk());
+  EXPECT_EQ(local->WriteOpFor(1 << 20), WriteOp::kSend);
+  EXPECT_THAT(local->detail, HasSubstr("the server is on this host"));
+  // An operator's threshold is used as given.
+  auto asked = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, Everything(), 0, true);
+  ASSERT_THAT(asked, IsOk());
+  EXPECT_EQ(asked->WriteOpFor(4096), WriteOp::kSendZc);
+  // Where SEND_ZC is the only way to send, it is used, local or not.
+  FixedBufferSupport zc_only = Everything();
+  zc_only.send = zc_only.write_fixed = false;
+  auto only = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, zc_only, {}, true);
+  ASSERT_THAT(only, IsOk());
+  EXPECT_EQ(only->WriteOpFor(4096), WriteOp::kSendZc);
+}
+
+TEST(ChooseDataPathTest, RemoteServersGetSendZcFrom64KiB) {
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, Everything(), {}, false);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->WriteOpFor(kDefaultSendZcMinBytes - 512), WriteOp::kSend);
+  EXPECT_EQ(plan->WriteOpFor(kDefaultSendZcMinBytes), WriteOp::kSendZc);
 }
 
 TEST(ChooseDataPathTest, AThresholdOfZeroMeansSendZcForEveryWrite) {
@@ -111,6 +138,23 @@ TEST(ChooseDataPathTest, CopyIsAlwaysPossible) {
   EXPECT_EQ(plan->detail, "copy (asked for)");
 }
 
+TEST(PeerIsLocalTest, LoopbackIsLocalAndAnUnconnectedSocketIsNot) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  int client = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_FALSE(PeerIsLocal(client));  // no peer yet
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  EXPECT_TRUE(PeerIsLocal(client));
+  close(client);
+  close(listener);
+}
+
 TEST(DataPathModeTest, NamesRoundTrip) {
   for (DataPathMode m : {DataPathMode::kAuto, DataPathMode::kCopy, DataPathMode::kZeroCopy}) {
     auto parsed = ParseDataPathMode(DataPathModeName(m));
@@ -131,6 +175,7 @@ TEST(CachedProbeTest, AnswersLikeTheProbeAndKnowsTheFamily) {
   int fds[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
   EXPECT_THAT(SocketFamily(fds[0]), IsOkAndHolds(AF_UNIX));
+  EXPECT_TRUE(PeerIsLocal(fds[0]));
   close(fds[0]);
   close(fds[1]);
 }
