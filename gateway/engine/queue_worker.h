@@ -194,6 +194,9 @@ class QueueWorker {
   bool rx_fixed_ = false;
   size_t rx_want_ = 0;
   size_t rx_got_ = 0;
+  // Bytes of a data chunk's prefix received along with its header.
+  size_t rx_prefetched_ = 0;
+  static constexpr size_t kDataOffsetSize = 8;
   uint64_t rx_skip_left_ = 0;
   nbd::ReplyHeader rx_reply_{};
   uint16_t rx_tag_ = 0;

@@ -34,6 +34,7 @@ void QueueWorker::ArmRecv() {
     // A new reply: the shortest header first; the magic says if more follows.
     rx_dest_ = reinterpret_cast<uintptr_t>(rx_header_);
     rx_fixed_ = false;
+    rx_prefetched_ = 0;
     rx_want_ = info_.mode == nbd::HeaderMode::kExtended ? nbd::kExtendedReplySize
                                                        : nbd::kSimpleReplySize;
   }
@@ -82,6 +83,12 @@ absl::Status QueueWorker::StepRx() {
       if (*size > rx_got_) {  // a structured chunk: 4 more bytes
         rx_step_ = RxStep::kHeaderTail;
         rx_want_ = *size;
+        // A data chunk's offset comes right after its header: one RECV
+        // takes both (the type is in the part already here).
+        if (nbd::LoadBe<uint16_t>(rx_header_ + 6) == nbd::kReplyTypeOffsetData) {
+          rx_prefetched_ = kDataOffsetSize;
+          rx_want_ += rx_prefetched_;
+        }
         return absl::OkStatus();
       }
       return OnReplyHeader();
@@ -115,7 +122,8 @@ absl::Status QueueWorker::StepRx() {
 }
 
 absl::Status QueueWorker::OnReplyHeader() {
-  auto header = nbd::DecodeReplyHeader({rx_header_, rx_want_}, info_.mode);
+  const size_t header_size = rx_want_ - rx_prefetched_;
+  auto header = nbd::DecodeReplyHeader({rx_header_, header_size}, info_.mode);
   if (!header.ok()) return header.status();
   const CookieParts cookie = SplitCookie(header->cookie);
   if (cookie.generation != generation_ || cookie.q_id != config_.q_id ||
@@ -144,6 +152,17 @@ absl::Status QueueWorker::OnReplyHeader() {
   }
   auto prefix = nbd::ChunkPrefixSize(*header, t.request, info_.mode);
   if (!prefix.ok()) return prefix.status();
+  if (rx_prefetched_ > 0) {
+    // The prefix came with the header: decode it from there.
+    if (*prefix != rx_prefetched_) {
+      return absl::InternalError("a data chunk's prefix is not its offset");
+    }
+    std::memcpy(rx_scratch_, rx_header_ + header_size, rx_prefetched_);
+    rx_want_ = rx_prefetched_;
+    rx_prefetched_ = 0;
+    rx_step_ = RxStep::kChunkPrefix;
+    return OnChunkPrefix();
+  }
   rx_step_ = RxStep::kChunkPrefix;
   rx_dest_ = reinterpret_cast<uintptr_t>(rx_scratch_);
   rx_fixed_ = false;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Where the CPU goes: one fio job on ublkgw copy, ublkgw zero copy and the
+# kernel's nbd client in one guest, each under `perf record -a`. Writes
+# perf reports (by command/DSO and by symbol) to OUT. For explaining the
+# benchmark's figures; not a test.
+#
+# Usage: tests/bench/profile.sh [--job RW:BS:QD] [--runtime SEC] [--queues N]
+#          [--kernel sid] [--out DIR]
+#   defaults: --job randread:4k:32 --runtime 5 --queues 2
+#             --out /var/cache/ublkgw/bench/profile
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+job=randread:4k:32 runtime=5 queues=2 kernel=sid out=/var/cache/ublkgw/bench/profile
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --job) job=$2; shift 2 ;;
+    --runtime) runtime=$2; shift 2 ;;
+    --queues) queues=$2; shift 2 ;;
+    --kernel) kernel=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
+    *) echo "profile: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+IFS=: read -r rw bs qd <<<"$job"
+[[ -n $rw && -n $bs && $qd =~ ^[0-9]+$ ]] || { echo "profile: --job is RW:BS:QD" >&2; exit 2; }
+"$root/scripts/install-deps.sh"
+command -v perf >/dev/null || apt-get install -y -q linux-perf
+build=/var/cache/ublkgw/profile-build
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C "$build" ublkgwd ublkgw >/dev/null
+"$root/tests/guest/fetch-kernel.sh" "$kernel"
+plugins=/usr/lib/x86_64-linux-gnu/nbdkit/plugins
+rm -rf "$out"
+"$root/tests/guest/run-guest.sh" --kernel "$kernel" --scenario "$here/profile-guest.sh" \
+  --bin "$build/gateway/control/ublkgwd" --bin "$build/gateway/cli/ublkgw" \
+  --module ublk_drv --module nbd --tool nbdkit --tool fio --tool nbd-client --tool perf \
+  --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
+  --mem 2048 --timeout 900 --out "$out" -- "$rw" "$bs" "$qd" "$runtime" "$queues"
+echo "profile: reports in $out/files/perf-*.txt"
