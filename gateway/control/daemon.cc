@@ -104,6 +104,9 @@ absl::StatusOr<UniqueFd> LockStateDir(const std::string& dir) {
 }  // namespace
 
 absl::Status CheckDaemonOptions(const DaemonOptions& o) {
+  if (auto ops = engine::ParseSocketOps(o.disabled_socket_ops); !ops.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--disable-socket-ops: ", ops.status().message()));
+  }
   const bool any_tls = !o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_client_ca.empty();
   const bool all_tls = !o.tls_cert.empty() && !o.tls_key.empty() && !o.tls_client_ca.empty();
   if (!o.listen.empty() && !all_tls) {
@@ -163,6 +166,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   manager.control_path = options.control_device;
   manager.state_dir = options.state_dir;
   manager.send_zc_min_bytes = options.send_zc_min_bytes;
+  manager.disabled_ops = *engine::ParseSocketOps(options.disabled_socket_ops);  // checked
   d->volumes_ = std::make_unique<VolumeManager>(manager);
   d->service_ = std::make_unique<Service>(*d->volumes_, facts);
   builder.RegisterService(d->service_.get());

@@ -30,6 +30,7 @@ struct DaemonOptions {
   std::string tls_client_ca;  // PEM: the CA that signs client certificates
   std::string metrics_listen;  // HOST:PORT for Prometheus; empty: none
   std::optional<uint32_t> send_zc_min_bytes;  // see ManagerOptions
+  std::string disabled_socket_ops;            // e.g. "send,recv"; see ManagerOptions
 };
 
 // INVALID_ARGUMENT naming the problem and the fix: a TCP listener without

@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
                  "0 for SEND_ZC always. Default: 65536, and no SEND_ZC to a server on this "
                  "host (loopback copies anyway). See docs/BENCHMARKS.md")
       ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
+  app.add_option("--disable-socket-ops", o.disabled_socket_ops,
+                 "zero-copy data path: never use these fixed-buffer socket operations, as if "
+                 "the kernel lacked them (send, send-zc, recv, write-fixed, read-fixed; "
+                 "comma-separated). 'send,recv' makes a 7.2+ kernel use what 6.16 to 7.1 offer");
   app.footer(
       "Examples:\n"
       "  ublkgwd\n"

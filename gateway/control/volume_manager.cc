@@ -186,6 +186,7 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
   auto options = Validate(request);
   if (!options.ok()) return options.status();
   options->send_zc_min_bytes = options_.send_zc_min_bytes;
+  options->disabled_ops = options_.disabled_ops;
   // A host without ublk is said so before anything touches the network.
   if (absl::Status s = CheckControl(); !s.ok()) return s;
   {
@@ -424,7 +425,10 @@ void VolumeManager::RestoreOne(uint32_t id) {
     record = it->second.record;
   }
   auto options = Validate(record.request());  // invalid records are never due
-  if (options.ok()) options->send_zc_min_bytes = options_.send_zc_min_bytes;
+  if (options.ok()) {
+    options->send_zc_min_bytes = options_.send_zc_min_bytes;
+    options->disabled_ops = options_.disabled_ops;
+  }
   absl::StatusOr<engine::ConnectedExport> connected = absl::UnknownError("not connected");
   if (!options.ok()) {
     connected = options.status();

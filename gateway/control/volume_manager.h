@@ -56,6 +56,9 @@ struct ManagerOptions {
   // Zero copy: writes from this size go with SEND_ZC (where SEND works
   // too). Unset: engine::ChooseDataPath's automatic choice.
   std::optional<uint32_t> send_zc_min_bytes;
+  // Socket operations the zero-copy path must not use (see
+  // engine::ParseSocketOps).
+  engine::FixedBufferSupport disabled_ops;
 };
 
 // Thread-safe.

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "base/status.h"
 #include "glog/logging.h"
@@ -136,6 +137,38 @@ bool PeerIsLocal(int fd) {
     }
   }
   return false;
+}
+
+absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list) {
+  FixedBufferSupport ops;
+  for (absl::string_view name : absl::StrSplit(absl::string_view(list.data(), list.size()), ',',
+                                               absl::SkipEmpty())) {
+    if (name == "send") {
+      ops.send = true;
+    } else if (name == "send-zc") {
+      ops.send_zc = true;
+    } else if (name == "recv") {
+      ops.recv = true;
+    } else if (name == "write-fixed") {
+      ops.write_fixed = true;
+    } else if (name == "read-fixed") {
+      ops.read_fixed = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown socket operation '", std::string(name),
+                       "': use send, send-zc, recv, write-fixed or read-fixed"));
+    }
+  }
+  return ops;
+}
+
+FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled) {
+  probe.send = probe.send && !disabled.send;
+  probe.send_zc = probe.send_zc && !disabled.send_zc;
+  probe.recv = probe.recv && !disabled.recv;
+  probe.write_fixed = probe.write_fixed && !disabled.write_fixed;
+  probe.read_fixed = probe.read_fixed && !disabled.read_fixed;
+  return probe;
 }
 
 std::string_view DataPathModeName(DataPathMode mode) {

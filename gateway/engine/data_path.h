@@ -79,6 +79,14 @@ absl::StatusOr<int> SocketFamily(int fd);
 // loopback address (127/8, ::1, ::ffff:127/104).
 bool PeerIsLocal(int fd);
 
+// Socket operations an operator rules out (ublkgwd --disable-socket-ops),
+// as if the probe had failed them: e.g. "send,recv" makes a 7.2 kernel
+// choose like 6.16 to 7.1 do. Names: send, send-zc, recv, write-fixed,
+// read-fixed. INVALID_ARGUMENT for any other name.
+absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list);
+// `probe` without the operations set in `disabled`.
+FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled);
+
 std::string_view DataPathModeName(DataPathMode mode);  // auto, copy, zero-copy
 absl::StatusOr<DataPathMode> ParseDataPathMode(std::string_view name);
 

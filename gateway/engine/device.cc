@@ -77,8 +77,8 @@ absl::StatusOr<DataPathPlan> PlanDataPath(ublk::ControlDevice& ctrl, const Attac
     LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
     probe = FixedBufferSupport{};  // nothing proven: zero copy is off
   }
-  return ChooseDataPath(options.data_path, have, *probe, options.send_zc_min_bytes,
-                        PeerIsLocal(socket));
+  return ChooseDataPath(options.data_path, have, WithoutOps(*probe, options.disabled_ops),
+                        options.send_zc_min_bytes, PeerIsLocal(socket));
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ struct AttachOptions {
   // Copy, zero copy, or (auto) the best this kernel really supports.
   DataPathMode data_path = DataPathMode::kAuto;
   std::optional<uint32_t> send_zc_min_bytes;  // unset: automatic (ChooseDataPath)
+  FixedBufferSupport disabled_ops;            // ruled out by the operator
 };
 
 // An export connected and negotiated, not yet a device: one socket per

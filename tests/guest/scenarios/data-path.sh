@@ -9,9 +9,16 @@
 #  - kernels without (trixie's 6.12): auto takes copy and says why;
 #    --data-path zero-copy is refused (exit 3) naming the missing piece,
 #    and leaves no device behind.
-# Usage: data-path.sh zero-copy|copy   (what auto should choose here)
+#  - file-ops: the zero-copy checks with SEND and RECV ruled out
+#    (ublkgwd --disable-socket-ops send,recv), so writes go with
+#    WRITE_FIXED and reads with READ_FIXED, as on 6.16 to 7.1.
+# Usage: data-path.sh zero-copy|copy|file-ops   (what auto should choose)
 . /lib/ublkgw/guest-lib.sh
 expect=$1
+daemon_args=
+if [ "$expect" = file-ops ]; then
+  daemon_args="--disable-socket-ops send,recv"
+fi
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
@@ -19,7 +26,7 @@ truncate -s 64M /tmp/sparse.img
 qemu-nbd -f raw -x disk -b 127.0.0.1 -p 10809 --persistent --shared=8 --discard=unmap \
   /tmp/sparse.img >/out/qemu-nbd.log 2>&1 &
 wait_for_listen 10809 20
-GLOG_v=2 ublkgwd --state-dir '' >/out/ublkgwd.log 2>&1 &
+GLOG_v=2 ublkgwd --state-dir '' $daemon_args >/out/ublkgwd.log 2>&1 &
 daemon=$!
 wait_for_path /run/ublkgw/ublkgw.sock 20
 deadline=$(( $(date +%s) + 60 ))
@@ -69,6 +76,10 @@ grep -q '"zero-copy"' /out/daemon-info.json || fail "daemon-info does not offer 
 dev=$(ublkgw attach nbd://127.0.0.1:10809/disk) || fail "attach failed"
 ublkgw list --json >/out/list.json
 check_data_path /out/list.json zero-copy
+if [ "$expect" = file-ops ]; then
+  grep -q 'writes sent with WRITE_FIXED, reads received with READ_FIXED' /out/list.json ||
+    fail "not the file ops: $(json_string /out/list.json data_path_detail)"
+fi
 ublkgw list | tee /out/list.txt
 grep -q ' zero-copy ' /out/list.txt || fail "list does not show zero-copy"
 

@@ -8,6 +8,7 @@
 namespace ublkgw::control {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::ublkgw::testing::IsOk;
 using ::ublkgw::testing::StatusIs;
@@ -17,6 +18,17 @@ TEST(DaemonOptionsTest, TheDefaultsAreAPrivateUnixSocket) {
   EXPECT_EQ(o.socket, "/run/ublkgw/ublkgw.sock");
   EXPECT_EQ(o.state_dir, "/var/lib/ublkgw");
   EXPECT_THAT(CheckDaemonOptions(o), IsOk());
+}
+
+TEST(DaemonOptionsTest, UnknownSocketOpsAreRefusedByName) {
+  DaemonOptions o;
+  o.disabled_socket_ops = "send,recv";
+  EXPECT_THAT(CheckDaemonOptions(o), IsOk());
+  o.disabled_socket_ops = "send,sendzc";
+  EXPECT_THAT(CheckDaemonOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("--disable-socket-ops"), HasSubstr("'sendzc'"),
+                             HasSubstr("send-zc"))));
 }
 
 TEST(DaemonOptionsTest, PlaintextTcpIsRefused) {

@@ -155,6 +155,21 @@ TEST(PeerIsLocalTest, LoopbackIsLocalAndAnUnconnectedSocketIsNot) {
   close(listener);
 }
 
+TEST(SocketOpsTest, DisablingSendAndRecvChoosesLikeOlderKernels) {
+  auto disabled = ParseSocketOps("send,recv");
+  ASSERT_THAT(disabled, IsOk());
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, WithoutOps(Everything(), *disabled),
+                             {}, true);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_TRUE(plan->zero_copy);
+  EXPECT_EQ(plan->WriteOpFor(4096), WriteOp::kWriteFixed);
+  EXPECT_EQ(plan->WriteOpFor(1 << 20), WriteOp::kWriteFixed);  // local: no SEND_ZC
+  EXPECT_EQ(plan->read, ReadOp::kReadFixed);
+  EXPECT_THAT(ParseSocketOps(""), IsOk());
+  EXPECT_THAT(ParseSocketOps("send,bogus"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'bogus'")));
+}
+
 TEST(DataPathModeTest, NamesRoundTrip) {
   for (DataPathMode m : {DataPathMode::kAuto, DataPathMode::kCopy, DataPathMode::kZeroCopy}) {
     auto parsed = ParseDataPathMode(DataPathModeName(m));
