@@ -1,5 +1,6 @@
 #include "engine/device.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
@@ -176,7 +177,11 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
         std::make_unique<QueueWorker>(config, info, std::move(sockets[q]), generation));
   }
   for (auto& worker : device->workers_) {
-    device->threads_.emplace_back([w = worker.get(), id = device->id_] {
+    const size_t q = device->threads_.size();
+    device->threads_.emplace_back([w = worker.get(), id = device->id_, q] {
+      // Named for top -H and perf: "ublkb3-q1" serves /dev/ublkb3's queue 1.
+      const std::string name = absl::StrCat("ublkb", id, "-q", q).substr(0, 15);
+      pthread_setname_np(pthread_self(), name.c_str());
       absl::Status s = w->Run();
       if (!s.ok()) LOG(ERROR) << "ublk device " << id << ": queue worker: " << s;
     });
