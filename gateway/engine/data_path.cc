@@ -171,24 +171,4 @@ FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport
   return probe;
 }
 
-std::string_view DataPathModeName(DataPathMode mode) {
-  switch (mode) {
-    case DataPathMode::kAuto:
-      return "auto";
-    case DataPathMode::kCopy:
-      return "copy";
-    case DataPathMode::kZeroCopy:
-      return "zero-copy";
-  }
-  return "?";
-}
-
-absl::StatusOr<DataPathMode> ParseDataPathMode(std::string_view name) {
-  for (DataPathMode m : {DataPathMode::kAuto, DataPathMode::kCopy, DataPathMode::kZeroCopy}) {
-    if (name == DataPathModeName(m)) return m;
-  }
-  return absl::InvalidArgumentError(absl::StrCat("unknown data path '", std::string(name),
-                                                 "': use auto, copy or zero-copy"));
-}
-
 }  // namespace ublkgw::engine

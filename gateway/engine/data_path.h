@@ -87,9 +87,6 @@ absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list);
 // `probe` without the operations set in `disabled`.
 FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled);
 
-std::string_view DataPathModeName(DataPathMode mode);  // auto, copy, zero-copy
-absl::StatusOr<DataPathMode> ParseDataPathMode(std::string_view name);
-
 }  // namespace ublkgw::engine
 
 #endif  // UBLKGW_ENGINE_DATA_PATH_H_

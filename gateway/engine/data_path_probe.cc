@@ -122,6 +122,84 @@ std::string Answer(int res) {
   return res >= 0 ? absl::StrCat(res, " bytes") : absl::StrCat(strerror(-res));
 }
 
+// Queues one operation on the probe's fixed buffer: `at` is where in the
+// buffer, `len` how many bytes.
+using PrepFn = void (*)(io_uring_sqe* sqe, int fd, uint8_t* at, unsigned len);
+
+struct Probe {
+  Ring& ring;
+  ProbeBuffer& buf;
+  int ours;
+  int peer;
+  std::string& detail;
+
+  // Sends pattern `seed` from the registered pages (the user mapping
+  // closed) with `prep`; waits for SEND_ZC's notification when one is
+  // announced. True if all of it arrived intact.
+  absl::StatusOr<bool> Send(const char* what, uint8_t seed, PrepFn prep) {
+    buf.Protect(PROT_READ | PROT_WRITE);
+    Fill(buf.data(), seed);
+    buf.Protect(PROT_NONE);
+    prep(io_uring_get_sqe(ring.get()), ours, buf.data(), kProbeBytes);
+    auto sent = Complete(ring);
+    if (!sent.ok()) return sent.status();
+    const bool notifying = (sent->second & IORING_CQE_F_MORE) != 0;
+    bool notified = !notifying;
+    if (notifying) {
+      auto notif = Complete(ring);
+      notified = notif.ok() && (notif->second & IORING_CQE_F_NOTIF) != 0;
+    }
+    const bool ok =
+        sent->first == static_cast<int>(kProbeBytes) && notified && ReceivedPattern(peer, seed);
+    absl::StrAppend(&detail, what, ": ", Answer(sent->first), ok ? ", data intact" : "",
+                    ok && notifying ? ", notified" : "", "\n");
+    return ok;
+  }
+
+  // Receives pattern `seed`, sent by the peer, into the registered pages
+  // (readable, not writable through the user mapping) with `prep`, as many
+  // times as it takes. True if it all arrived intact.
+  absl::StatusOr<bool> Receive(const char* what, uint8_t seed, PrepFn prep) {
+    buf.Protect(PROT_READ | PROT_WRITE);
+    std::memset(buf.data(), 0, kProbeBytes);
+    buf.Protect(PROT_READ);
+    uint8_t pattern[kProbeBytes];
+    Fill(pattern, seed);
+    if (send(peer, pattern, kProbeBytes, MSG_NOSIGNAL) != static_cast<ssize_t>(kProbeBytes)) {
+      return ErrnoToStatus(errno, "probe send");
+    }
+    size_t total = 0;
+    int res = 0;
+    while (total < kProbeBytes) {
+      prep(io_uring_get_sqe(ring.get()), ours, buf.data() + total,
+           static_cast<unsigned>(kProbeBytes - total));
+      auto r = Complete(ring);
+      if (!r.ok()) return r.status();
+      res = r->first;
+      if (res <= 0) break;
+      total += static_cast<size_t>(res);
+    }
+    buf.Protect(PROT_READ | PROT_WRITE);
+    const bool ok = total == kProbeBytes && Matches(buf.data(), seed);
+    absl::StrAppend(&detail, what, ": ", res > 0 ? absl::StrCat(total, " bytes") : Answer(res),
+                    ok ? ", data intact" : "", "\n");
+    // What the operation did not take is still queued: off with it before
+    // the next trial.
+    uint8_t rest[kProbeBytes];
+    for (size_t left = kProbeBytes - total; left > 0;) {
+      const ssize_t n = recv(ours, rest, left, 0);
+      if (n <= 0) break;
+      left -= static_cast<size_t>(n);
+    }
+    return ok;
+  }
+};
+
+void SetFixed(io_uring_sqe* sqe) {
+  sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
+  sqe->buf_index = 0;
+}
+
 }  // namespace
 
 absl::StatusOr<FixedBufferSupport> ProbeFixedBuffers(int family) {
@@ -129,107 +207,48 @@ absl::StatusOr<FixedBufferSupport> ProbeFixedBuffers(int family) {
   if (!ring.ok()) return ring.status();
   auto pair = ConnectedPair(family);
   if (!pair.ok()) return pair.status();
-  const int ours = pair->first.get(), peer = pair->second.get();
   auto buffer = ProbeBuffer::Register(ring->get());
   if (!buffer.ok()) return buffer.status();
-  ProbeBuffer& buf = **buffer;
   FixedBufferSupport s;
+  Probe probe{*ring, **buffer, pair->first.get(), pair->second.get(), s.detail};
 
-  // SEND from the registered pages.
-  Fill(buf.data(), 1);
-  buf.Protect(PROT_NONE);
-  io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
-  io_uring_prep_send(sqe, ours, buf.data(), kProbeBytes, MSG_NOSIGNAL);
-  sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
-  sqe->buf_index = 0;
-  auto sent = Complete(*ring);
-  if (!sent.ok()) return sent.status();
-  s.send = sent->first == static_cast<int>(kProbeBytes) && ReceivedPattern(peer, 1);
-  absl::StrAppend(&s.detail, "SEND with a fixed buffer: ", Answer(sent->first),
-                  s.send ? ", data intact" : "", "\n");
-
-  // SEND_ZC from the registered pages: the result, then the notification
-  // that the pages are free again.
-  buf.Protect(PROT_READ | PROT_WRITE);
-  Fill(buf.data(), 2);
-  buf.Protect(PROT_NONE);
-  sqe = io_uring_get_sqe(ring->get());
-  io_uring_prep_send_zc_fixed(sqe, ours, buf.data(), kProbeBytes, MSG_NOSIGNAL, 0, 0);
-  auto zc = Complete(*ring);
-  if (!zc.ok()) return zc.status();
-  bool notified = (zc->second & IORING_CQE_F_MORE) == 0;  // no notification to wait for
-  if (!notified) {
-    auto notif = Complete(*ring);
-    notified = notif.ok() && (notif->second & IORING_CQE_F_NOTIF) != 0;
-  }
-  s.send_zc = zc->first == static_cast<int>(kProbeBytes) && notified && ReceivedPattern(peer, 2);
-  absl::StrAppend(&s.detail, "SEND_ZC with a fixed buffer: ", Answer(zc->first),
-                  s.send_zc ? ", data intact, notified" : "", "\n");
-
-  // WRITE_FIXED on the socket: a send through the file's write_iter.
-  buf.Protect(PROT_READ | PROT_WRITE);
-  Fill(buf.data(), 5);
-  buf.Protect(PROT_NONE);
-  sqe = io_uring_get_sqe(ring->get());
-  io_uring_prep_write_fixed(sqe, ours, buf.data(), kProbeBytes, 0, 0);
-  auto written = Complete(*ring);
-  if (!written.ok()) return written.status();
-  s.write_fixed = written->first == static_cast<int>(kProbeBytes) && ReceivedPattern(peer, 5);
-  absl::StrAppend(&s.detail, "WRITE_FIXED to the socket: ", Answer(written->first),
-                  s.write_fixed ? ", data intact" : "", "\n");
-
-  // RECV into the registered pages (readable, not writable through the
-  // user mapping).
-  buf.Protect(PROT_READ | PROT_WRITE);
-  std::memset(buf.data(), 0, kProbeBytes);
-  buf.Protect(PROT_READ);
-  uint8_t pattern[kProbeBytes];
-  Fill(pattern, 3);
-  if (send(peer, pattern, kProbeBytes, MSG_NOSIGNAL) != static_cast<ssize_t>(kProbeBytes)) {
-    return ErrnoToStatus(errno, "probe send");
-  }
-  sqe = io_uring_get_sqe(ring->get());
-  io_uring_prep_recv(sqe, ours, buf.data(), kProbeBytes, MSG_WAITALL);
-  sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
-  sqe->buf_index = 0;
-  auto received = Complete(*ring);
-  if (!received.ok()) return received.status();
-  s.recv = received->first == static_cast<int>(kProbeBytes) && Matches(buf.data(), 3);
-  absl::StrAppend(&s.detail, "RECV into a fixed buffer: ", Answer(received->first),
-                  s.recv ? ", data intact" : "", "\n");
-  if (received->first <= 0) {
-    // The bytes are still queued: take them off before the next probe.
-    buf.Protect(PROT_READ | PROT_WRITE);
-    (void)ReceivedPattern(ours, 3);
-  }
-
-  // READ_FIXED on the socket: the same receive through the file's
-  // read_iter, which fixed buffers reached long before RECV did.
-  buf.Protect(PROT_READ | PROT_WRITE);
-  std::memset(buf.data(), 0, kProbeBytes);
-  buf.Protect(PROT_READ);
-  Fill(pattern, 4);
-  if (send(peer, pattern, kProbeBytes, MSG_NOSIGNAL) != static_cast<ssize_t>(kProbeBytes)) {
-    return ErrnoToStatus(errno, "probe send");
-  }
-  size_t read_total = 0;
-  int read_res = 0;
-  while (read_total < kProbeBytes) {
-    sqe = io_uring_get_sqe(ring->get());
-    io_uring_prep_read_fixed(sqe, ours, buf.data() + read_total,
-                             static_cast<unsigned>(kProbeBytes - read_total), 0, 0);
-    auto r = Complete(*ring);
-    if (!r.ok()) return r.status();
-    read_res = r->first;
-    if (read_res <= 0) break;
-    read_total += static_cast<size_t>(read_res);
-  }
-  s.read_fixed = read_total == kProbeBytes && Matches(buf.data(), 4);
-  absl::StrAppend(&s.detail, "READ_FIXED from the socket: ",
-                  read_res > 0 ? absl::StrCat(read_total, " bytes") : Answer(read_res),
-                  s.read_fixed ? ", data intact" : "", "\n");
-  buf.Protect(PROT_READ | PROT_WRITE);
+  auto plain_send = probe.Send("SEND with a fixed buffer", 1, [](io_uring_sqe* sqe, int fd, uint8_t* at,
+                                                          unsigned len) {
+    io_uring_prep_send(sqe, fd, at, len, MSG_NOSIGNAL);
+    SetFixed(sqe);
+  });
+  if (!plain_send.ok()) return plain_send.status();
+  // SEND_ZC: the result, then the notification that the pages are free.
+  auto send_zc = probe.Send("SEND_ZC with a fixed buffer", 2,
+                            [](io_uring_sqe* sqe, int fd, uint8_t* at, unsigned len) {
+                              io_uring_prep_send_zc_fixed(sqe, fd, at, len, MSG_NOSIGNAL, 0, 0);
+                            });
+  if (!send_zc.ok()) return send_zc.status();
+  // WRITE_FIXED: a send through the socket file's write_iter.
+  auto write_fixed = probe.Send("WRITE_FIXED to the socket", 5,
+                                [](io_uring_sqe* sqe, int fd, uint8_t* at, unsigned len) {
+                                  io_uring_prep_write_fixed(sqe, fd, at, len, 0, 0);
+                                });
+  if (!write_fixed.ok()) return write_fixed.status();
+  auto plain_recv = probe.Receive("RECV into a fixed buffer", 3, [](io_uring_sqe* sqe, int fd,
+                                                             uint8_t* at, unsigned len) {
+    io_uring_prep_recv(sqe, fd, at, len, MSG_WAITALL);
+    SetFixed(sqe);
+  });
+  if (!plain_recv.ok()) return plain_recv.status();
+  // READ_FIXED: the same receive through the file's read_iter, which fixed
+  // buffers reached long before RECV did.
+  auto read_fixed = probe.Receive("READ_FIXED from the socket", 4,
+                                  [](io_uring_sqe* sqe, int fd, uint8_t* at, unsigned len) {
+                                    io_uring_prep_read_fixed(sqe, fd, at, len, 0, 0);
+                                  });
+  if (!read_fixed.ok()) return read_fixed.status();
   io_uring_unregister_buffers(ring->get());
+  s.send = *plain_send;
+  s.send_zc = *send_zc;
+  s.write_fixed = *write_fixed;
+  s.recv = *plain_recv;
+  s.read_fixed = *read_fixed;
   return s;
 }
 

@@ -66,7 +66,7 @@ absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
 absl::StatusOr<DataPathPlan> PlanDataPath(ublk::ControlDevice& ctrl, const AttachOptions& options,
                                           int socket) {
   if (options.data_path == DataPathMode::kCopy) {
-    return ChooseDataPath(DataPathMode::kCopy, 0, {}, options.send_zc_min_bytes);
+    return ChooseDataPath(DataPathMode::kCopy, 0, {});
   }
   // Drivers before GET_FEATURES (6.4) have none of what zero copy needs.
   auto features = ctrl.GetFeatures();

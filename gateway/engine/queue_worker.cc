@@ -29,6 +29,12 @@ using worker_ops::UserData;
 
 namespace {
 
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec);
+}
+
 std::optional<OpKind> KindOf(const ublk::ublksrv_io_desc& iod) {
   switch (ublk::IodOp(iod)) {
     case ublk::kIoOpRead:
@@ -159,7 +165,7 @@ absl::Status QueueWorker::Run() {
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       return ErrnoToStatus(-ret, "io_uring_submit_and_wait");
     }
-    now_ns_ = worker_ops::MonotonicNs();
+    now_ns_ = MonotonicNs();
     io_uring_cqe* cqe;
     unsigned head;
     unsigned seen = 0;

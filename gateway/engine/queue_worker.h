@@ -151,6 +151,7 @@ class QueueWorker {
   void MaybeSend();
   void SubmitChain();
   void OnSend(const io_uring_cqe& cqe);
+  void Advance(SendOp& op, size_t sent);
   // queue_worker_recv.cc
   void ArmRecv();
   void OnRecv(int res);
@@ -196,7 +197,6 @@ class QueueWorker {
   size_t rx_got_ = 0;
   // Bytes of a data chunk's prefix received along with its header.
   size_t rx_prefetched_ = 0;
-  static constexpr size_t kDataOffsetSize = 8;
   uint64_t rx_skip_left_ = 0;
   nbd::ReplyHeader rx_reply_{};
   uint16_t rx_tag_ = 0;

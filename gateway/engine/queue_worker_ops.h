@@ -3,8 +3,6 @@
 #ifndef UBLKGW_ENGINE_QUEUE_WORKER_OPS_H_
 #define UBLKGW_ENGINE_QUEUE_WORKER_OPS_H_
 
-#include <time.h>
-
 #include <cstddef>
 #include <cstdint>
 
@@ -43,12 +41,6 @@ static_assert(FillOffsetOf(FillData(7, 524288, 4096)) == 524288);
 static_assert(FillLenOf(FillData(7, 4096, 524288)) == 524288);
 static_assert(TagOf(FillData(1023, kFillFieldMax, kFillFieldMax)) == 1023);
 static_assert(OpOf(FillData(1023, kFillFieldMax, kFillFieldMax)) == Op::kZeroFill);
-
-inline uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec);
-}
 
 }  // namespace ublkgw::engine::worker_ops
 

@@ -86,7 +86,7 @@ absl::Status QueueWorker::StepRx() {
         // A data chunk's offset comes right after its header: one RECV
         // takes both (the type is in the part already here).
         if (nbd::LoadBe<uint16_t>(rx_header_ + 6) == nbd::kReplyTypeOffsetData) {
-          rx_prefetched_ = kDataOffsetSize;
+          rx_prefetched_ = nbd::kDataChunkPrefixSize;
           rx_want_ += rx_prefetched_;
         }
         return absl::OkStatus();

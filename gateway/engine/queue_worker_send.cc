@@ -101,6 +101,27 @@ void QueueWorker::SubmitChain() {
   }
 }
 
+// `sent` bytes of `op` went out; on a short send the rest goes again.
+void QueueWorker::Advance(SendOp& op, size_t sent) {
+  if (op.fixed) {
+    op.offset += static_cast<uint32_t>(sent);
+    op.len -= static_cast<uint32_t>(sent);
+    op.done = op.len == 0;
+    if (op.done) ReleaseBuffer(op.tag);
+    return;
+  }
+  while (op.iov_begin < op.iov_end && sent >= send_iov_[op.iov_begin].iov_len) {
+    sent -= send_iov_[op.iov_begin].iov_len;
+    ++op.iov_begin;
+  }
+  if (op.iov_begin < op.iov_end) {
+    iovec& partial = send_iov_[op.iov_begin];
+    partial.iov_base = static_cast<uint8_t*>(partial.iov_base) + sent;
+    partial.iov_len -= sent;
+  }
+  op.done = op.iov_begin == op.iov_end;
+}
+
 void QueueWorker::OnSend(const io_uring_cqe& cqe) {
   const uint16_t tag = TagOf(cqe.user_data);
   if ((cqe.flags & IORING_CQE_F_NOTIF) != 0) {
@@ -115,46 +136,24 @@ void QueueWorker::OnSend(const io_uring_cqe& cqe) {
   }
   --chain_in_kernel_;
   SendOp& op = chain_[index];
-  if (op.fixed && op.op == WriteOp::kSendZc && (cqe.flags & IORING_CQE_F_MORE) != 0 &&
-      connected_) {
-    ++tags_[tag].buffer_users;  // until the notification
+  const int res = cqe.res;
+  if (connected_) {
+    if (op.fixed && op.op == WriteOp::kSendZc && (cqe.flags & IORING_CQE_F_MORE) != 0) {
+      ++tags_[tag].buffer_users;  // until the notification
+    }
+    if (res == 0) {
+      FailConnection(absl::UnavailableError("a send to the NBD server made no progress"));
+    } else if (res < 0 && res != -ECANCELED) {  // cancelled: an earlier op came up short
+      FailConnection(ErrnoToStatus(-res, "send to the NBD server"));
+    } else if (res > 0) {
+      Advance(op, static_cast<size_t>(res));
+    }
   }
   if (!connected_) {
-    // FailConnection already failed the chain's requests.
+    // FailConnection failed the chain's requests; the chain ends with its
+    // last op.
     if (chain_in_kernel_ == 0) chain_.clear();
     return;
-  }
-  const int res = cqe.res;
-  if (res < 0 && res != -ECANCELED) {
-    FailConnection(ErrnoToStatus(-res, "send to the NBD server"));
-    if (chain_in_kernel_ == 0) chain_.clear();
-    return;
-  }
-  if (res == 0) {
-    FailConnection(absl::UnavailableError("a send to the NBD server made no progress"));
-    if (chain_in_kernel_ == 0) chain_.clear();
-    return;
-  }
-  if (res > 0) {
-    // What went out of this op; on a short send the rest goes again.
-    size_t sent = static_cast<size_t>(res);
-    if (op.fixed) {
-      op.offset += static_cast<uint32_t>(sent);
-      op.len -= static_cast<uint32_t>(sent);
-      op.done = op.len == 0;
-      if (op.done) ReleaseBuffer(op.tag);
-    } else {
-      while (op.iov_begin < op.iov_end && sent >= send_iov_[op.iov_begin].iov_len) {
-        sent -= send_iov_[op.iov_begin].iov_len;
-        ++op.iov_begin;
-      }
-      if (op.iov_begin < op.iov_end) {
-        iovec& partial = send_iov_[op.iov_begin];
-        partial.iov_base = static_cast<uint8_t*>(partial.iov_base) + sent;
-        partial.iov_len -= sent;
-      }
-      op.done = op.iov_begin == op.iov_end;
-    }
   }
   if (chain_in_kernel_ > 0) return;
   for (const SendOp& o : chain_) {

@@ -12,7 +12,6 @@ namespace ublkgw::nbd {
 namespace {
 
 // Prefix sizes of the chunk payloads (before data or message).
-constexpr size_t kDataPrefix = 8;         // u64 offset
 constexpr size_t kHolePrefix = 12;        // u64 offset, u32 size (also with extended headers)
 constexpr size_t kErrorPrefix = 6;        // u32 error, u16 message length
 constexpr size_t kErrorOffsetTrailer = 8;  // u64 offset, after the message
@@ -139,16 +138,16 @@ absl::StatusOr<size_t> ChunkPrefixSize(const ReplyHeader& header, const Request&
         return ProtocolViolation(ProtocolError::kUnexpectedChunk,
                                  absl::StrCat("data chunk for ", Describe(request)));
       }
-      if (len <= kDataPrefix) {
+      if (len <= kDataChunkPrefixSize) {
         return ProtocolViolation(ProtocolError::kTruncated,
                                  absl::StrCat("data chunk of ", len, " bytes carries no data"));
       }
-      if (len - kDataPrefix > request.length) {
+      if (len - kDataChunkPrefixSize > request.length) {
         return ProtocolViolation(ProtocolError::kOversizedLength,
-                                 absl::StrCat("data chunk of ", len - kDataPrefix,
+                                 absl::StrCat("data chunk of ", len - kDataChunkPrefixSize,
                                               " bytes for ", Describe(request)));
       }
-      return kDataPrefix;
+      return kDataChunkPrefixSize;
     case kReplyTypeOffsetHole: {
       if (request.type != kCmdRead) {
         return ProtocolViolation(ProtocolError::kUnexpectedChunk,
@@ -202,7 +201,7 @@ absl::StatusOr<Chunk> DecodeChunk(const ReplyHeader& header, std::span<const uin
       c.offset = LoadBe<uint64_t>(p);
       if (header.type == kReplyTypeOffsetData) {
         c.kind = Chunk::Kind::kData;
-        c.length = header.length - kDataPrefix;
+        c.length = header.length - kDataChunkPrefixSize;
       } else {
         c.kind = Chunk::Kind::kHole;
         c.length = LoadBe<uint32_t>(p + 8);

@@ -112,6 +112,8 @@ inline constexpr uint16_t kReplyTypeBlockStatusExt = 6;
 inline constexpr uint16_t kReplyTypeErrorBit = 1 << 15;
 inline constexpr uint16_t kReplyTypeError = kReplyTypeErrorBit | 1;
 inline constexpr uint16_t kReplyTypeErrorOffset = kReplyTypeErrorBit | 2;
+// An OFFSET_DATA chunk's payload starts with its u64 offset.
+inline constexpr size_t kDataChunkPrefixSize = 8;
 
 // --- Errors (reply error field, error chunks) --------------------------------
 inline constexpr uint32_t kEPerm = 1;

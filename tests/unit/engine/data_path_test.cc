@@ -170,16 +170,6 @@ TEST(SocketOpsTest, DisablingSendAndRecvChoosesLikeOlderKernels) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'bogus'")));
 }
 
-TEST(DataPathModeTest, NamesRoundTrip) {
-  for (DataPathMode m : {DataPathMode::kAuto, DataPathMode::kCopy, DataPathMode::kZeroCopy}) {
-    auto parsed = ParseDataPathMode(DataPathModeName(m));
-    ASSERT_THAT(parsed, IsOk());
-    EXPECT_EQ(*parsed, m);
-  }
-  EXPECT_THAT(ParseDataPathMode("zerocopy"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("auto, copy or zero-copy")));
-}
-
 TEST(CachedProbeTest, AnswersLikeTheProbeAndKnowsTheFamily) {
   auto cached = CachedProbe(AF_INET);
   auto fresh = ProbeFixedBuffers(AF_INET);
