@@ -23,6 +23,8 @@ packages=(
   ca-certificates debian-archive-keyring
   # NBD peers and load, used inside the guest and on the host
   nbdkit nbdkit-plugin-dev qemu-utils nbd-server nbd-client fio e2fsprogs
+  # network faults inside the guest (ip netns, veth, tc netem)
+  iproute2
   # API tests: mutual TLS certificates, metrics scrapes
   openssl curl
   # benchmark report and plots (tests/bench)

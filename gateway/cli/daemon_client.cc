@@ -116,6 +116,8 @@ const char* HealthName(v1::Health health) {
       return "disconnected";
     case v1::HEALTH_RESTORING:
       return "restoring";
+    case v1::HEALTH_RECONNECTING:
+      return "reconnecting";
     default:
       return "unknown";
   }

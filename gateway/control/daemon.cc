@@ -107,6 +107,15 @@ absl::Status CheckDaemonOptions(const DaemonOptions& o) {
   if (auto ops = engine::ParseSocketOps(o.disabled_socket_ops); !ops.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--disable-socket-ops: ", ops.status().message()));
   }
+  if (o.reconnect.io_timeout < absl::ZeroDuration() ||
+      o.reconnect.reconnect_deadline < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--io-timeout and --reconnect-deadline take seconds, 0 or more");
+  }
+  if (auto features = engine::ParseUblkFeatures(o.disabled_ublk_features); !features.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--disable-ublk-features: ", features.status().message()));
+  }
   const bool any_tls = !o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_client_ca.empty();
   const bool all_tls = !o.tls_cert.empty() && !o.tls_key.empty() && !o.tls_client_ca.empty();
   if (!o.listen.empty() && !all_tls) {
@@ -165,8 +174,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ManagerOptions manager;
   manager.control_path = options.control_device;
   manager.state_dir = options.state_dir;
-  manager.send_zc_min_bytes = options.send_zc_min_bytes;
-  manager.disabled_ops = *engine::ParseSocketOps(options.disabled_socket_ops);  // checked
+  // Both lists were checked by CheckDaemonOptions.
+  manager.tuning.send_zc_min_bytes = options.send_zc_min_bytes;
+  manager.tuning.disabled_ops = *engine::ParseSocketOps(options.disabled_socket_ops);
+  manager.tuning.disabled_ublk_features = *engine::ParseUblkFeatures(options.disabled_ublk_features);
+  manager.reconnect = options.reconnect;
   d->volumes_ = std::make_unique<VolumeManager>(manager);
   d->service_ = std::make_unique<Service>(*d->volumes_, facts);
   builder.RegisterService(d->service_.get());

@@ -31,6 +31,8 @@ struct DaemonOptions {
   std::string metrics_listen;  // HOST:PORT for Prometheus; empty: none
   std::optional<uint32_t> send_zc_min_bytes;  // see ManagerOptions
   std::string disabled_socket_ops;            // e.g. "send,recv"; see ManagerOptions
+  std::string disabled_ublk_features;         // e.g. "auto-buf-reg"; likewise
+  engine::ReconnectPolicy reconnect;          // see ManagerOptions
 };
 
 // INVALID_ARGUMENT naming the problem and the fix: a TCP listener without

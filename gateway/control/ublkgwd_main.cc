@@ -48,6 +48,27 @@ int main(int argc, char** argv) {
                  "zero-copy data path: never use these fixed-buffer socket operations, as if "
                  "the kernel lacked them (send, send-zc, recv, write-fixed, read-fixed; "
                  "comma-separated). 'send,recv' makes a 7.2+ kernel use what 6.16 to 7.1 offer");
+  app.add_option("--disable-ublk-features", o.disabled_ublk_features,
+                 "choose data paths as if the ublk driver lacked these features (auto-buf-reg, "
+                 "zero-copy; comma-separated). 'auto-buf-reg' makes a 6.16+ driver register "
+                 "request buffers the way 6.15 does (REGISTER_IO_BUF per request); adding "
+                 "'zero-copy' leaves only the copy path");
+  double io_timeout_s = absl::ToDoubleSeconds(o.reconnect.io_timeout);
+  double deadline_s = absl::ToDoubleSeconds(o.reconnect.reconnect_deadline);
+  bool stop_at_deadline = false;
+  app.add_option("--io-timeout", io_timeout_s,
+                 "seconds a request may wait for its reply before the connection counts as "
+                 "stalled: it is dropped and made again, and the request sent again (0: never)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--reconnect-deadline", deadline_s,
+                 "seconds requests wait for a lost connection to come back; then they, and new "
+                 "ones, fail with EIO until it does (0: fail at once, no reconnecting)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--stop-reconnecting-at-deadline", stop_at_deadline,
+               "after the reconnect deadline, stop trying (the device fails I/O until "
+               "detached) rather than serve again when the server is back");
   app.footer(
       "Examples:\n"
       "  ublkgwd\n"
@@ -64,6 +85,9 @@ int main(int argc, char** argv) {
   }
 
   if (send_zc_min_bytes >= 0) o.send_zc_min_bytes = static_cast<uint32_t>(send_zc_min_bytes);
+  o.reconnect.io_timeout = absl::Seconds(io_timeout_s);
+  o.reconnect.reconnect_deadline = absl::Seconds(deadline_s);
+  o.reconnect.keep_reconnecting = !stop_at_deadline;
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
 

@@ -140,10 +140,19 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
   // Counters are read one by one while the queues run: clamp.
   v.set_completed_requests(ops > errors ? ops - errors : 0);
   v.set_failed_requests(errors);
-  const std::string problem = device.ConnectionProblem();
-  v.set_health(problem.empty() ? v1::HEALTH_OK : v1::HEALTH_DISCONNECTED);
-  if (!problem.empty()) {
-    v.set_health_detail(absl::StrCat(problem, "; its I/O fails with EIO: detach and attach again"));
+  const engine::Device::LinkHealth health = device.Health();
+  switch (health.link) {
+    case engine::Link::kUp:
+      v.set_health(v1::HEALTH_OK);
+      break;
+    case engine::Link::kReconnecting:
+      v.set_health(v1::HEALTH_RECONNECTING);
+      v.set_health_detail(absl::StrCat(health.problem, "; its I/O waits for the connection"));
+      break;
+    case engine::Link::kFailingIo:
+      v.set_health(v1::HEALTH_DISCONNECTED);
+      v.set_health_detail(absl::StrCat(health.problem, "; its I/O fails with EIO"));
+      break;
   }
   return v;
 }
@@ -185,8 +194,8 @@ absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::CreateDevice(
 absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& request) {
   auto options = Validate(request);
   if (!options.ok()) return options.status();
-  options->send_zc_min_bytes = options_.send_zc_min_bytes;
-  options->disabled_ops = options_.disabled_ops;
+  options->tuning = options_.tuning;
+  options->reconnect = options_.reconnect;
   // A host without ublk is said so before anything touches the network.
   if (absl::Status s = CheckControl(); !s.ok()) return s;
   {
@@ -426,8 +435,8 @@ void VolumeManager::RestoreOne(uint32_t id) {
   }
   auto options = Validate(record.request());  // invalid records are never due
   if (options.ok()) {
-    options->send_zc_min_bytes = options_.send_zc_min_bytes;
-    options->disabled_ops = options_.disabled_ops;
+    options->tuning = options_.tuning;
+    options->reconnect = options_.reconnect;
   }
   absl::StatusOr<engine::ConnectedExport> connected = absl::UnknownError("not connected");
   if (!options.ok()) {

@@ -53,12 +53,11 @@ struct ManagerOptions {
   // First and longest wait between attempts to restore a recorded volume.
   absl::Duration restore_backoff_min = absl::Seconds(1);
   absl::Duration restore_backoff_max = absl::Seconds(60);
-  // Zero copy: writes from this size go with SEND_ZC (where SEND works
-  // too). Unset: engine::ChooseDataPath's automatic choice.
-  std::optional<uint32_t> send_zc_min_bytes;
-  // Socket operations the zero-copy path must not use (see
-  // engine::ParseSocketOps).
-  engine::FixedBufferSupport disabled_ops;
+  // The operator's say in every device's data path: SEND_ZC's threshold,
+  // and socket ops and ublk features ruled out.
+  engine::DataPathTuning tuning;
+  // What a device's queues do when their connection fails.
+  engine::ReconnectPolicy reconnect;
 };
 
 // Thread-safe.

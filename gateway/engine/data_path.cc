@@ -50,9 +50,10 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
     return plan;
   }
   std::vector<std::string> missing;
-  if ((ublk_features & ublk::kFAutoBufReg) == 0) {
-    missing.push_back(
-        "the ublk driver cannot register request buffers (UBLK_F_AUTO_BUF_REG, Linux 6.16)");
+  const bool auto_reg = (ublk_features & ublk::kFAutoBufReg) != 0;
+  if (!auto_reg && (ublk_features & ublk::kFSupportZeroCopy) == 0) {
+    missing.push_back("the ublk driver cannot put request buffers in io_uring "
+                      "(UBLK_F_AUTO_BUF_REG, Linux 6.16, or UBLK_F_SUPPORT_ZERO_COPY, 6.15)");
   }
   if (!probe.send && !probe.send_zc && !probe.write_fixed) {
     missing.push_back("no socket operation sends from a fixed buffer (SEND, SEND_ZC and "
@@ -73,6 +74,7 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
     return plan;
   }
   plan.zero_copy = true;
+  plan.registration = auto_reg ? BufferRegistration::kAuto : BufferRegistration::kExplicit;
   plan.small_write = probe.send          ? WriteOp::kSend
                      : probe.write_fixed ? WriteOp::kWriteFixed
                                          : WriteOp::kSendZc;
@@ -88,8 +90,10 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
                             : absl::StrCat(Name(plan.small_write), " below ", Size(threshold),
                                            ", ", Name(plan.large_write), " from it");
   }
-  plan.detail = absl::StrCat("zero copy: writes sent with ", writes, ", reads received with ",
-                             Name(plan.read), ", straight from and into the request's pages");
+  plan.detail = absl::StrCat(
+      "zero copy: writes sent with ", writes, ", reads received with ", Name(plan.read),
+      ", straight from and into the request's pages, ",
+      auto_reg ? "registered by the driver" : "registered with REGISTER_IO_BUF per request");
   if (skip_zc && probe.send_zc) {
     absl::StrAppend(&plan.detail, " (no SEND_ZC: the server is on this host, where it would copy "
                                   "anyway)");
@@ -169,6 +173,24 @@ FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport
   probe.write_fixed = probe.write_fixed && !disabled.write_fixed;
   probe.read_fixed = probe.read_fixed && !disabled.read_fixed;
   return probe;
+}
+
+absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
+  uint64_t mask = 0;
+  for (absl::string_view name : absl::StrSplit(absl::string_view(list.data(), list.size()), ',',
+                                               absl::SkipEmpty())) {
+    if (name == "auto-buf-reg" || name == "UBLK_F_AUTO_BUF_REG") {
+      mask |= ublk::kFAutoBufReg;
+    } else if (name == "zero-copy" || name == "UBLK_F_SUPPORT_ZERO_COPY") {
+      mask |= ublk::kFSupportZeroCopy;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown or unsupported ublk feature '", std::string(name),
+          "': the data path can do without auto-buf-reg (UBLK_F_AUTO_BUF_REG) and "
+          "zero-copy (UBLK_F_SUPPORT_ZERO_COPY)"));
+    }
+  }
+  return mask;
 }
 
 }  // namespace ublkgw::engine

@@ -4,9 +4,11 @@
 //
 //   copy       the ublk driver copies between the request and a per-tag
 //              buffer of ours; the socket ops use that buffer.
-//   zero copy  the driver registers the request's own pages in the queue's
-//              fixed-buffer table (UBLK_F_AUTO_BUF_REG, slot = tag) and the
-//              socket ops move data straight between them and the socket.
+//   zero copy  the request's own pages sit in the queue's fixed-buffer
+//              table at slot `tag`, and the socket ops move data straight
+//              between them and the socket. The driver puts them there as
+//              it hands over the request (UBLK_F_AUTO_BUF_REG, 6.16), or we
+//              do with REGISTER_IO_BUF (UBLK_F_SUPPORT_ZERO_COPY, 6.15).
 #ifndef UBLKGW_ENGINE_DATA_PATH_H_
 #define UBLKGW_ENGINE_DATA_PATH_H_
 
@@ -34,8 +36,16 @@ enum class ReadOp : uint8_t {
   kReadFixed,  // IORING_OP_READ_FIXED on the socket
 };
 
+// How a zero-copy queue gets a request's pages into its fixed-buffer table.
+enum class BufferRegistration : uint8_t {
+  kAuto,      // the driver, with each FETCH/COMMIT_AND_FETCH (UBLK_F_AUTO_BUF_REG)
+  kExplicit,  // REGISTER_IO_BUF linked ahead of the request's send, UNREGISTER_IO_BUF
+              // before its commit (UBLK_F_SUPPORT_ZERO_COPY)
+};
+
 struct DataPathPlan {
   bool zero_copy = false;
+  BufferRegistration registration = BufferRegistration::kAuto;  // zero copy only
   // Zero copy only: writes of at least `send_zc_min_bytes` go with
   // `large_write`, smaller ones with `small_write`.
   WriteOp small_write = WriteOp::kSend;
@@ -86,6 +96,21 @@ bool PeerIsLocal(int fd);
 absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list);
 // `probe` without the operations set in `disabled`.
 FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled);
+
+// ublk features an operator rules out for the data path (ublkgwd
+// --disable-ublk-features), as if GET_FEATURES lacked them: "auto-buf-reg"
+// makes a 6.16+ kernel register buffers the way 6.15 does; "zero-copy" as
+// well leaves only the copy path. Names: auto-buf-reg, zero-copy (or the
+// kernel's UBLK_F_AUTO_BUF_REG, UBLK_F_SUPPORT_ZERO_COPY). Returns the
+// mask; INVALID_ARGUMENT for any other name.
+absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list);
+
+// The operator's say in the choice (ublkgwd's flags), for every device.
+struct DataPathTuning {
+  std::optional<uint32_t> send_zc_min_bytes;  // unset: automatic (ChooseDataPath)
+  FixedBufferSupport disabled_ops;            // socket ops ruled out (ParseSocketOps)
+  uint64_t disabled_ublk_features = 0;        // ublk features ruled out (ParseUblkFeatures)
+};
 
 }  // namespace ublkgw::engine
 

@@ -70,7 +70,8 @@ absl::StatusOr<DataPathPlan> PlanDataPath(ublk::ControlDevice& ctrl, const Attac
   }
   // Drivers before GET_FEATURES (6.4) have none of what zero copy needs.
   auto features = ctrl.GetFeatures();
-  const uint64_t have = features.ok() ? *features : 0;
+  const DataPathTuning& tuning = options.tuning;
+  const uint64_t have = (features.ok() ? *features : 0) & ~tuning.disabled_ublk_features;
   auto family = SocketFamily(socket);
   if (!family.ok()) return family.status();
   auto probe = CachedProbe(*family);
@@ -78,8 +79,15 @@ absl::StatusOr<DataPathPlan> PlanDataPath(ublk::ControlDevice& ctrl, const Attac
     LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
     probe = FixedBufferSupport{};  // nothing proven: zero copy is off
   }
-  return ChooseDataPath(options.data_path, have, WithoutOps(*probe, options.disabled_ops),
-                        options.send_zc_min_bytes, PeerIsLocal(socket));
+  return ChooseDataPath(options.data_path, have, WithoutOps(*probe, tuning.disabled_ops),
+                        tuning.send_zc_min_bytes, PeerIsLocal(socket));
+}
+
+// The ublk device flags a data path needs.
+uint64_t DeviceFlags(const DataPathPlan& plan) {
+  if (!plan.zero_copy) return 0;
+  return plan.registration == BufferRegistration::kAuto ? ublk::kFAutoBufReg
+                                                        : ublk::kFSupportZeroCopy;
 }
 
 }  // namespace
@@ -147,9 +155,17 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   dev.queue_depth = options.depth;
   dev.max_io_buf_bytes = max_io;
   dev.ublksrv_pid = getpid();
-  dev.flags = ublk::kFCmdIoctlEncode | (plan->zero_copy ? ublk::kFAutoBufReg : 0);
+  dev.flags = ublk::kFCmdIoctlEncode | DeviceFlags(*plan);
   auto added = AddWithId(ctrl, dev, options);
   if (!added.ok()) return added.status();
+  if ((added->flags & DeviceFlags(*plan)) != DeviceFlags(*plan)) {
+    // A driver that takes the flag but does not keep it (ADD_DEV echoes
+    // what it kept) has no zero copy after all.
+    (void)ctrl.DelDev(added->dev_id);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ublk driver did not keep the zero-copy flags (asked for 0x", absl::Hex(DeviceFlags(*plan)),
+        ", kept 0x", absl::Hex(added->flags), "). Use --data-path copy"));
+  }
 
   std::unique_ptr<Device> device(new Device(ctrl, added->dev_id));
   device->info_ = info;
@@ -170,9 +186,24 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   if (!char_fd.ok()) return fail(char_fd.status());
   device->char_fd_ = *std::move(char_fd);
 
+  // Each queue reconnects on its own, to the same export, as long as it can
+  // still serve this device.
+  auto uri = nbd::ParseUri(connected.uri);
+  if (!uri.ok()) return fail(uri.status());
+  const DeviceShape shape{info.size, device->read_only_, queues, max_io};
+  Connector connector = [uri = *uri, timeout = options.connect_timeout, attached = info,
+                         shape](uint64_t device_size) -> absl::StatusOr<UniqueFd> {
+    auto c = ConnectOne(uri, timeout);
+    if (!c.ok()) return c.status();
+    DeviceShape now = shape;
+    now.size = device_size;
+    if (absl::Status s = CheckReconnectedExport(attached, c->second, now); !s.ok()) return s;
+    return std::move(c->first);
+  };
   const uint32_t generation = 1;
   for (uint16_t q = 0; q < queues; ++q) {
-    QueueConfig config{q, options.depth, max_io, device->char_fd_.get(), *plan};
+    QueueConfig config{q,       options.depth,     max_io,   device->char_fd_.get(),
+                       *plan,   options.reconnect, connector};
     device->workers_.push_back(
         std::make_unique<QueueWorker>(config, info, std::move(sockets[q]), generation));
   }
@@ -248,14 +279,16 @@ StatsSnapshot Device::Stats() const {
   return total;
 }
 
-std::string Device::ConnectionProblem() const {
-  std::string problem;
+Device::LinkHealth Device::Health() const {
+  LinkHealth health;
   for (size_t q = 0; q < workers_.size(); ++q) {
-    if (workers_[q]->connected()) continue;
-    if (!problem.empty()) problem += "; ";
-    absl::StrAppend(&problem, "queue ", q, ": ", workers_[q]->connection_error());
+    const Link link = workers_[q]->link();
+    if (link == Link::kUp) continue;
+    health.link = std::max(health.link, link);
+    if (!health.problem.empty()) health.problem += "; ";
+    absl::StrAppend(&health.problem, "queue ", q, ": ", workers_[q]->connection_error());
   }
-  return problem;
+  return health;
 }
 
 absl::Status Device::Resize(uint64_t size_bytes) {

@@ -37,8 +37,8 @@ struct AttachOptions {
   std::set<uint32_t> reserved_ids;  // ids recorded for volumes being restored
   // Copy, zero copy, or (auto) the best this kernel really supports.
   DataPathMode data_path = DataPathMode::kAuto;
-  std::optional<uint32_t> send_zc_min_bytes;  // unset: automatic (ChooseDataPath)
-  FixedBufferSupport disabled_ops;            // ruled out by the operator
+  DataPathTuning tuning;
+  ReconnectPolicy reconnect;  // what each queue does when its connection fails
 };
 
 // An export connected and negotiated, not yet a device: one socket per
@@ -101,9 +101,14 @@ class Device {
   // Statistics over all queues. Safe to call while the device serves I/O
   // (not concurrently with Detach).
   StatsSnapshot Stats() const;
-  // Empty while every queue's NBD connection is up; otherwise which queue
-  // lost its connection and why (its I/O fails with EIO).
-  std::string ConnectionProblem() const;
+  // The worst of the queues' connections (kUp < kReconnecting <
+  // kFailingIo) and, unless all are up, which queue lost its connection
+  // and why.
+  struct LinkHealth {
+    Link link = Link::kUp;
+    std::string problem;
+  };
+  LinkHealth Health() const;
 
   // Changes the device's capacity to `size_bytes`, or to the export's
   // current size when 0, with UBLK_U_CMD_UPDATE_SIZE. The device can shrink

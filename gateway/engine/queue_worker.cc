@@ -64,6 +64,8 @@ QueueWorker::QueueWorker(QueueConfig config, nbd::ExportInfo info, UniqueFd sock
 }
 
 QueueWorker::~QueueWorker() {
+  StopReconnecting();
+  if (reconnect_thread_.joinable()) reconnect_thread_.join();
   ring_.reset();
   if (buffers_ != nullptr) munmap(buffers_, size_t{config_.depth} * config_.max_io_bytes);
 }
@@ -74,8 +76,8 @@ std::string QueueWorker::connection_error() const {
 }
 
 void QueueWorker::Abort() {
-  const uint64_t one = 1;
-  (void)!write(wake_fd_.get(), &one, sizeof(one));
+  abort_.store(true);
+  Wake();
 }
 
 void QueueWorker::ExitNow() {
@@ -150,9 +152,7 @@ absl::Status QueueWorker::Run() {
   }
   SubmitFetchAll();
   ArmRecv();
-  io_uring_sqe* wake = Sqe();
-  io_uring_prep_read(wake, wake_fd_.get(), &wake_value_, sizeof(wake_value_), 0);
-  io_uring_sqe_set_data64(wake, UserData(Op::kWake));
+  OnWake();  // arms the first wake-up read
   // The FETCH_REQs must be in the kernel before START_DEV (which waits for
   // every queue): submit now, and say whether it worked.
   const int submitted = io_uring_submit(ring_->get());
@@ -161,9 +161,14 @@ absl::Status QueueWorker::Run() {
   if (submitted < 0) return ready_status_;
 
   while (live_tags_ > 0 && !exit_now_.load()) {
-    const int ret = io_uring_submit_and_wait(ring_->get(), 1);
-    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-      return ErrnoToStatus(-ret, "io_uring_submit_and_wait");
+    // Wakes at least once a second, for the I/O timeout and the reconnect
+    // deadline.
+    __kernel_timespec tick{.tv_sec = 1, .tv_nsec = 0};
+    io_uring_cqe* first;
+    const int ret = io_uring_submit_and_wait_timeout(ring_->get(), &first, 1, &tick, nullptr);
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+      if (first_error_.ok()) first_error_ = ErrnoToStatus(-ret, "io_uring_submit_and_wait_timeout");
+      break;
     }
     now_ns_ = MonotonicNs();
     io_uring_cqe* cqe;
@@ -174,8 +179,15 @@ absl::Status QueueWorker::Run() {
       ++seen;
     }
     io_uring_cq_advance(ring_->get(), seen);
+    if (connected_) {
+      CheckReplyTimeout();
+    } else {
+      Recover();
+    }
     MaybeSend();
   }
+  StopReconnecting();
+  if (reconnect_thread_.joinable()) reconnect_thread_.join();
   return first_error_;
 }
 
@@ -183,7 +195,9 @@ void QueueWorker::PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result) {
   io_uring_sqe* sqe = Sqe();
   if (config_.plan.zero_copy) {
     ublk::PrepIoCmd(sqe, config_.char_fd, cmd_op, config_.q_id, tag, result, 0);
-    ublk::SetAutoBufReg(sqe, tag);  // the next request's pages go to slot `tag`
+    if (config_.plan.registration == BufferRegistration::kAuto) {
+      ublk::SetAutoBufReg(sqe, tag);  // the next request's pages go to slot `tag`
+    }
   } else {
     ublk::PrepIoCmd(sqe, config_.char_fd, cmd_op, config_.q_id, tag, result,
                     reinterpret_cast<uintptr_t>(CopyBuffer(tag)));
@@ -206,11 +220,14 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
     case Op::kZeroFill:
       OnZeroFill(cqe.user_data, cqe.res);
       return;
+    case Op::kBufReg:
+      OnBufReg(cqe.user_data, cqe.res);
+      return;
     case Op::kRecv:
       OnRecv(cqe.res);
       return;
     case Op::kWake:
-      FailConnection(absl::CancelledError(exit_now_.load() ? "attach failed" : "forced detach"));
+      OnWake();
       return;
   }
   LOG(ERROR) << "queue " << config_.q_id << ": unknown completion 0x" << std::hex << cqe.user_data;
@@ -245,7 +262,7 @@ void QueueWorker::StartRequest(uint16_t tag) {
     Complete(tag, mapped.error);
     return;
   }
-  if (!connected_) {
+  if (failing_io_) {
     Complete(tag, -EIO);
     return;
   }
@@ -256,7 +273,9 @@ void QueueWorker::StartRequest(uint16_t tag) {
     Complete(tag, -EINVAL);
     return;
   }
-  if (data && config_.plan.zero_copy && (t.iod.op_flags & ublk::kIoFNeedRegBuf) != 0) {
+  if (data && config_.plan.zero_copy &&
+      config_.plan.registration == BufferRegistration::kAuto &&
+      (t.iod.op_flags & ublk::kIoFNeedRegBuf) != 0) {
     // The kernel could not put the pages in slot `tag` (it was not empty):
     // a bug of ours; fail the request rather than guess.
     LOG(ERROR) << "queue " << config_.q_id << " tag " << tag
@@ -265,14 +284,12 @@ void QueueWorker::StartRequest(uint16_t tag) {
     return;
   }
   t.request = mapped.request;
-  t.request.cookie = MakeCookie({generation_, config_.q_id, tag});
   t.server_error = absl::OkStatus();
   t.coverage.reset();
   t.buffer_users = 0;
   t.reply_waiting = false;
-  auto n = nbd::EncodeRequest(t.request, info_.mode, t.header);
-  CHECK(n.ok()) << n.status();  // MapRequest validated the request
-  t.header_size = *n;
+  t.attempts = 0;
+  t.register_failed = false;
   t.state = TagState::kQueued;
   send_queue_.push_back(tag);
 }
@@ -283,7 +300,43 @@ void QueueWorker::Complete(uint16_t tag, int32_t result) {
     stats_.OnComplete(*t.kind, uint64_t{t.iod.nr_sectors} << 9, now_ns_ - t.start_ns, result < 0);
   }
   t.state = TagState::kFetching;
+  if (alone_tag_ == tag) alone_tag_ = -1;  // its reply came: the others may follow
+  if (t.registered) {
+    // Empty slot `tag` before the commit, linked so the commit follows it
+    // (even if it fails: a hard link), and in one submit with it.
+    t.registered = false;
+    if (io_uring_sq_space_left(ring_->get()) < 2) io_uring_submit(ring_->get());
+    io_uring_sqe* sqe = Sqe();
+    ublk::PrepIoCmd(sqe, config_.char_fd, ublk::kIoUnregisterIoBuf, config_.q_id, tag, 0,
+                    /*addr=*/tag);
+    io_uring_sqe_set_data64(sqe, worker_ops::BufRegData(tag, /*unregister=*/true));
+    sqe->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+  }
   PrepIoCmd(ublk::kIoCommitAndFetchReq, tag, result);
+}
+
+void QueueWorker::OnBufReg(uint64_t user_data, int res) {
+  // Only failures complete (IOSQE_CQE_SKIP_SUCCESS).
+  const uint16_t tag = TagOf(user_data);
+  Tag& t = tags_[tag];
+  if (worker_ops::IsUnregister(user_data)) {
+    // The request is committed regardless; slot `tag` stays taken, so the
+    // next request on it cannot be registered and fails with the connection.
+    LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": UNREGISTER_IO_BUF failed: "
+               << res;
+    return;
+  }
+  if (res == -ECANCELED) {
+    t.registered = false;  // an earlier one failed: this one never ran; it goes again
+  } else {
+    // Whether the slot holds the buffer is unknown: keep `registered` (the
+    // UNREGISTER at commit clears the slot if it does) and fail the request.
+    LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": REGISTER_IO_BUF failed: " << res;
+    t.register_failed = true;
+  }
+  // Its linked sends were cancelled: the stream is cut mid-chain.
+  FailConnection(ErrnoToStatus(res == -ECANCELED ? ECANCELED : -res,
+                               absl::StrCat("registering the buffer of tag ", tag)));
 }
 
 void QueueWorker::ReleaseBuffer(uint16_t tag) {
@@ -317,39 +370,6 @@ void QueueWorker::FinishReply(uint16_t tag) {
     return;
   }
   Complete(tag, result);
-}
-
-void QueueWorker::FailConnection(const absl::Status& why) {
-  if (!connected_) return;
-  connected_ = false;
-  LOG(ERROR) << "queue " << config_.q_id << ": dropping the NBD connection: " << why;
-  {
-    absl::MutexLock lock(&error_mu_);
-    connection_error_ = std::string(why.message());
-  }
-  healthy_.store(false, std::memory_order_release);
-  // Pending RECV and sends complete with errors once the socket is shut
-  // down; their completions are ignored from now on. Committing a request
-  // whose pages a kernel op still holds is safe: the kernel ends the block
-  // request only when the last of them lets go.
-  ::shutdown(socket_.get(), SHUT_RDWR);
-  // And abort it: shutdown keeps data already queued, and a SEND_ZC's pages
-  // stay pinned (its notification pending, the block request unfinished)
-  // until a peer that may never read again acknowledges them. Disconnecting
-  // drops the send queue, so every notification comes now.
-  sockaddr unspec{};
-  unspec.sa_family = AF_UNSPEC;
-  (void)::connect(socket_.get(), &unspec, sizeof(unspec));
-  for (uint16_t tag = 0; tag < config_.depth; ++tag) {
-    Tag& t = tags_[tag];
-    if (t.state == TagState::kQueued || t.state == TagState::kInFlight) {
-      t.buffer_users = 0;
-      t.reply_waiting = false;
-      Complete(tag, -EIO);
-    }
-  }
-  send_queue_.clear();
-  send_batch_.clear();
 }
 
 }  // namespace ublkgw::engine

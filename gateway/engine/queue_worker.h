@@ -4,9 +4,12 @@
 // socket. Block data takes one of two paths (engine/data_path.h):
 //   copy       a buffer of ours per tag; the kernel copies between it and
 //              the request, the socket ops use it.
-//   zero copy  the kernel registers the request's pages as fixed buffer
-//              `tag` of this ring when it hands us the request; the socket
-//              ops name that slot, and no byte passes through user space.
+//   zero copy  the request's pages are fixed buffer `tag` of this ring: the
+//              kernel registers them when it hands us the request (auto),
+//              or a REGISTER_IO_BUF linked ahead of the request's send does
+//              and an UNREGISTER_IO_BUF before its commit undoes it
+//              (explicit). The socket ops name that slot, and no byte
+//              passes through user space.
 // A request's path, all on the ring:
 //   FETCH_REQ completes with a tag -> the descriptor becomes an NBD request
 //   -> its header (and a write's data) joins the next send chain -> the
@@ -17,10 +20,26 @@
 // ops linked, so requests never interleave on the stream); one RECV is in
 // flight at a time, so replies are parsed in order.
 //
+// When the connection fails (an error, EOF, a protocol violation, no reply
+// within the I/O timeout) the socket is shut down and, once every op on it
+// has completed, each request that had no reply goes back to the front of
+// the send queue, in the order it was sent. A reconnect thread connects
+// again with backoff (engine/reconnect.h); the new connection gets a new
+// generation, so its cookies differ from the old one's, and the queue is
+// sent again. Requests wait meanwhile, until the reconnect deadline: then
+// they, and new ones, fail with EIO until a connection is back. A request
+// sent `max_attempts` times without a reply fails with EIO.
+// Limits: a server that loses writes it acknowledged (a crash with a
+// volatile cache) cannot be noticed by a client; and a write that timed
+// out may still land on a slow server after it was sent again.
+//
 // Threads: Run() is the worker's thread and the only one touching its
-// state. Abort() may be called from any thread (it writes an eventfd).
-// A connection failure fails every in-flight request with -EIO and every
-// later one too (reconnecting comes with a later issue).
+// state. Abort() may be called from any thread (it writes an eventfd); the
+// reconnect thread hands over a new socket under link_mu_ and reports its
+// failed attempts in connection_error_ (under error_mu_).
+// A request sent twice, each time on a connection that failed, goes alone
+// after that, so only a request that itself breaks the server uses up its
+// attempts.
 #ifndef UBLKGW_ENGINE_QUEUE_WORKER_H_
 #define UBLKGW_ENGINE_QUEUE_WORKER_H_
 
@@ -32,6 +51,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -42,6 +62,7 @@
 #include "base/unique_fd.h"
 #include "base/uring.h"
 #include "engine/data_path.h"
+#include "engine/reconnect.h"
 #include "engine/stats.h"
 #include "nbd/codec.h"
 #include "nbd/handshake.h"
@@ -55,6 +76,15 @@ struct QueueConfig {
   uint32_t max_io_bytes = 512 * 1024;  // the largest request
   int char_fd = -1;                    // /dev/ublkcN, owned by the device
   DataPathPlan plan;                   // copy unless plan.zero_copy
+  ReconnectPolicy reconnect;
+  Connector connector;  // unset: a failed connection fails all I/O for good
+};
+
+// A queue's connection, as the API reports it.
+enum class Link : uint8_t {
+  kUp,            // connected
+  kReconnecting,  // lost; requests wait for the next connection
+  kFailingIo,     // lost past the reconnect deadline (or for good): I/O fails with EIO
 };
 
 class QueueWorker {
@@ -70,7 +100,7 @@ class QueueWorker {
   absl::Status Run();
 
   // Fails every in-flight and later request with -EIO by dropping the
-  // connection (forced detach). Thread-safe.
+  // connection for good (forced detach). Thread-safe.
   void Abort();
 
   // Makes Run() return at once, whatever is in flight; closing the ring
@@ -88,8 +118,8 @@ class QueueWorker {
 
   // Statistics, readable from any thread.
   const QueueStats& stats() const { return stats_; }
-  // Whether the NBD connection is up; once it is not, why. Thread-safe.
-  bool connected() const { return healthy_.load(std::memory_order_acquire); }
+  // The connection's state and, when it is not up, why. Thread-safe.
+  Link link() const { return link_.load(std::memory_order_acquire); }
   std::string connection_error() const;
 
  private:
@@ -113,6 +143,16 @@ class QueueWorker {
     // earlier waits here.
     uint16_t buffer_users = 0;
     bool reply_waiting = false;
+    // Explicit registration: a REGISTER_IO_BUF for this request was queued,
+    // so its commit must be preceded by an UNREGISTER_IO_BUF.
+    bool registered = false;
+    // Its REGISTER_IO_BUF failed (not just cancelled): the slot's state is
+    // unknown, so the request fails rather than being sent again.
+    bool register_failed = false;
+    // Sending: when it last went out, in which order, and how many times.
+    uint64_t sent_ns = 0;
+    uint64_t send_seq = 0;
+    int attempts = 0;
     int32_t reply_result = 0;
     // For statistics: what the kernel asked for, and when it arrived.
     std::optional<OpKind> kind;
@@ -149,7 +189,7 @@ class QueueWorker {
   }
   // queue_worker_send.cc
   void MaybeSend();
-  void SubmitChain();
+  void SubmitChain(bool with_registers);
   void OnSend(const io_uring_cqe& cqe);
   void Advance(SendOp& op, size_t sent);
   // queue_worker_recv.cc
@@ -161,8 +201,20 @@ class QueueWorker {
   void ReceivePayload(uint64_t offset, uint32_t len);
   void ZeroFill(uint16_t tag, uint32_t offset, uint32_t len);
   void OnZeroFill(uint64_t user_data, int res);
+  void OnBufReg(uint64_t user_data, int res);
   void FinishReply(uint16_t tag);
   void FailConnection(const absl::Status& why);
+  // queue_worker_link.cc
+  void Wake();
+  void OnWake();
+  void Recover();
+  void RequeueUnanswered();
+  void InstallSocket(UniqueFd socket);
+  void CheckReplyTimeout();
+  void StartReconnecting(int wait_first);
+  void StopReconnecting();
+  void ReconnectLoop(int wait_first);
+  void SetLink(Link link, const absl::Status& why);
   io_uring_sqe* Sqe();
 
   QueueConfig config_;
@@ -183,6 +235,14 @@ class QueueWorker {
   size_t chain_in_kernel_ = 0;        // its ops not completed yet
   std::vector<iovec> send_iov_;
   std::vector<uint16_t> send_batch_;  // copy path: tags whose payload is in it
+  // Explicit registration: the tags whose REGISTER_IO_BUF heads the chain.
+  std::vector<uint16_t> chain_registered_;
+  uint64_t send_seq_ = 0;
+  // A request sent twice already, each time on a connection that then
+  // failed, goes alone, and nothing follows it until its reply: a request
+  // that brings the server down uses up its own attempts, not its
+  // neighbours'. -1: none.
+  int alone_tag_ = -1;
 
   // Receiving: one reply (or chunk) at a time, into rx_dest_: an address,
   // or with rx_fixed_ an offset into fixed buffer rx_tag_.
@@ -204,6 +264,24 @@ class QueueWorker {
   UniqueFd zero_fd_;  // /dev/zero: zero copy fills holes from it
   uint64_t wake_value_ = 0;
 
+  // The connection lost: since when, whether the old socket's ops are all
+  // done (drained_), and whether requests now fail (the deadline passed,
+  // or for good).
+  uint64_t down_since_ns_ = 0;
+  // A connection that fails within a second of being made counts as a
+  // quick failure; after some in a row, reconnecting waits first (a server
+  // that drops every connection at once is not hammered).
+  uint64_t up_since_ns_ = 0;
+  int quick_failures_ = 0;
+  bool drained_ = true;
+  bool failing_io_ = false;
+  uint64_t next_timeout_check_ns_ = 0;
+  std::thread reconnect_thread_;
+  absl::Mutex link_mu_;
+  bool stop_reconnecting_ ABSL_GUARDED_BY(link_mu_) = false;
+  UniqueFd new_socket_ ABSL_GUARDED_BY(link_mu_);
+
+  std::atomic<bool> abort_{false};
   std::atomic<bool> exit_now_{false};
   absl::Notification ready_;
   absl::Status ready_status_;  // written before ready_ is notified
@@ -213,7 +291,7 @@ class QueueWorker {
   uint64_t now_ns_ = 0;
   std::atomic<uint64_t> size_limit_;
   QueueStats stats_;
-  std::atomic<bool> healthy_{true};
+  std::atomic<Link> link_{Link::kUp};
   mutable absl::Mutex error_mu_;
   std::string connection_error_ ABSL_GUARDED_BY(error_mu_);
 };

@@ -239,8 +239,8 @@ void QueueWorker::ZeroFill(uint16_t tag, uint32_t offset, uint32_t len) {
 }
 
 void QueueWorker::OnZeroFill(uint64_t user_data, int res) {
+  // The fill does not need the connection: it goes on if that fails.
   const uint16_t tag = TagOf(user_data);
-  if (!connected_) return;  // FailConnection already failed the request
   Tag& t = tags_[tag];
   const uint32_t offset = FillOffsetOf(user_data), len = FillLenOf(user_data);
   if (res == -EINTR || res == -EAGAIN) {

@@ -4,6 +4,10 @@
 // (headers; in the copy path also payloads, from our buffers) go as one
 // SENDMSG each; in the zero-copy path each write's payload is its own op on
 // fixed buffer `tag` (SEND, SEND_ZC or WRITE_FIXED, by size and kernel).
+// With explicit registration the chain starts with a REGISTER_IO_BUF for
+// each of its reads and writes, so a buffer is in the table before its
+// payload is sent or its reply (which needs the request header sent
+// first) is received into it.
 // The ops are linked, so nothing else gets between them on the stream, and
 // are queued together, so a submit never splits a chain. When one op comes
 // up short, the kernel cancels those after it: once every op of the chain
@@ -14,6 +18,7 @@
 #include "base/status.h"
 #include "engine/queue_worker.h"
 #include "engine/queue_worker_ops.h"
+#include "engine/request_mapping.h"
 #include "glog/logging.h"
 #include "nbd/wire.h"
 
@@ -25,14 +30,29 @@ using worker_ops::SendIndexOf;
 using worker_ops::TagOf;
 
 void QueueWorker::MaybeSend() {
-  if (!chain_.empty() || send_queue_.empty() || !connected_) return;
+  if (!chain_.empty() || send_queue_.empty() || !connected_ || alone_tag_ >= 0) return;
   send_iov_.clear();
   send_batch_.clear();
+  chain_registered_.clear();
+  const bool explicit_reg =
+      config_.plan.zero_copy && config_.plan.registration == BufferRegistration::kExplicit;
   for (size_t n = 0; n < kMaxBatch && !send_queue_.empty(); ++n) {
     const uint16_t tag = send_queue_.front();
-    send_queue_.pop_front();
     Tag& t = tags_[tag];
+    if (t.attempts >= 2) {  // a suspect: it goes alone (alone_tag_)
+      if (n > 0) break;
+      alone_tag_ = tag;
+    }
+    send_queue_.pop_front();
     t.state = TagState::kInFlight;
+    // Encoded now: the cookie names this connection's generation.
+    t.request.cookie = MakeCookie({generation_, config_.q_id, tag});
+    auto size = nbd::EncodeRequest(t.request, info_.mode, t.header);
+    CHECK(size.ok()) << size.status();  // MapRequest validated the request
+    t.header_size = *size;
+    t.sent_ns = now_ns_;
+    t.send_seq = ++send_seq_;
+    ++t.attempts;
     if (chain_.empty() || chain_.back().fixed) {
       SendOp op;
       op.iov_begin = op.iov_end = static_cast<uint32_t>(send_iov_.size());
@@ -40,32 +60,50 @@ void QueueWorker::MaybeSend() {
     }
     send_iov_.push_back({t.header, t.header_size});
     chain_.back().iov_end++;
-    if (t.request.type != nbd::kCmdWrite) continue;
-    ++t.buffer_users;  // until its payload is out
-    if (config_.plan.zero_copy) {
-      SendOp op;
-      op.fixed = true;
-      op.op = config_.plan.WriteOpFor(t.request.length);
-      op.tag = tag;
-      op.len = t.request.length;
-      chain_.push_back(op);
-    } else {
-      send_iov_.push_back({CopyBuffer(tag), t.request.length});
-      chain_.back().iov_end++;
-      send_batch_.push_back(tag);
+    const bool data = t.request.type == nbd::kCmdRead || t.request.type == nbd::kCmdWrite;
+    if (explicit_reg && data && t.request.length > 0 && !t.registered) {  // not if resent
+      t.registered = true;
+      chain_registered_.push_back(tag);
     }
+    if (t.request.type == nbd::kCmdWrite) {
+      ++t.buffer_users;  // until its payload is out
+      if (config_.plan.zero_copy) {
+        SendOp op;
+        op.fixed = true;
+        op.op = config_.plan.WriteOpFor(t.request.length);
+        op.tag = tag;
+        op.len = t.request.length;
+        chain_.push_back(op);
+      } else {
+        send_iov_.push_back({CopyBuffer(tag), t.request.length});
+        chain_.back().iov_end++;
+        send_batch_.push_back(tag);
+      }
+    }
+    if (alone_tag_ == tag) break;
   }
-  SubmitChain();
+  SubmitChain(/*with_registers=*/true);
 }
 
-// Queues every op of the chain not sent yet, linked, in one go.
-void QueueWorker::SubmitChain() {
+// Queues every op of the chain not sent yet, linked, in one go: the first
+// time behind the REGISTER_IO_BUFs of its requests.
+void QueueWorker::SubmitChain(bool with_registers) {
   io_uring* ring = ring_->get();
   size_t left = 0;
   for (const SendOp& op : chain_) left += op.done ? 0 : 1;
-  if (io_uring_sq_space_left(ring) < left) io_uring_submit(ring);
-  CHECK_GE(io_uring_sq_space_left(ring), left) << "queue " << config_.q_id;
+  const size_t registers = with_registers ? chain_registered_.size() : 0;
+  if (io_uring_sq_space_left(ring) < left + registers) io_uring_submit(ring);
+  CHECK_GE(io_uring_sq_space_left(ring), left + registers) << "queue " << config_.q_id;
   chain_in_kernel_ = left;
+  for (size_t i = 0; i < registers; ++i) {
+    const uint16_t tag = chain_registered_[i];
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    ublk::PrepIoCmd(sqe, config_.char_fd, ublk::kIoRegisterIoBuf, config_.q_id, tag, 0,
+                    /*addr=*/tag);  // the slot
+    io_uring_sqe_set_data64(sqe, worker_ops::BufRegData(tag, /*unregister=*/false));
+    // A failed registration cancels the sends after it.
+    sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+  }
   const int fd = socket_.get();
   for (size_t i = 0; i < chain_.size(); ++i) {
     SendOp& op = chain_[i];
@@ -126,7 +164,7 @@ void QueueWorker::OnSend(const io_uring_cqe& cqe) {
   const uint16_t tag = TagOf(cqe.user_data);
   if ((cqe.flags & IORING_CQE_F_NOTIF) != 0) {
     // SEND_ZC's second completion: the pages are the request's again.
-    if (connected_) ReleaseBuffer(tag);
+    ReleaseBuffer(tag);
     return;
   }
   const size_t index = SendIndexOf(cqe.user_data);
@@ -137,10 +175,10 @@ void QueueWorker::OnSend(const io_uring_cqe& cqe) {
   --chain_in_kernel_;
   SendOp& op = chain_[index];
   const int res = cqe.res;
+  if (op.fixed && op.op == WriteOp::kSendZc && (cqe.flags & IORING_CQE_F_MORE) != 0) {
+    ++tags_[tag].buffer_users;  // until the notification, which comes in any case
+  }
   if (connected_) {
-    if (op.fixed && op.op == WriteOp::kSendZc && (cqe.flags & IORING_CQE_F_MORE) != 0) {
-      ++tags_[tag].buffer_users;  // until the notification
-    }
     if (res == 0) {
       FailConnection(absl::UnavailableError("a send to the NBD server made no progress"));
     } else if (res < 0 && res != -ECANCELED) {  // cancelled: an earlier op came up short
@@ -149,23 +187,25 @@ void QueueWorker::OnSend(const io_uring_cqe& cqe) {
       Advance(op, static_cast<size_t>(res));
     }
   }
-  if (!connected_) {
-    // FailConnection failed the chain's requests; the chain ends with its
-    // last op.
-    if (chain_in_kernel_ == 0) chain_.clear();
-    return;
-  }
   if (chain_in_kernel_ > 0) return;
-  for (const SendOp& o : chain_) {
-    if (!o.done) {
-      SubmitChain();  // a short send: the rest again, still in order
-      return;
+  if (connected_) {
+    for (const SendOp& o : chain_) {
+      if (!o.done) {
+        SubmitChain(/*with_registers=*/false);  // a short send: the rest again, in order
+        return;
+      }
     }
   }
-  // The whole chain is out: the copy path's payload buffers are free, and
-  // replies that came first can complete now.
-  chain_.clear();
+  // The chain is over: all sent, or the connection failed and what was not
+  // sent goes again on the next one (Recover). No op uses the copy path's
+  // payload buffers, or a zero-copy payload it did not send, any more; a
+  // reply that came first can complete now.
+  for (const SendOp& o : chain_) {
+    if (o.fixed && !o.done) ReleaseBuffer(o.tag);
+  }
   for (uint16_t t : send_batch_) ReleaseBuffer(t);
+  chain_.clear();
+  chain_registered_.clear();
   send_batch_.clear();
 }
 

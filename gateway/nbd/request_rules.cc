@@ -9,19 +9,6 @@ namespace ublkgw::nbd {
 
 namespace {
 
-const char* CommandName(uint16_t type) {
-  switch (type) {
-    case kCmdRead: return "READ";
-    case kCmdWrite: return "WRITE";
-    case kCmdDisc: return "DISC";
-    case kCmdFlush: return "FLUSH";
-    case kCmdTrim: return "TRIM";
-    case kCmdCache: return "CACHE";
-    case kCmdWriteZeroes: return "WRITE_ZEROES";
-    default: return "command";
-  }
-}
-
 absl::Status NotOffered(const Request& r, const char* what) {
   return absl::UnimplementedError(
       absl::StrCat(CommandName(r.type), ": the export does not offer ", what));

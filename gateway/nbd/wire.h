@@ -94,6 +94,13 @@ inline constexpr uint16_t kCmdWriteZeroes = 6;
 inline constexpr uint16_t kCmdBlockStatus = 7;
 inline constexpr uint16_t kCmdResize = 8;
 
+// "READ", "WRITE", ... for logs.
+constexpr const char* CommandName(uint16_t type) {
+  constexpr const char* kNames[] = {"READ",  "WRITE",        "DISC",         "FLUSH", "TRIM",
+                                    "CACHE", "WRITE_ZEROES", "BLOCK_STATUS", "RESIZE"};
+  return type < sizeof(kNames) / sizeof(kNames[0]) ? kNames[type] : "command";
+}
+
 inline constexpr uint16_t kCmdFlagFua = 1 << 0;
 inline constexpr uint16_t kCmdFlagNoHole = 1 << 1;
 inline constexpr uint16_t kCmdFlagDf = 1 << 2;

@@ -157,16 +157,28 @@ log "initramfs $(( $(stat -c %s "$initrd") / 1024 / 1024 )) MiB; booting (timeou
 
 # --- boot -------------------------------------------------------------------
 console="$out/console.log"
+boot() {
+  set +e
+  timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
+    -machine q35 -cpu max -m "$mem" -smp 2 \
+    -nographic -no-reboot -monitor none -serial stdio -nic none \
+    -kernel "$kdir/vmlinuz" -initrd "$initrd" \
+    -append "console=ttyS0 rdinit=/init panic=-1 tsc=reliable quiet loglevel=4" \
+    </dev/null 2>&1 | tr -d '\r' | sed -u 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | tee "$console" | sed -u -n '/^UBLKGW-OUT-BEGIN/,/^UBLKGW-OUT-END/!p'
+  qemu_rc=${PIPESTATUS[0]}
+  set -e
+}
 start=$(date +%s)
-set +e
-timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
-  -machine q35 -cpu max -m "$mem" -smp 2 \
-  -nographic -no-reboot -monitor none -serial stdio -nic none \
-  -kernel "$kdir/vmlinuz" -initrd "$initrd" \
-  -append "console=ttyS0 rdinit=/init panic=-1 tsc=reliable quiet loglevel=4" \
-  </dev/null 2>&1 | tr -d '\r' | sed -u 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | tee "$console" | sed -u -n '/^UBLKGW-OUT-BEGIN/,/^UBLKGW-OUT-END/!p'
-qemu_rc=${PIPESTATUS[0]}
-set -e
+boot
+# A kernel that dies before init runs (TCG has, rarely, crashed an early
+# boot: an oops in the timer interrupt while unpacking the initramfs) never
+# ran the scenario: boot once more, keeping the first console log. A
+# failure once init has started is the scenario's and is never retried.
+if ! grep -q 'UBLKGW-GUEST-KERNEL:' "$console" && [[ $qemu_rc -ne 124 && $qemu_rc -ne 137 ]]; then
+  mv "$console" "$out/console.first-boot.log"
+  log "the kernel died before the scenario started (console: $out/console.first-boot.log); booting again"
+  boot
+fi
 elapsed=$(( $(date +%s) - start ))
 
 # --- results ----------------------------------------------------------------

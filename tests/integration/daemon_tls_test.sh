@@ -11,7 +11,8 @@ ublkgw=$bin/cli/ublkgw
 ublkgwd=$bin/control/ublkgwd
 dir=$(mktemp -d)
 failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+failed=()
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); failed+=("$*"); }
 cleanup() { [[ -n "${daemon:-}" ]] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 command -v openssl >/dev/null || { echo "SKIP: openssl is not installed"; exit 77; }
@@ -82,5 +83,10 @@ out=$("$probe" "$target" health 2>&1); rc=$?
 err=$("$ublkgw" list --server "$target" 2>&1 >/dev/null); rc=$?
 [[ $rc -eq 2 ]] || fail "--server without TLS files exited $rc, want 2"
 
-if [[ $failures -gt 0 ]]; then cat "$dir/daemon.log"; echo "$failures check(s) failed"; exit 1; fi
+if [[ $failures -gt 0 ]]; then
+  cat "$dir/daemon.log"
+  printf 'FAILED: %s\n' "${failed[@]}"  # again after the log, where a truncated report shows them
+  echo "$failures check(s) failed"
+  exit 1
+fi
 echo "mutual TLS: all checks passed"

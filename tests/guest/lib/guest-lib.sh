@@ -68,3 +68,60 @@ check_data_path() {
   got=$(json_string "$1" data_path)
   [ "$got" = "$want" ] || fail "data path is $got, want $want ($(json_string "$1" data_path_detail))"
 }
+
+# volume_field KEY: KEY of the (only) volume, from ublkgw list --json.
+volume_field() {
+  ublkgw list --json >/tmp/list.json || fail "ublkgw list failed"
+  json_string /tmp/list.json "$1"
+}
+# wait_for_health HEALTH SECONDS (HEALTH_OK, HEALTH_RECONNECTING, ...)
+wait_for_health() {
+  local deadline=$(( $(date +%s) + $2 ))
+  until [ "$(volume_field health)" = "$1" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] ||
+      fail "health is $(volume_field health), not $1, after $2 s: $(volume_field health_detail)"
+    usleep 50000
+  done
+}
+# wait_for_progress N SECONDS PID: until the volume has completed N more
+# requests; fails if process PID (the load) ends first.
+wait_for_progress() {
+  local target=$(( $(volume_field completed_requests) + $1 ))
+  local deadline=$(( $(date +%s) + $2 ))
+  while [ "$(volume_field completed_requests)" -lt "$target" ]; do
+    kill -0 "$3" 2>/dev/null || fail "the load ended before $target requests completed"
+    [ "$(date +%s)" -lt "$deadline" ] || fail "no progress to $target requests in $2 s"
+    usleep 100000
+  done
+}
+# reconnects DEV: the volume's reconnect count.
+reconnects() {
+  ublkgw stats "$1" --json >/tmp/stats.json || fail "ublkgw stats failed"
+  local n
+  n=$(sed -n 's/.*"reconnects": "\([0-9]*\)".*/\1/p' /tmp/stats.json | head -n1)
+  echo "${n:-0}"  # proto JSON leaves zeros out
+}
+
+# fault_cycles N BREAK HEAL PID: N times, once the volume has made progress
+# under the load PID (e.g. fio): runs the command BREAK, waits until the
+# volume says reconnecting, runs HEAL, waits until it is ok again.
+fault_cycles() {
+  local i=0
+  while [ $i -lt "$1" ]; do
+    i=$((i + 1))
+    wait_for_progress 1500 120 "$4"
+    $2
+    wait_for_health HEALTH_RECONNECTING 20
+    $3
+    wait_for_health HEALTH_OK 30
+    log "$2 $i: the volume reconnected"
+  done
+}
+
+# check_load_clean PID FIO_OUTPUT: the fio run PID ended without an error,
+# fio counted none, and the volume failed no request.
+check_load_clean() {
+  wait "$1" || { cat "$2"; fail "fio saw an error"; }
+  grep -q 'err= 0' "$2" || fail "fio reported errors: $(cat "$2")"
+  [ "$(volume_field failed_requests)" = 0 ] || fail "requests failed: $(cat /tmp/list.json)"
+}

@@ -3,18 +3,21 @@
 # random writes with crc32c checksums, then a separate read-back pass that
 # verifies them; then detach (forced) while fio is running: fio ends with
 # errors, nothing hangs, and the device is gone.
-# Usage: attach-fio.sh ASK EXPECT: the --data-path to ask for (auto, copy,
-# zero-copy) and the one the volume must get.
+# Usage: attach-fio.sh ASK EXPECT [DETAIL [UBLKGWD_ARGS...]]: the
+# --data-path to ask for (auto, copy, zero-copy), the one the volume must
+# get, words its data_path_detail must hold, and flags for the daemon.
 . /lib/ublkgw/guest-lib.sh
 fio=/usr/local/bin/fio
 ask=${1:?--data-path to ask for}
 expect=${2:?data path the volume must get}
+want_detail=${3:-}
+shift 2; [ $# -gt 0 ] && shift
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
 nbdkit -f -i 127.0.0.1 -p 10809 memory 256M >/out/nbdkit.log 2>&1 &
 wait_for_listen 10809 20
-ublkgwd >/out/ublkgwd.log 2>&1 &
+ublkgwd "$@" >/out/ublkgwd.log 2>&1 &
 daemon=$!
 wait_for_path /run/ublkgw/ublkgw.sock 20
 
@@ -22,6 +25,10 @@ dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 128 --data-path "$
   fail "attach failed"
 ublkgw list --json >/out/list-attached.json
 check_data_path /out/list-attached.json "$expect"
+if [ -n "$want_detail" ]; then
+  grep -q "$want_detail" /out/list-attached.json ||
+    fail "data path is not '$want_detail': $(json_string /out/list-attached.json data_path_detail)"
+fi
 log "attached $dev ($expect data path)"
 
 $fio --name=write --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite \

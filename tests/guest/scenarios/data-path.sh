@@ -12,13 +12,18 @@
 #  - file-ops: the zero-copy checks with SEND and RECV ruled out
 #    (ublkgwd --disable-socket-ops send,recv), so writes go with
 #    WRITE_FIXED and reads with READ_FIXED, as on 6.16 to 7.1.
-# Usage: data-path.sh zero-copy|copy|file-ops   (what auto should choose)
+#  - explicit: as on 6.15, which has those ops and no auto registration
+#    (ublkgwd --disable-ublk-features auto-buf-reg as well): each request's
+#    buffer is registered with REGISTER_IO_BUF and unregistered before its
+#    commit.
+# Usage: data-path.sh zero-copy|copy|file-ops|explicit   (what auto should choose)
 . /lib/ublkgw/guest-lib.sh
 expect=$1
 daemon_args=
-if [ "$expect" = file-ops ]; then
-  daemon_args="--disable-socket-ops send,recv"
-fi
+case "$expect" in
+  file-ops) daemon_args="--disable-socket-ops send,recv" ;;
+  explicit) daemon_args="--disable-socket-ops send,recv --disable-ublk-features auto-buf-reg" ;;
+esac
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
@@ -76,10 +81,18 @@ grep -q '"zero-copy"' /out/daemon-info.json || fail "daemon-info does not offer 
 dev=$(ublkgw attach nbd://127.0.0.1:10809/disk) || fail "attach failed"
 ublkgw list --json >/out/list.json
 check_data_path /out/list.json zero-copy
-if [ "$expect" = file-ops ]; then
-  grep -q 'writes sent with WRITE_FIXED, reads received with READ_FIXED' /out/list.json ||
-    fail "not the file ops: $(json_string /out/list.json data_path_detail)"
-fi
+detail=$(json_string /out/list.json data_path_detail)
+case "$expect" in
+  file-ops|explicit)
+    echo "$detail" | grep -q 'writes sent with WRITE_FIXED, reads received with READ_FIXED' ||
+      fail "not the file ops: $detail" ;;
+esac
+case "$expect" in
+  explicit) want='registered with REGISTER_IO_BUF' ;;
+  *) want='registered by the driver' ;;
+esac
+echo "$detail" | grep -q "$want" || fail "buffers not $want: $detail"
+
 ublkgw list | tee /out/list.txt
 grep -q ' zero-copy ' /out/list.txt || fail "list does not show zero-copy"
 

@@ -31,6 +31,16 @@ TEST(DaemonOptionsTest, UnknownSocketOpsAreRefusedByName) {
                              HasSubstr("send-zc"))));
 }
 
+TEST(DaemonOptionsTest, UnknownUblkFeaturesAreRefusedByName) {
+  DaemonOptions o;
+  o.disabled_ublk_features = "auto-buf-reg";
+  EXPECT_THAT(CheckDaemonOptions(o), IsOk());
+  o.disabled_ublk_features = "auto-buf-reg,autobufreg";
+  EXPECT_THAT(CheckDaemonOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("--disable-ublk-features"), HasSubstr("'autobufreg'"))));
+}
+
 TEST(DaemonOptionsTest, PlaintextTcpIsRefused) {
   DaemonOptions o;
   o.listen = "127.0.0.1:7443";

@@ -113,6 +113,42 @@ TEST(ChooseDataPathTest, NoAutoBufRegMeansCopy) {
                        AllOf(HasSubstr("UBLK_F_AUTO_BUF_REG"), HasSubstr("--data-path"))));
 }
 
+TEST(ChooseDataPathTest, SupportZeroCopyWithoutAutoBufRegRegistersPerRequest) {
+  // 6.15: REGISTER_IO_BUF, but no auto registration; the socket ops of
+  // 6.15 to 7.1.
+  constexpr uint64_t k615 = 0x7fe | ublk::kFSupportZeroCopy;
+  auto plan = ChooseDataPath(DataPathMode::kAuto, k615, NoSendRecvFlag(), {}, true);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_TRUE(plan->zero_copy);
+  EXPECT_EQ(plan->registration, BufferRegistration::kExplicit);
+  EXPECT_EQ(plan->WriteOpFor(4096), WriteOp::kWriteFixed);
+  EXPECT_EQ(plan->read, ReadOp::kReadFixed);
+  EXPECT_THAT(plan->detail, HasSubstr("REGISTER_IO_BUF"));
+  // Where the driver offers both, it registers: one op fewer per request.
+  auto both = ChooseDataPath(DataPathMode::kAuto, k615 | kAutoBufReg, Everything());
+  ASSERT_THAT(both, IsOk());
+  EXPECT_EQ(both->registration, BufferRegistration::kAuto);
+  EXPECT_THAT(both->detail, HasSubstr("registered by the driver"));
+}
+
+TEST(ChooseDataPathTest, RulingOutUblkFeaturesChoosesLikeOlderDrivers) {
+  auto no_auto = ParseUblkFeatures("auto-buf-reg");
+  ASSERT_THAT(no_auto, IsOkAndHolds(ublk::kFAutoBufReg));
+  constexpr uint64_t k72 = 0xfffff;  // sid's 7.2
+  auto plan = ChooseDataPath(DataPathMode::kAuto, k72 & ~*no_auto, Everything());
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->registration, BufferRegistration::kExplicit);
+  auto neither = ParseUblkFeatures("UBLK_F_AUTO_BUF_REG,zero-copy");
+  ASSERT_THAT(neither, IsOkAndHolds(ublk::kFAutoBufReg | ublk::kFSupportZeroCopy));
+  auto copy = ChooseDataPath(DataPathMode::kAuto, k72 & ~*neither, Everything());
+  ASSERT_THAT(copy, IsOk());
+  EXPECT_FALSE(copy->zero_copy);
+  EXPECT_THAT(ParseUblkFeatures(""), IsOkAndHolds(0u));
+  EXPECT_THAT(ParseUblkFeatures("user-recovery"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("'user-recovery'"), HasSubstr("auto-buf-reg"))));
+}
+
 TEST(ChooseDataPathTest, NoWayToReceiveIntoAFixedBufferMeansCopy) {
   FixedBufferSupport s = Everything();
   s.recv = s.read_fixed = false;

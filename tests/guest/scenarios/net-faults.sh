@@ -1,0 +1,70 @@
+#!/bin/sh
+# Guest scenario: the network between ublkgw and its server fails. The
+# server (nbdkit, file plugin) runs in a network namespace of its own
+# behind a veth pair (10.77.0.2; ublkgw at 10.77.0.1):
+#  1. fio (2 queues, random 4k writes with crc32c, each pass read back and
+#     verified) while the link is taken down until the I/O timeout (2 s)
+#     drops the connections, then up again, 5 times: each cut is seen
+#     (reconnecting) and healed (ok); fio ends with no error.
+#  2. netem on the link, 10 ms delay and 2% loss: fio with verify passes.
+# Usage: net-faults.sh
+. /lib/ublkgw/guest-lib.sh
+fio=/usr/local/bin/fio
+ip=/usr/local/bin/ip
+tc=/usr/local/bin/tc
+
+load_module ublk_drv
+load_module veth
+load_module sch_netem
+wait_for_path /dev/ublk-control 10
+$ip link set lo up
+$ip netns add srv || fail "ip netns add failed"
+$ip link add gw0 type veth peer name srv0 || fail "no veth pair"
+$ip link set srv0 netns srv
+$ip addr add 10.77.0.1/24 dev gw0
+$ip link set gw0 up
+$ip netns exec srv $ip link set lo up
+$ip netns exec srv $ip addr add 10.77.0.2/24 dev srv0
+$ip netns exec srv $ip link set srv0 up
+truncate -s 256M /tmp/disk.img
+$ip netns exec srv nbdkit -f -i 10.77.0.2 -p 10809 file /tmp/disk.img >/out/nbdkit.log 2>&1 &
+deadline=$(( $(date +%s) + 30 ))
+until ublkgw info nbd://10.77.0.2/ --timeout 2 >/dev/null 2>&1; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "nbdkit in the namespace does not answer after 30 s"
+  usleep 200000
+done
+
+ublkgwd --state-dir '' --io-timeout 2 --reconnect-deadline 60 >/out/ublkgwd.log 2>&1 &
+daemon=$!
+wait_for_path /run/ublkgw/ublkgw.sock 20
+dev=$(ublkgw attach nbd://10.77.0.2/ --queues 2 --depth 64) || fail "attach failed"
+
+# 1. Five link cuts under fio.
+$fio --name=cuts --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
+  --iodepth=32 --numjobs=2 --offset_increment=128M --size=32M --eta=never \
+  --verify=crc32c --do_verify=1 --verify_fatal=1 --loops=3 --group_reporting \
+  --output=/out/fio-cuts.txt &
+fio_pid=$!
+cut_link() { $ip link set gw0 down; }
+heal_link() { $ip link set gw0 up; }
+fault_cycles 5 cut_link heal_link "$fio_pid"
+check_load_clean "$fio_pid" /out/fio-cuts.txt
+n=$(reconnects "$dev")
+[ "$n" -ge 5 ] || fail "$n reconnects after 5 link cuts, want 5 or more"
+log "5 link cuts under fio: 0 errors, data verified, $n reconnects"
+
+# 2. A slow, lossy path.
+$tc qdisc add dev gw0 root netem delay 10ms loss 2% || fail "no netem"
+$fio --name=netem --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=16k \
+  --iodepth=16 --numjobs=2 --offset_increment=128M --size=16M --eta=never \
+  --verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting \
+  --output=/out/fio-netem.txt || { cat /out/fio-netem.txt; fail "fio failed over netem"; }
+grep -q 'err= 0' /out/fio-netem.txt || fail "fio reported errors over netem"
+[ "$(volume_field failed_requests)" = 0 ] || fail "requests failed over netem: $(cat /tmp/list.json)"
+$tc qdisc del dev gw0 root
+log "netem (10 ms, 2% loss): fio with verify passed"
+
+ublkgw detach "$dev" || fail "detach failed"
+kill -TERM $daemon
+wait $daemon || fail "ublkgwd exited $?"
+log "ok"

@@ -1,0 +1,98 @@
+// A queue reconnects with capped, jittered backoff, and only to an export
+// that can still serve the device it backs.
+#include "engine/reconnect.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nbd/wire.h"
+#include "testing/status_matchers.h"
+
+namespace ublkgw::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using ::ublkgw::testing::IsOk;
+using ::ublkgw::testing::StatusIs;
+
+TEST(BackoffDelayTest, DoublesUpToTheCapWithEqualJitter) {
+  ReconnectPolicy p;
+  p.backoff_min = absl::Milliseconds(100);
+  p.backoff_max = absl::Seconds(1);
+  EXPECT_EQ(BackoffDelay(p, 1, 0.0), absl::Milliseconds(50));
+  EXPECT_EQ(BackoffDelay(p, 1, 1.0), absl::Milliseconds(100));
+  EXPECT_EQ(BackoffDelay(p, 2, 1.0), absl::Milliseconds(200));
+  EXPECT_EQ(BackoffDelay(p, 4, 1.0), absl::Milliseconds(800));
+  EXPECT_EQ(BackoffDelay(p, 5, 1.0), absl::Seconds(1));     // capped
+  EXPECT_EQ(BackoffDelay(p, 1000, 0.5), absl::Milliseconds(750));  // no overflow
+  EXPECT_EQ(BackoffDelay(p, 5, 7.0), absl::Seconds(1));     // a bad draw is clamped
+}
+
+nbd::ExportInfo Export() {
+  nbd::ExportInfo e;
+  e.size = 1 << 30;
+  e.flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua | nbd::kFlagSendTrim |
+            nbd::kFlagCanMultiConn;
+  e.mode = nbd::HeaderMode::kStructured;
+  e.max_payload = 32 << 20;
+  return e;
+}
+
+DeviceShape Shape() {
+  DeviceShape d;
+  d.size = 1 << 30;
+  d.queues = 2;
+  d.max_io_bytes = 512 * 1024;
+  return d;
+}
+
+TEST(CheckReconnectedExportTest, TheSameExportOrABiggerOneIsFine) {
+  EXPECT_THAT(CheckReconnectedExport(Export(), Export(), Shape()), IsOk());
+  nbd::ExportInfo bigger = Export();
+  bigger.size *= 2;
+  bigger.flags |= nbd::kFlagSendWriteZeroes;  // more offered is fine
+  EXPECT_THAT(CheckReconnectedExport(Export(), bigger, Shape()), IsOk());
+}
+
+TEST(CheckReconnectedExportTest, EachIncompatibleChangeIsNamed) {
+  auto refused = [](nbd::ExportInfo now, DeviceShape shape, const char* why) {
+    EXPECT_THAT(CheckReconnectedExport(Export(), now, shape),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(why)))
+        << why;
+  };
+  nbd::ExportInfo e = Export();
+  e.size -= 4096;
+  refused(e, Shape(), "1073737728 bytes");
+  e = Export();
+  e.flags |= nbd::kFlagReadOnly;
+  refused(e, Shape(), "read-only");
+  e.flags &= ~nbd::kFlagSendFlush;
+  e.flags &= ~nbd::kFlagReadOnly;
+  refused(e, Shape(), "FLUSH");
+  e = Export();
+  e.flags &= ~nbd::kFlagCanMultiConn;
+  refused(e, Shape(), "CAN_MULTI_CONN");
+  e = Export();
+  e.mode = nbd::HeaderMode::kSimple;
+  refused(e, Shape(), "reply format");
+  e = Export();
+  e.min_block = 4096;
+  refused(e, Shape(), "minimum block");
+  e = Export();
+  e.max_payload = 64 * 1024;
+  refused(e, Shape(), "maximum payload");
+}
+
+TEST(CheckReconnectedExportTest, WhatTheDeviceNeverUsesMayChange) {
+  nbd::ExportInfo e = Export();
+  e.flags |= nbd::kFlagReadOnly;
+  e.flags &= ~nbd::kFlagCanMultiConn;
+  DeviceShape shape = Shape();
+  shape.read_only = true;
+  shape.queues = 1;
+  shape.size = 4096;  // shrunk by a resize
+  e.size = 8192;
+  EXPECT_THAT(CheckReconnectedExport(Export(), e, shape), IsOk());
+}
+
+}  // namespace
+}  // namespace ublkgw::engine
