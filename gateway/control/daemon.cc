@@ -234,7 +234,7 @@ void Daemon::Stop() {
   // stopped reading) are cancelled, so a stop never hangs.
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   metrics_.reset();
-  if (volumes_) volumes_->Shutdown(/*force=*/false);
+  if (volumes_) volumes_->Shutdown(options_.keep_devices_on_stop ? OnStop::kKeep : OnStop::kDetach);
   if (serving_socket_) {  // never another daemon's
     std::error_code ec;
     std::filesystem::remove(options_.socket, ec);

@@ -33,6 +33,9 @@ struct DaemonOptions {
   std::string disabled_socket_ops;            // e.g. "send,recv"; see ManagerOptions
   std::string disabled_ublk_features;         // e.g. "auto-buf-reg"; likewise
   engine::ReconnectPolicy reconnect;          // see ManagerOptions
+  // Stop (SIGTERM, SIGINT): detach every device, or leave each waiting in
+  // the kernel for the next daemon to take over (upgrades, restarts).
+  bool keep_devices_on_stop = false;
 };
 
 // INVALID_ARGUMENT naming the problem and the fix: a TCP listener without

@@ -1,6 +1,7 @@
 // ublkgwd: the ublkgw daemon. Serves the ublkgw.v1 gRPC API and hosts every
-// attached volume. SIGTERM or SIGINT detaches every volume and exits; the
-// record of them stays, so the next ublkgwd attaches them again.
+// attached volume. SIGTERM or SIGINT detaches every volume (or, with
+// --on-stop keep, leaves each for the next daemon) and exits; the record of
+// them stays, so the next ublkgwd attaches them again, or takes them over.
 #include <pthread.h>
 #include <signal.h>
 
@@ -49,10 +50,11 @@ int main(int argc, char** argv) {
                  "the kernel lacked them (send, send-zc, recv, write-fixed, read-fixed; "
                  "comma-separated). 'send,recv' makes a 7.2+ kernel use what 6.16 to 7.1 offer");
   app.add_option("--disable-ublk-features", o.disabled_ublk_features,
-                 "choose data paths as if the ublk driver lacked these features (auto-buf-reg, "
-                 "zero-copy; comma-separated). 'auto-buf-reg' makes a 6.16+ driver register "
-                 "request buffers the way 6.15 does (REGISTER_IO_BUF per request); adding "
-                 "'zero-copy' leaves only the copy path");
+                 "make devices as if the ublk driver lacked these features (auto-buf-reg, "
+                 "zero-copy, user-recovery; comma-separated). 'auto-buf-reg' makes a 6.16+ "
+                 "driver register request buffers the way 6.15 does (REGISTER_IO_BUF per "
+                 "request); adding 'zero-copy' leaves only the copy path; 'user-recovery' "
+                 "makes devices that go away with the daemon");
   double io_timeout_s = absl::ToDoubleSeconds(o.reconnect.io_timeout);
   double deadline_s = absl::ToDoubleSeconds(o.reconnect.reconnect_deadline);
   bool stop_at_deadline = false;
@@ -69,6 +71,16 @@ int main(int argc, char** argv) {
   app.add_flag("--stop-reconnecting-at-deadline", stop_at_deadline,
                "after the reconnect deadline, stop trying (the device fails I/O until "
                "detached) rather than serve again when the server is back");
+  std::string on_stop = "detach";
+  app.add_option("--on-stop", on_stop,
+                 "what SIGTERM/SIGINT does with the volumes: 'detach' removes each device "
+                 "(requests in flight finish first; the next ublkgwd attaches them again); "
+                 "'keep' leaves each device in the kernel, its I/O waiting, for the next "
+                 "ublkgwd to take over: nothing mounted on it notices (for upgrades and "
+                 "restarts; what the Kubernetes DaemonSet uses). A crashed daemon's devices "
+                 "wait the same way. 'ublkgw detach' always removes")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"detach", "keep"}));
   app.footer(
       "Examples:\n"
       "  ublkgwd\n"
@@ -88,6 +100,7 @@ int main(int argc, char** argv) {
   o.reconnect.io_timeout = absl::Seconds(io_timeout_s);
   o.reconnect.reconnect_deadline = absl::Seconds(deadline_s);
   o.reconnect.keep_reconnecting = !stop_at_deadline;
+  o.keep_devices_on_stop = on_stop == "keep";
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
 
@@ -110,7 +123,10 @@ int main(int argc, char** argv) {
   }
   int sig = 0;
   sigwait(&stop, &sig);
-  LOG(INFO) << "signal " << sig << ": detaching every volume (records kept) and exiting";
+  LOG(INFO) << "signal " << sig << ": "
+            << (o.keep_devices_on_stop ? "leaving every volume for the next ublkgwd"
+                                       : "detaching every volume (records kept)")
+            << " and exiting";
   (*daemon)->Stop();
   return 0;
 }

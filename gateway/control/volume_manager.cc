@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -70,7 +71,7 @@ VolumeManager::VolumeManager(ManagerOptions options) : options_(std::move(option
   if (!options_.state_dir.empty()) store_.emplace(options_.state_dir);
 }
 
-VolumeManager::~VolumeManager() { Shutdown(/*force=*/true); }
+VolumeManager::~VolumeManager() { Shutdown(OnStop::kForceDetach); }
 
 absl::StatusOr<ublk::ControlDevice*> VolumeManager::Control() {
   if (!control_.has_value()) {
@@ -109,7 +110,10 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
     v.set_data_path(asked.data_path());  // as asked: auto is decided at attach
     v.set_read_only(asked.read_only());
     v.set_health(v1::HEALTH_RESTORING);
-    std::string detail = "recorded, not attached yet";
+    std::string detail = entry.left_in_kernel
+                             ? "left in the kernel by the previous ublkgwd, being taken over "
+                               "(its I/O waits)"
+                             : "recorded, not attached yet";
     if (!entry.restore_error.empty()) absl::StrAppend(&detail, ": ", entry.restore_error);
     if (entry.next_try != absl::InfiniteFuture()) {
       const absl::Duration wait = std::max(entry.next_try - absl::Now(), absl::ZeroDuration());
@@ -191,6 +195,19 @@ absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::CreateDevice(
   return engine::Device::Create(**ctrl, options, *std::move(connected));
 }
 
+absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::AdoptDevice(
+    engine::AttachOptions options, uint32_t id, absl::StatusOr<engine::ConnectedExport> connected) {
+  if (!connected.ok()) return connected.status();
+  options.device_id = id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("the daemon is stopping");
+  }
+  auto ctrl = Control();
+  if (!ctrl.ok()) return ctrl.status();
+  return engine::Device::Adopt(**ctrl, options, *std::move(connected));
+}
+
 absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& request) {
   auto options = Validate(request);
   if (!options.ok()) return options.status();
@@ -221,6 +238,7 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
   entry.record.set_device_id(id);
   *entry.record.mutable_request() = request;
   entry.record.set_attached_unix_time_ns(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  RecordServer(entry.record, **device);
   entry.device = *std::move(device);
   v1::Volume volume = Describe(id, entry);
   {
@@ -240,17 +258,63 @@ absl::Status VolumeManager::Detach(const v1::DetachRequest& request) {
   if (!ref.ok()) return ref.status();
   absl::MutexLock ctrl_lock(&ctrl_mu_);
   std::unique_ptr<engine::Device> device;
+  v1::AttachmentRecord record;
   {
     absl::MutexLock lock(&mu_);
     auto it = Find(*ref);
     if (it == volumes_.end()) return NotFound(*ref);
     device = std::move(it->second.device);
+    record = it->second.record;
     volumes_.erase(it);
   }
   // Forget it first: whatever happens next, it is not to come back.
   absl::Status saved = SaveRecords();
-  absl::Status s = device ? device->Detach(request.force()) : absl::OkStatus();
+  absl::Status s = device ? device->Detach(request.force()) : RemoveLeftDevice(record);
   return s.ok() ? saved : s;
+}
+
+void VolumeManager::RecordServer(v1::AttachmentRecord& record, const engine::Device& device) {
+  record.set_server_pid(static_cast<uint32_t>(getpid()));
+  record.set_queues(device.queues());
+}
+
+absl::StatusOr<std::optional<ublk::ublksrv_ctrl_dev_info>> VolumeManager::LeftDevice(
+    const v1::AttachmentRecord& record) {
+  if (record.server_pid() == 0) return std::nullopt;  // an older daemon's record
+  auto ctrl = Control();
+  if (!ctrl.ok()) return ctrl.status();
+  const uint32_t id = record.device_id();
+  auto dev = (*ctrl)->GetDevInfo(id);
+  if (!dev.ok()) return std::nullopt;  // gone (ENODEV): made again
+  // The kernel reports the pid of a server that is gone as -1 (6.15+) or
+  // keeps the old one (before); any other pid is another server's device.
+  const bool ours = dev->ublksrv_pid == static_cast<int32_t>(record.server_pid()) ||
+                    dev->ublksrv_pid <= 0;
+  if (!ours || (dev->flags & ublk::kFUserRecovery) == 0 || dev->nr_hw_queues != record.queues()) {
+    return std::nullopt;
+  }
+  switch (static_cast<ublk::DevState>(dev->state)) {
+    case ublk::DevState::kQuiesced:
+    case ublk::DevState::kFailIo:
+      return std::optional(*dev);
+    case ublk::DevState::kLive:
+      return absl::UnavailableError(absl::StrCat(
+          "the previous ublkgwd (pid ", record.server_pid(), ") still holds ",
+          ublk::BlockDevicePath(id), "; waiting for the kernel to see it gone"));
+    default:
+      return std::nullopt;  // stopped: made again
+  }
+}
+
+absl::Status VolumeManager::RemoveLeftDevice(const v1::AttachmentRecord& record) {
+  auto left = LeftDevice(record);
+  if ((left.ok() && !left->has_value()) || !control_.has_value()) return absl::OkStatus();
+  // Its waiting requests fail with EIO; DEL_DEV waits for /dev/ublkcN.
+  const uint32_t id = record.device_id();
+  LOG(INFO) << "removing " << ublk::BlockDevicePath(id) << ", left by the previous ublkgwd";
+  absl::Status stopped = control_->StopDev(id);
+  absl::Status deleted = control_->DelDev(id);
+  return stopped.ok() ? deleted : stopped;
 }
 
 std::vector<v1::Volume> VolumeManager::List() {
@@ -438,38 +502,62 @@ void VolumeManager::RestoreOne(uint32_t id) {
     options->tuning = options_.tuning;
     options->reconnect = options_.reconnect;
   }
+  // A device the previous daemon left in the kernel is taken over with as
+  // many connections as it has queues; otherwise one is made.
+  absl::StatusOr<std::optional<ublk::ublksrv_ctrl_dev_info>> left = std::nullopt;
   absl::StatusOr<engine::ConnectedExport> connected = absl::UnknownError("not connected");
   if (!options.ok()) {
     connected = options.status();
   } else if (absl::Status control = CheckControl(); !control.ok()) {
     connected = control;
   } else {
-    connected = engine::Device::Connect(*options);
+    {
+      absl::MutexLock ctrl_lock(&ctrl_mu_);
+      left = LeftDevice(record);
+    }
+    if (!left.ok()) {
+      connected = left.status();
+    } else {
+      if (left->has_value()) {
+        options->queues = static_cast<uint16_t>((*left)->nr_hw_queues);
+        options->depth = (*left)->queue_depth;
+      }
+      connected = engine::Device::Connect(*options);
+    }
   }
+  const bool adopting = left.ok() ? left->has_value() : absl::IsUnavailable(left.status());
   absl::MutexLock ctrl_lock(&ctrl_mu_);
   {
     absl::MutexLock lock(&mu_);
     auto it = volumes_.find(id);
     if (stopping_ || it == volumes_.end() || it->second.device != nullptr) return;
+    it->second.left_in_kernel = adopting;
   }
-  auto device = options.ok() ? CreateDevice(*options, id, std::move(connected))
-                             : absl::StatusOr<std::unique_ptr<engine::Device>>(options.status());
-  bool moved = false;
+  auto device = !options.ok() ? absl::StatusOr<std::unique_ptr<engine::Device>>(options.status())
+                : adopting && left.ok() ? AdoptDevice(*options, id, std::move(connected))
+                                        : CreateDevice(*options, id, std::move(connected));
   {
     absl::MutexLock lock(&mu_);
     Entry& entry = volumes_.at(id);  // only Detach (under ctrl_mu_) removes it
     if (!device.ok()) {
+      // A device waiting in the kernel holds its I/O: try it again soon.
+      const absl::Duration cap = adopting ? std::min(options_.restore_backoff_max, absl::Seconds(5))
+                                          : options_.restore_backoff_max;
+      entry.backoff = std::min(entry.backoff, cap);
       entry.restore_error = std::string(device.status().message());
       entry.next_try = absl::Now() + entry.backoff;
-      LOG(WARNING) << "restoring " << record.request().uri() << " as "
-                   << ublk::BlockDevicePath(id) << ": " << device.status() << "; retrying in "
-                   << absl::FormatDuration(entry.backoff);
-      entry.backoff = std::min(entry.backoff * 2, options_.restore_backoff_max);
+      LOG(WARNING) << (adopting ? "taking over " : "restoring ") << record.request().uri()
+                   << " as " << ublk::BlockDevicePath(id) << ": " << device.status()
+                   << "; retrying in " << absl::FormatDuration(entry.backoff);
+      entry.backoff = std::min(entry.backoff * 2, cap);
       return;
     }
     const uint32_t got = (*device)->id();
-    LOG(INFO) << "restored " << record.request().uri() << " as " << (*device)->block_path();
+    LOG(INFO) << (adopting ? "took over " : "restored ") << record.request().uri() << " as "
+              << (*device)->block_path();
     entry.restore_error.clear();
+    entry.left_in_kernel = false;
+    RecordServer(entry.record, **device);
     entry.device = *std::move(device);
     if (got != id) {
       // Its old id was taken meanwhile: it lives on under the new one
@@ -478,10 +566,9 @@ void VolumeManager::RestoreOne(uint32_t id) {
       volumes_.erase(id);
       renamed.record.set_device_id(got);
       volumes_[got] = std::move(renamed);
-      moved = true;
     }
   }
-  if (moved) (void)SaveRecords();
+  (void)SaveRecords();  // the new id, and this daemon as the server
 }
 
 void VolumeManager::RestoreLoop() {
@@ -497,7 +584,7 @@ void VolumeManager::RestoreLoop() {
   }
 }
 
-void VolumeManager::Shutdown(bool force) {
+void VolumeManager::Shutdown(OnStop how) {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -516,7 +603,12 @@ void VolumeManager::Shutdown(bool force) {
   // server held one up), the rest are forced, so stopping stays bounded.
   const absl::Time grace_end = absl::Now() + engine::kGracefulStopTimeout;
   for (auto& device : devices) {
-    const bool forced = force || absl::Now() >= grace_end;
+    if (how == OnStop::kKeep) {
+      absl::Status s = device->Leave();
+      if (s.ok()) continue;
+      LOG(WARNING) << s << ": detaching it";
+    }
+    const bool forced = how == OnStop::kForceDetach || absl::Now() >= grace_end;
     if (absl::Status s = device->Detach(forced); !s.ok()) {
       LOG(ERROR) << "detaching " << device->block_path() << ": " << s;
     }

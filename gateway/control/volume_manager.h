@@ -60,6 +60,14 @@ struct ManagerOptions {
   engine::ReconnectPolicy reconnect;
 };
 
+// What stopping the daemon does with its devices.
+enum class OnStop {
+  kDetach,       // graceful detaches sharing one grace period
+  kForceDetach,  // requests in flight fail at once
+  kKeep,         // each device waits in the kernel for the next daemon
+                 // (those made without user recovery are detached)
+};
+
 // Thread-safe.
 class VolumeManager {
  public:
@@ -93,18 +101,22 @@ class VolumeManager {
   absl::Status LoadRecords();
   // Re-attaches the recorded volumes in the background: one that fails
   // (its server is down, say) is retried with backoff until it attaches or
-  // an operator detaches it.
+  // an operator detaches it. A volume whose device the previous daemon
+  // left in the kernel is taken over (engine::Device::Adopt), so its
+  // /dev/ublkbN and whatever is mounted on it never go away.
   void StartRestorer();
-  // Detaches every device (the daemon is stopping); records are kept, so
-  // the next daemon attaches them again. Graceful detaches share one grace
-  // period (engine::kGracefulStopTimeout); later ones are forced.
-  void Shutdown(bool force);
+  // Detaches or leaves every device (the daemon is stopping); records are
+  // kept, so the next daemon attaches them again, or takes them over.
+  // Graceful detaches share one grace period (engine::kGracefulStopTimeout);
+  // later ones are forced.
+  void Shutdown(OnStop how);
 
  private:
   struct Entry {
     v1::AttachmentRecord record;             // what the operator asked for
     std::unique_ptr<engine::Device> device;  // null while restoring
     std::string restore_error;               // the last failed attempt
+    bool left_in_kernel = false;             // its device waits to be taken over
     absl::Time next_try;
     absl::Duration backoff;
   };
@@ -128,6 +140,22 @@ class VolumeManager {
   absl::StatusOr<std::unique_ptr<engine::Device>> CreateDevice(
       engine::AttachOptions options, std::optional<uint32_t> id,
       absl::StatusOr<engine::ConnectedExport> connected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  // The device the previous daemon left in the kernel for `record` (made
+  // with user recovery, by the recorded pid, with the recorded queues, now
+  // quiesced), if any. UNAVAILABLE while that daemon still serves it.
+  absl::StatusOr<std::optional<ublk::ublksrv_ctrl_dev_info>> LeftDevice(
+      const v1::AttachmentRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  // Sets the record's server pid and queues from the device that serves it.
+  static void RecordServer(v1::AttachmentRecord& record, const engine::Device& device);
+  // Takes over the device `id` the previous daemon left, for an export
+  // connected without locks.
+  absl::StatusOr<std::unique_ptr<engine::Device>> AdoptDevice(
+      engine::AttachOptions options, uint32_t id,
+      absl::StatusOr<engine::ConnectedExport> connected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  // Stops and deletes a device left in the kernel for `record` (detached
+  // before it was taken over).
+  absl::Status RemoveLeftDevice(const v1::AttachmentRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
   void RestoreLoop();
   // One attempt at the due restoring volumes; returns the next due time.
   absl::Time RestoreDue();

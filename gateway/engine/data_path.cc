@@ -183,11 +183,13 @@ absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
       mask |= ublk::kFAutoBufReg;
     } else if (name == "zero-copy" || name == "UBLK_F_SUPPORT_ZERO_COPY") {
       mask |= ublk::kFSupportZeroCopy;
+    } else if (name == "user-recovery" || name == "UBLK_F_USER_RECOVERY") {
+      mask |= ublk::kFUserRecovery | ublk::kFUserRecoveryReissue;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown or unsupported ublk feature '", std::string(name),
-          "': the data path can do without auto-buf-reg (UBLK_F_AUTO_BUF_REG) and "
-          "zero-copy (UBLK_F_SUPPORT_ZERO_COPY)"));
+          "': ublkgwd can do without auto-buf-reg (UBLK_F_AUTO_BUF_REG), zero-copy "
+          "(UBLK_F_SUPPORT_ZERO_COPY) and user-recovery (UBLK_F_USER_RECOVERY)"));
     }
   }
   return mask;

@@ -97,11 +97,13 @@ absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list);
 // `probe` without the operations set in `disabled`.
 FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled);
 
-// ublk features an operator rules out for the data path (ublkgwd
+// ublk features an operator rules out for new devices (ublkgwd
 // --disable-ublk-features), as if GET_FEATURES lacked them: "auto-buf-reg"
 // makes a 6.16+ kernel register buffers the way 6.15 does; "zero-copy" as
-// well leaves only the copy path. Names: auto-buf-reg, zero-copy (or the
-// kernel's UBLK_F_AUTO_BUF_REG, UBLK_F_SUPPORT_ZERO_COPY). Returns the
+// well leaves only the copy path; "user-recovery" makes devices that go
+// away with their daemon. Names: auto-buf-reg, zero-copy, user-recovery
+// (or the kernel's UBLK_F_AUTO_BUF_REG, UBLK_F_SUPPORT_ZERO_COPY,
+// UBLK_F_USER_RECOVERY, which rules out its _REISSUE too). Returns the
 // mask; INVALID_ARGUMENT for any other name.
 absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list);
 

@@ -62,16 +62,11 @@ absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
 }
 
 // The data path for a device whose connections are `socket`, decided
-// before ADD_DEV (zero copy changes the device's flags).
-absl::StatusOr<DataPathPlan> PlanDataPath(ublk::ControlDevice& ctrl, const AttachOptions& options,
-                                          int socket) {
-  if (options.data_path == DataPathMode::kCopy) {
-    return ChooseDataPath(DataPathMode::kCopy, 0, {});
-  }
-  // Drivers before GET_FEATURES (6.4) have none of what zero copy needs.
-  auto features = ctrl.GetFeatures();
-  const DataPathTuning& tuning = options.tuning;
-  const uint64_t have = (features.ok() ? *features : 0) & ~tuning.disabled_ublk_features;
+// before ADD_DEV (zero copy changes the device's flags), from the ublk
+// features `have` and what the fixed-buffer probe proves.
+absl::StatusOr<DataPathPlan> PlanDataPath(DataPathMode mode, uint64_t have,
+                                          const DataPathTuning& tuning, int socket) {
+  if (mode == DataPathMode::kCopy) return ChooseDataPath(DataPathMode::kCopy, 0, {});
   auto family = SocketFamily(socket);
   if (!family.ok()) return family.status();
   auto probe = CachedProbe(*family);
@@ -79,7 +74,7 @@ absl::StatusOr<DataPathPlan> PlanDataPath(ublk::ControlDevice& ctrl, const Attac
     LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
     probe = FixedBufferSupport{};  // nothing proven: zero copy is off
   }
-  return ChooseDataPath(options.data_path, have, WithoutOps(*probe, tuning.disabled_ops),
+  return ChooseDataPath(mode, have, WithoutOps(*probe, tuning.disabled_ops),
                         tuning.send_zc_min_bytes, PeerIsLocal(socket));
 }
 
@@ -89,6 +84,41 @@ uint64_t DeviceFlags(const DataPathPlan& plan) {
   return plan.registration == BufferRegistration::kAuto ? ublk::kFAutoBufReg
                                                         : ublk::kFSupportZeroCopy;
 }
+
+// The kernel's ublk features (none before GET_FEATURES, 6.4), less those
+// the operator ruled out.
+uint64_t OfferedFeatures(ublk::ControlDevice& ctrl, const DataPathTuning& tuning) {
+  auto features = ctrl.GetFeatures();
+  return (features.ok() ? *features : 0) & ~tuning.disabled_ublk_features;
+}
+
+// The data path for a device that already has its flags: a restarted
+// daemon serves it the way its buffers are registered.
+absl::StatusOr<DataPathPlan> PlanForDevice(ublk::ControlDevice& ctrl, const AttachOptions& options,
+                                           uint64_t device_flags, int socket) {
+  constexpr uint64_t kZeroCopyFlags = ublk::kFAutoBufReg | ublk::kFSupportZeroCopy;
+  const uint64_t has = device_flags & kZeroCopyFlags;
+  if (has == 0) return ChooseDataPath(DataPathMode::kCopy, 0, {});
+  auto features = ctrl.GetFeatures();
+  uint64_t offer = features.ok() ? *features : 0;
+  if ((has & ublk::kFAutoBufReg) == 0) offer &= ~ublk::kFAutoBufReg;
+  DataPathTuning tuning = options.tuning;
+  tuning.disabled_ublk_features = 0;  // the device's flags decide
+  auto plan = PlanDataPath(DataPathMode::kZeroCopy, offer, tuning, socket);
+  if (!plan.ok() || DeviceFlags(*plan) != has) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the device was made for zero copy (flags 0x", absl::Hex(has),
+        ") and this daemon cannot serve it that way",
+        plan.ok() ? "" : absl::StrCat(": ", plan.status().message()),
+        "; start ublkgwd without --disable-socket-ops, or detach the volume"));
+  }
+  return plan;
+}
+
+// The recovery flags a device gets where the driver has them: a device
+// that outlives its daemon, with requests in flight at its exit issued
+// again to the next one.
+constexpr uint64_t kRecoveryFlags = ublk::kFUserRecovery | ublk::kFUserRecoveryReissue;
 
 }  // namespace
 
@@ -147,15 +177,15 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   const nbd::ExportInfo& info = connected.info;
   const uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
   const uint32_t max_io = connected.max_io;
-  std::vector<UniqueFd>& sockets = connected.sockets;
-  auto plan = PlanDataPath(ctrl, options, sockets[0].get());
+  const uint64_t offered = OfferedFeatures(ctrl, options.tuning);
+  auto plan = PlanDataPath(options.data_path, offered, options.tuning, connected.sockets[0].get());
   if (!plan.ok()) return plan.status();
   ublk::ublksrv_ctrl_dev_info dev{};
   dev.nr_hw_queues = queues;
   dev.queue_depth = options.depth;
   dev.max_io_buf_bytes = max_io;
   dev.ublksrv_pid = getpid();
-  dev.flags = ublk::kFCmdIoctlEncode | DeviceFlags(*plan);
+  dev.flags = ublk::kFCmdIoctlEncode | DeviceFlags(*plan) | (offered & kRecoveryFlags);
   auto added = AddWithId(ctrl, dev, options);
   if (!added.ok()) return added.status();
   if ((added->flags & DeviceFlags(*plan)) != DeviceFlags(*plan)) {
@@ -168,13 +198,15 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   }
 
   std::unique_ptr<Device> device(new Device(ctrl, added->dev_id));
-  device->info_ = info;
-  device->size_ = info.size;
+  device->recoverable_ = (added->flags & kRecoveryFlags) == kRecoveryFlags;
   device->note_ = connected.note;
-  device->uri_ = connected.uri;
-  device->depth_ = options.depth;
-  device->read_only_ = options.read_only || info.read_only();
-  device->plan_ = *plan;
+  if (!device->recoverable_) {
+    const std::string why =
+        "this kernel's ublk driver cannot hand the device to a restarted daemon (no "
+        "UBLK_F_USER_RECOVERY_REISSUE): if ublkgwd stops or crashes, the device goes away";
+    LOG(WARNING) << ublk::BlockDevicePath(device->id_) << ": " << why;
+    device->note_ += device->note_.empty() ? why : "; " + why;
+  }
   auto fail = [&](absl::Status why) -> absl::Status {
     if (absl::Status s = device->Teardown(/*force=*/true, /*started=*/false); !s.ok()) {
       LOG(ERROR) << "cleaning up ublk device " << device->id_ << ": " << s;
@@ -182,46 +214,9 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
     return why;
   };
   if (absl::Status s = ctrl.SetParams(device->id_, connected.params); !s.ok()) return fail(s);
-  auto char_fd = ublk::OpenCharDevice(device->id_, absl::Seconds(10));
-  if (!char_fd.ok()) return fail(char_fd.status());
-  device->char_fd_ = *std::move(char_fd);
-
-  // Each queue reconnects on its own, to the same export, as long as it can
-  // still serve this device.
-  auto uri = nbd::ParseUri(connected.uri);
-  if (!uri.ok()) return fail(uri.status());
-  const DeviceShape shape{info.size, device->read_only_, queues, max_io};
-  Connector connector = [uri = *uri, timeout = options.connect_timeout, attached = info,
-                         shape](uint64_t device_size) -> absl::StatusOr<UniqueFd> {
-    auto c = ConnectOne(uri, timeout);
-    if (!c.ok()) return c.status();
-    DeviceShape now = shape;
-    now.size = device_size;
-    if (absl::Status s = CheckReconnectedExport(attached, c->second, now); !s.ok()) return s;
-    return std::move(c->first);
-  };
-  const uint32_t generation = 1;
-  for (uint16_t q = 0; q < queues; ++q) {
-    QueueConfig config{q,       options.depth,     max_io,   device->char_fd_.get(),
-                       *plan,   options.reconnect, connector};
-    device->workers_.push_back(
-        std::make_unique<QueueWorker>(config, info, std::move(sockets[q]), generation));
-  }
-  for (auto& worker : device->workers_) {
-    const size_t q = device->threads_.size();
-    device->threads_.emplace_back([w = worker.get(), id = device->id_, q] {
-      // Named for top -H and perf: "ublkb3-q1" serves /dev/ublkb3's queue 1.
-      const std::string name = absl::StrCat("ublkb", id, "-q", q).substr(0, 15);
-      pthread_setname_np(pthread_self(), name.c_str());
-      absl::Status s = w->Run();
-      if (!s.ok()) LOG(ERROR) << "ublk device " << id << ": queue worker: " << s;
-    });
-  }
-  // START_DEV waits for every queue's FETCH_REQs: send it only once each
-  // worker has them in the kernel, or it would wait forever for a queue
-  // that failed to start.
-  for (auto& worker : device->workers_) {
-    if (absl::Status s = worker->WaitReady(absl::Seconds(30)); !s.ok()) return fail(s);
+  const DeviceShape shape{info.size, options.read_only || info.read_only(), queues, max_io};
+  if (absl::Status s = device->StartWorkers(options, connected, *plan, info, shape); !s.ok()) {
+    return fail(s);
   }
   // It returns once the disk is added (its partition scan is served by the
   // workers).
@@ -233,12 +228,136 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   return device;
 }
 
+absl::StatusOr<std::unique_ptr<Device>> Device::Adopt(ublk::ControlDevice& ctrl,
+                                                      const AttachOptions& options,
+                                                      ConnectedExport connected) {
+  if (!options.device_id.has_value()) return absl::InvalidArgumentError("no device to adopt");
+  const uint32_t id = *options.device_id;
+  auto dev = ctrl.GetDevInfo(id);
+  if (!dev.ok()) return dev.status();
+  auto params = ctrl.GetParams(id);
+  if (!params.ok()) return params.status();
+  DeviceNeeds needs = NeedsOfDevice(*dev, *params);
+  const uint16_t queues = dev->nr_hw_queues;
+  if (connected.sockets.size() != queues) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        ublk::BlockDevicePath(id), " has ", queues, " queues but the server gave ",
+        connected.sockets.size(), " connection(s) (does it still set CAN_MULTI_CONN?)"));
+  }
+  needs.needed.mode = connected.info.mode;
+  if (absl::Status s = CheckReconnectedExport(needs.needed, connected.info, needs.shape); !s.ok()) {
+    return s;
+  }
+  auto plan = PlanForDevice(ctrl, options, dev->flags, connected.sockets[0].get());
+  if (!plan.ok()) return plan.status();
+  // Fails while the old daemon still holds /dev/ublkcN (it is exiting).
+  if (absl::Status s = ctrl.StartUserRecovery(id); !s.ok()) return s;
+
+  std::unique_ptr<Device> device(new Device(ctrl, id));
+  device->recoverable_ = true;
+  device->note_ = connected.note;
+  AttachOptions shaped = options;
+  shaped.depth = dev->queue_depth;
+  shaped.read_only = needs.shape.read_only;
+  connected.max_io = dev->max_io_buf_bytes;
+  const nbd::ExportInfo info = connected.info;
+  if (absl::Status s = device->StartWorkers(shaped, connected, *plan, info, needs.shape); !s.ok()) {
+    device->StopWorkers();  // the device waits, quiesced, for the next try
+    return s;
+  }
+  // Held and reissued requests go to the new queues from here on.
+  if (absl::Status s = ctrl.EndUserRecovery(id, getpid()); !s.ok()) {
+    device->StopWorkers();
+    return s;
+  }
+  device->size_ = needs.shape.size;
+  device->attached_ = true;
+  LOG(INFO) << "took over " << device->block_path() << " from the previous ublkgwd: "
+            << connected.uri << " (" << needs.shape.size << " bytes, " << queues
+            << " queue(s) of depth " << dev->queue_depth << "); data path: " << plan->detail;
+  return device;
+}
+
+absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport& connected,
+                                  const DataPathPlan& plan, const nbd::ExportInfo& info,
+                                  const DeviceShape& shape) {
+  info_ = info;
+  size_ = shape.size;
+  uri_ = connected.uri;
+  depth_ = options.depth;
+  read_only_ = shape.read_only;
+  plan_ = plan;
+  auto char_fd = ublk::OpenCharDevice(id_, absl::Seconds(10));
+  if (!char_fd.ok()) return char_fd.status();
+  char_fd_ = *std::move(char_fd);
+
+  // Each queue reconnects on its own, to the same export, as long as it can
+  // still serve this device.
+  auto uri = nbd::ParseUri(connected.uri);
+  if (!uri.ok()) return uri.status();
+  Connector connector = [uri = *uri, timeout = options.connect_timeout, attached = info,
+                         shape](uint64_t device_size) -> absl::StatusOr<UniqueFd> {
+    auto c = ConnectOne(uri, timeout);
+    if (!c.ok()) return c.status();
+    DeviceShape now = shape;
+    now.size = device_size;
+    if (absl::Status s = CheckReconnectedExport(attached, c->second, now); !s.ok()) return s;
+    return std::move(c->first);
+  };
+  const uint32_t generation = 1;
+  for (size_t q = 0; q < connected.sockets.size(); ++q) {
+    QueueConfig config{static_cast<uint16_t>(q), options.depth, connected.max_io, char_fd_.get(),
+                       plan, options.reconnect, connector};
+    workers_.push_back(
+        std::make_unique<QueueWorker>(config, info, std::move(connected.sockets[q]), generation));
+  }
+  for (auto& worker : workers_) {
+    const size_t q = threads_.size();
+    threads_.emplace_back([w = worker.get(), id = id_, q] {
+      // Named for top -H and perf: "ublkb3-q1" serves /dev/ublkb3's queue 1.
+      const std::string name = absl::StrCat("ublkb", id, "-q", q).substr(0, 15);
+      pthread_setname_np(pthread_self(), name.c_str());
+      absl::Status s = w->Run();
+      if (!s.ok()) LOG(ERROR) << "ublk device " << id << ": queue worker: " << s;
+    });
+  }
+  // START_DEV (and END_USER_RECOVERY) wait for every queue's FETCH_REQs:
+  // send them only once each worker has them in the kernel, or they would
+  // wait forever for a queue that failed to start.
+  for (auto& worker : workers_) {
+    if (absl::Status s = worker->WaitReady(absl::Seconds(30)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+void Device::StopWorkers() {
+  for (auto& worker : workers_) worker->ExitNow();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+  workers_.clear();  // their rings close, cancelling their ublk commands
+  char_fd_.Reset();
+}
+
+absl::Status Device::Leave() {
+  if (!attached_) return absl::OkStatus();
+  if (!recoverable_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(block_path(), " cannot outlive its daemon (no user recovery)"));
+  }
+  attached_ = false;
+  // Requests the server has not answered are issued again to the next
+  // daemon (REISSUE); new ones wait for it in the kernel.
+  StopWorkers();
+  LOG(INFO) << "left " << block_path() << " for the next ublkgwd (its I/O waits until then)";
+  return absl::OkStatus();
+}
+
 absl::Status Device::Teardown(bool force, bool started) {
   absl::Status status;
   if (!started) {
     // Never started: no STOP_DEV to wait for; the workers leave at once and
     // closing their rings cancels their FETCH_REQs.
-    for (auto& worker : workers_) worker->ExitNow();
+    StopWorkers();
   } else {
     if (force) {
       for (auto& worker : workers_) worker->Abort();

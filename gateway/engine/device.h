@@ -79,11 +79,30 @@ class Device {
   static absl::StatusOr<std::unique_ptr<Device>> Create(ublk::ControlDevice& ctrl,
                                                         const AttachOptions& options,
                                                         ConnectedExport connected);
+  // Takes over /dev/ublkb<options.device_id>, left by a daemon that exited
+  // or crashed (a device made with user recovery, now quiesced), with the
+  // connections `connected` (one per queue the device has): checks that the
+  // export still serves what the device presents (size, block size, the
+  // commands it may send), then START_USER_RECOVERY, fresh queues, and
+  // END_USER_RECOVERY, which lets the held requests through. The device
+  // keeps its data path (its flags decide it). UNAVAILABLE while the old
+  // daemon still holds the device (retry); FAILED_PRECONDITION when the
+  // export no longer fits; the device stays, waiting, on any error.
+  static absl::StatusOr<std::unique_ptr<Device>> Adopt(ublk::ControlDevice& ctrl,
+                                                       const AttachOptions& options,
+                                                       ConnectedExport connected);
   ~Device();
 
   // Stops and deletes the device. Graceful: requests in flight finish.
   // Forced: they fail with EIO at once (a dead server cannot hold it up).
   absl::Status Detach(bool force);
+  // Leaves the device for the next daemon (Adopt): the queues stop without
+  // STOP_DEV; requests without a reply are issued to the next daemon, and
+  // new ones wait for it. FAILED_PRECONDITION for a device made without
+  // user recovery (Detach it instead).
+  absl::Status Leave();
+  // Whether the device can outlive this daemon (Leave, Adopt).
+  bool recoverable() const { return recoverable_; }
 
   uint32_t id() const { return id_; }
   std::string block_path() const;
@@ -125,6 +144,13 @@ class Device {
   // failed Attach (`started`: whether START_DEV succeeded). A graceful stop
   // that takes longer than kGracefulStopTimeout becomes a forced one.
   absl::Status Teardown(bool force, bool started);
+  // Opens /dev/ublkcN and starts one worker per connection of `connected`,
+  // and waits until each has its FETCH_REQs in the kernel.
+  absl::Status StartWorkers(const AttachOptions& options, ConnectedExport& connected,
+                            const DataPathPlan& plan, const nbd::ExportInfo& info,
+                            const DeviceShape& shape);
+  // The workers leave at once (their rings close) and /dev/ublkcN is closed.
+  void StopWorkers();
 
   ublk::ControlDevice& ctrl_;
   uint32_t id_;
@@ -139,6 +165,7 @@ class Device {
   std::vector<std::unique_ptr<QueueWorker>> workers_;
   std::vector<std::thread> threads_;
   bool attached_ = false;
+  bool recoverable_ = false;
 };
 
 }  // namespace ublkgw::engine

@@ -54,4 +54,22 @@ absl::Status CheckReconnectedExport(const nbd::ExportInfo& attached, const nbd::
   return absl::OkStatus();
 }
 
+DeviceNeeds NeedsOfDevice(const ublk::ublksrv_ctrl_dev_info& dev, const ublk::ublk_params& params) {
+  DeviceNeeds n;
+  const ublk::ublk_param_basic& b = params.basic;
+  n.needed.size = b.dev_sectors << 9;
+  n.needed.min_block = 1u << b.logical_bs_shift;
+  if (b.attrs & ublk::kAttrVolatileCache) n.needed.flags |= nbd::kFlagSendFlush;
+  if (b.attrs & ublk::kAttrFua) n.needed.flags |= nbd::kFlagSendFua;
+  if (params.types & ublk::kParamTypeDiscard) {
+    if (params.discard.max_discard_sectors > 0) n.needed.flags |= nbd::kFlagSendTrim;
+    if (params.discard.max_write_zeroes_sectors > 0) n.needed.flags |= nbd::kFlagSendWriteZeroes;
+  }
+  n.shape.size = n.needed.size;
+  n.shape.read_only = (b.attrs & ublk::kAttrReadOnly) != 0;
+  n.shape.queues = dev.nr_hw_queues;
+  n.shape.max_io_bytes = b.max_sectors << 9;
+  return n;
+}
+
 }  // namespace ublkgw::engine

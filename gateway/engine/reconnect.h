@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "nbd/handshake.h"
+#include "ublk/uapi.h"
 
 namespace ublkgw::engine {
 
@@ -53,6 +54,18 @@ struct DeviceShape {
 // FAILED_PRECONDITION naming what changed.
 absl::Status CheckReconnectedExport(const nbd::ExportInfo& attached, const nbd::ExportInfo& now,
                                     const DeviceShape& device);
+
+// What a device already in the kernel needs of an export, read from its
+// parameters (GET_PARAMS) and info (GET_DEV_INFO), for a daemon that takes
+// over a device its predecessor left: the size and block size it presents,
+// and the commands its attributes let the kernel send (FLUSH with a
+// volatile cache, FUA, TRIM with discard, WRITE_ZEROES). `needed.mode` is
+// left for the caller to set (a new daemon may negotiate either format).
+struct DeviceNeeds {
+  nbd::ExportInfo needed;
+  DeviceShape shape;
+};
+DeviceNeeds NeedsOfDevice(const ublk::ublksrv_ctrl_dev_info& dev, const ublk::ublk_params& params);
 
 // Opens a new connection for a queue: connects, negotiates and checks the
 // export (CheckReconnectedExport) for a device now `device_size` bytes

@@ -170,6 +170,22 @@ absl::Status ControlDevice::UpdateSize(uint32_t dev_id, uint64_t sectors) {
   return DevCommand(kCmdUpdateSize, "UBLK_U_CMD_UPDATE_SIZE", dev_id, nullptr, 0, sectors).status();
 }
 
+absl::Status ControlDevice::StartUserRecovery(uint32_t dev_id) {
+  auto res = DevCommand(kCmdStartUserRecovery, "UBLK_U_CMD_START_USER_RECOVERY", dev_id);
+  if (absl::IsUnavailable(res.status())) {  // EBUSY
+    return absl::UnavailableError(absl::StrCat(
+        "/dev/ublkc", dev_id, " is still held by its previous server (", res.status().message(),
+        "); retrying once it lets go"));
+  }
+  return res.status();
+}
+
+absl::Status ControlDevice::EndUserRecovery(uint32_t dev_id, int32_t server_pid) {
+  return DevCommand(kCmdEndUserRecovery, "UBLK_U_CMD_END_USER_RECOVERY", dev_id, nullptr, 0,
+                    static_cast<uint64_t>(server_pid))
+      .status();
+}
+
 absl::StatusOr<uint64_t> ControlDevice::GetFeatures() {
   uint64_t features = 0;
   ublksrv_ctrl_cmd cmd{};

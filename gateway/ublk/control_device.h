@@ -53,6 +53,16 @@ class ControlDevice {
   // sectors (needs kFUpdateSize; the kernel tells the block layer, which
   // sends a change uevent).
   absl::Status UpdateSize(uint32_t dev_id, uint64_t sectors);
+  // UBLK_U_CMD_START_USER_RECOVERY: a device whose server went away
+  // (kFUserRecovery, state kQuiesced) gets a new one: call it before
+  // opening /dev/ublkcN again. -EBUSY (UNAVAILABLE here) while the old
+  // server still holds /dev/ublkcN.
+  absl::Status StartUserRecovery(uint32_t dev_id);
+  // UBLK_U_CMD_END_USER_RECOVERY: the new server (`server_pid`, the process
+  // that opened /dev/ublkcN) serves; requests held meanwhile are issued to
+  // it. Blocks until every queue has its FETCH_REQs in: call it from
+  // another thread than the queues'.
+  absl::Status EndUserRecovery(uint32_t dev_id, int32_t server_pid);
 
   const std::string& path() const { return path_; }
 

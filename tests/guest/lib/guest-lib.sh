@@ -103,13 +103,15 @@ reconnects() {
 }
 
 # fault_cycles N BREAK HEAL PID: N times, once the volume has made progress
-# under the load PID (e.g. fio): runs the command BREAK, waits until the
-# volume says reconnecting, runs HEAL, waits until it is ok again.
+# (FAULT_PROGRESS requests, 1500 by default) under the load PID (e.g. fio):
+# runs the command BREAK, waits until the volume says reconnecting, runs
+# HEAL, waits until it is ok again. The load must outlast the cycles.
 fault_cycles() {
   local i=0
   while [ $i -lt "$1" ]; do
     i=$((i + 1))
-    wait_for_progress 1500 120 "$4"
+    wait_for_progress "${FAULT_PROGRESS:-1500}" 120 "$4"
+    kill -0 "$4" 2>/dev/null || fail "the load ended before fault $i of $1: make it longer"
     $2
     wait_for_health HEALTH_RECONNECTING 20
     $3

@@ -42,12 +42,12 @@ dev=$(ublkgw attach nbd://10.77.0.2/ --queues 2 --depth 64) || fail "attach fail
 # 1. Five link cuts under fio.
 $fio --name=cuts --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
   --iodepth=32 --numjobs=2 --offset_increment=128M --size=32M --eta=never \
-  --verify=crc32c --do_verify=1 --verify_fatal=1 --loops=3 --group_reporting \
+  --verify=crc32c --do_verify=1 --verify_fatal=1 --loops=4 --group_reporting \
   --output=/out/fio-cuts.txt &
 fio_pid=$!
 cut_link() { $ip link set gw0 down; }
 heal_link() { $ip link set gw0 up; }
-fault_cycles 5 cut_link heal_link "$fio_pid"
+FAULT_PROGRESS=800 fault_cycles 5 cut_link heal_link "$fio_pid"
 check_load_clean "$fio_pid" /out/fio-cuts.txt
 n=$(reconnects "$dev")
 [ "$n" -ge 5 ] || fail "$n reconnects after 5 link cuts, want 5 or more"

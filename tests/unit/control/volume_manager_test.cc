@@ -163,7 +163,7 @@ TEST_F(RestoreTest, UnattachableRecordsAreListedAsRestoringAndKept) {
   ASSERT_THAT(left, IsOk());
   ASSERT_EQ(left->size(), 1u);
   EXPECT_EQ((*left)[0].device_id(), 5u);
-  volumes.Shutdown(/*force=*/false);
+  volumes.Shutdown(OnStop::kDetach);
   // Stopping the daemon keeps what is recorded.
   EXPECT_THAT(StateStore(dir_).Load(), IsOkAndHolds(::testing::SizeIs(1)));
 }
@@ -191,7 +191,7 @@ TEST_F(RestoreTest, ANewerDaemonsRecordIsNeverOverwritten) {
                                               HasSubstr("newer ublkgwd")));
   v1::DaemonInfo info;
   volumes.DescribeDaemon(info);
-  volumes.Shutdown(false);
+  volumes.Shutdown(OnStop::kDetach);
   std::ifstream in(dir_ + "/state.json");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, newer);

@@ -145,8 +145,11 @@ TEST(ChooseDataPathTest, RulingOutUblkFeaturesChoosesLikeOlderDrivers) {
   EXPECT_FALSE(copy->zero_copy);
   EXPECT_THAT(ParseUblkFeatures(""), IsOkAndHolds(0u));
   EXPECT_THAT(ParseUblkFeatures("user-recovery"),
+              IsOkAndHolds(ublk::kFUserRecovery | ublk::kFUserRecoveryReissue));
+  EXPECT_THAT(ParseUblkFeatures("user-recovery,quiesce"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("'user-recovery'"), HasSubstr("auto-buf-reg"))));
+                       AllOf(HasSubstr("'quiesce'"), HasSubstr("auto-buf-reg"),
+                             HasSubstr("user-recovery"))));
 }
 
 TEST(ChooseDataPathTest, NoWayToReceiveIntoAFixedBufferMeansCopy) {

@@ -2,6 +2,7 @@
 // that can still serve the device it backs.
 #include "engine/reconnect.h"
 
+#include "engine/request_mapping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nbd/wire.h"
@@ -92,6 +93,54 @@ TEST(CheckReconnectedExportTest, WhatTheDeviceNeverUsesMayChange) {
   shape.size = 4096;  // shrunk by a resize
   e.size = 8192;
   EXPECT_THAT(CheckReconnectedExport(Export(), e, shape), IsOk());
+}
+
+// A daemon taking over a device its predecessor left reads what the device
+// needs from the kernel's parameters: exactly what the export gave it.
+TEST(NeedsOfDeviceTest, ReadsBackWhatTheExportGaveTheDevice) {
+  nbd::ExportInfo e = Export();
+  e.flags |= nbd::kFlagSendWriteZeroes;
+  e.min_block = 4096;
+  auto params = ParamsForExport(e, 512 * 1024, /*read_only=*/false);
+  ASSERT_THAT(params, IsOk());
+  ublk::ublksrv_ctrl_dev_info dev{};
+  dev.nr_hw_queues = 2;
+  const DeviceNeeds needs = NeedsOfDevice(dev, *params);
+  EXPECT_EQ(needs.shape.size, e.size);
+  EXPECT_EQ(needs.shape.queues, 2);
+  EXPECT_EQ(needs.shape.max_io_bytes, 512u * 1024);
+  EXPECT_FALSE(needs.shape.read_only);
+  EXPECT_EQ(needs.needed.min_block, 4096u);
+  for (uint16_t flag : {nbd::kFlagSendFlush, nbd::kFlagSendFua, nbd::kFlagSendTrim,
+                        nbd::kFlagSendWriteZeroes}) {
+    EXPECT_TRUE(needs.needed.can(flag)) << flag;
+  }
+  // The same export serves it; one without FUA or WRITE_ZEROES does not.
+  nbd::ExportInfo needed = needs.needed;
+  needed.mode = e.mode;
+  EXPECT_THAT(CheckReconnectedExport(needed, e, needs.shape), IsOk());
+  nbd::ExportInfo less = e;
+  less.flags &= ~nbd::kFlagSendFua;
+  EXPECT_THAT(CheckReconnectedExport(needed, less, needs.shape),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("FUA")));
+  less = e;
+  less.flags &= ~nbd::kFlagSendWriteZeroes;
+  EXPECT_THAT(CheckReconnectedExport(needed, less, needs.shape),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("WRITE_ZEROES")));
+}
+
+TEST(NeedsOfDeviceTest, AReadOnlyDeviceWithoutCacheNeedsNoWriteCommands) {
+  nbd::ExportInfo e = Export();
+  e.flags = nbd::kFlagHasFlags | nbd::kFlagReadOnly;
+  auto params = ParamsForExport(e, 128 * 1024, /*read_only=*/true);
+  ASSERT_THAT(params, IsOk());
+  ublk::ublksrv_ctrl_dev_info dev{};
+  dev.nr_hw_queues = 1;
+  const DeviceNeeds needs = NeedsOfDevice(dev, *params);
+  EXPECT_TRUE(needs.shape.read_only);
+  EXPECT_EQ(needs.needed.flags, 0);
+  EXPECT_EQ(needs.needed.min_block, 512u);
+  EXPECT_EQ(needs.shape.max_io_bytes, 128u * 1024);
 }
 
 }  // namespace

@@ -1,0 +1,121 @@
+#!/bin/sh
+# Guest scenario: the daemon dies, or is upgraded, under load, and the
+# filesystem mounted on its device never notices.
+#  1. ext4 on a 2-queue volume, fio with crc32c verify on files in it;
+#     ublkgwd SIGKILLed 3 times, each after more progress, and started
+#     again: each new daemon takes the device over (the same /dev/ublkbN,
+#     never gone, the filesystem mounted throughout).
+#  2. an upgrade: SIGTERM with --on-stop keep, a new ublkgwd takes over.
+#     fio ends with no error and 0 verify errors, the kernel logged no I/O
+#     error, and e2fsck finds the filesystem clean.
+#  3. detach removes the device even while it waits for a daemon: the
+#     daemon is killed, the server is gone, the new daemon cannot take the
+#     device over, and 'ublkgw detach' removes it.
+#  4. a device made without user recovery (as on kernels that lack it):
+#     attach says so, and --on-stop keep detaches it rather than leave it.
+# Usage: recovery.sh PATH   (the data path auto must choose: copy|zero-copy)
+. /lib/ublkgw/guest-lib.sh
+fio=/usr/local/bin/fio
+expect=${1:?data path}
+
+load_module ublk_drv
+wait_for_path /dev/ublk-control 10
+truncate -s 256M /tmp/disk.img
+nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1 &
+server=$!
+wait_for_listen 10809 20
+
+daemon=
+start_daemon() {
+  ublkgwd --state-dir /tmp/state --on-stop keep --io-timeout 10 "$@" >>/out/ublkgwd.log 2>&1 &
+  daemon=$!
+  # The killed daemon's socket file stays: wait until the new one answers.
+  local deadline=$(( $(date +%s) + 20 ))
+  until ublkgw list >/dev/null 2>&1; do
+    kill -0 $daemon 2>/dev/null || fail "ublkgwd exited: $(tail -5 /out/ublkgwd.log)"
+    [ "$(date +%s)" -lt "$deadline" ] || fail "ublkgwd does not answer after 20 s"
+    usleep 50000
+  done
+}
+# still_there DEV: the device and the filesystem on it never went away.
+still_there() {
+  [ -b "$1" ] || fail "$1 is gone"
+  grep -q "^$1 /mnt/vol " /proc/mounts || fail "/mnt/vol is no longer mounted"
+}
+
+start_daemon
+dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 64) || fail "attach failed"
+ublkgw list --json >/out/list-attached.json
+check_data_path /out/list-attached.json "$expect"
+grep -q '"queues": 2' /out/list-attached.json || fail "not 2 queues: $(cat /out/list-attached.json)"
+grep -q 'cannot hand the device' /out/list-attached.json &&
+  fail "this kernel has user recovery, yet attach says it does not"
+mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4 failed"
+mkdir -p /mnt/vol
+mount -t ext4 "$dev" /mnt/vol || fail "mount failed"
+
+# 1. SIGKILL 3 times under fio.
+$fio --name=crash --directory=/mnt/vol --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
+  --iodepth=16 --numjobs=2 --size=32M --eta=never --verify=crc32c --do_verify=1 \
+  --verify_fatal=1 --loops=4 --group_reporting --output=/out/fio-crash.txt &
+fio_pid=$!
+i=0
+while [ $i -lt 3 ]; do
+  i=$((i + 1))
+  wait_for_progress 1500 120 $fio_pid
+  kill -KILL $daemon
+  wait $daemon 2>/dev/null
+  still_there "$dev"
+  start_daemon
+  wait_for_health HEALTH_OK 30
+  still_there "$dev"
+  [ "$(volume_field device_path)" = "$dev" ] || fail "the volume is $(volume_field device_path) now"
+  log "ublkgwd killed $i: the new daemon took $dev over"
+done
+n=$(grep -c "took over .* as $dev" /out/ublkgwd.log)
+[ "$n" -eq 3 ] || fail "$n take-overs logged after 3 kills, want 3"
+
+# 2. An upgrade: SIGTERM keeps the device for the next daemon.
+wait_for_progress 1500 120 $fio_pid
+kill -TERM $daemon
+wait $daemon || fail "ublkgwd exited $? on SIGTERM"
+grep -q "left $dev for the next ublkgwd" /out/ublkgwd.log || fail "SIGTERM did not leave $dev"
+still_there "$dev"
+start_daemon
+wait_for_health HEALTH_OK 30
+log "ublkgwd upgraded: the new daemon took $dev over"
+check_load_clean $fio_pid /out/fio-crash.txt
+if dmesg | grep -E -i 'I/O error|EXT4-fs (error|warning)|Buffer I/O'; then
+  fail "the kernel logged errors"
+fi
+umount /mnt/vol || fail "umount failed"
+e2fsck -f -n "$dev" >/out/fsck.txt 2>&1 || { cat /out/fsck.txt; fail "e2fsck: the filesystem is not clean"; }
+log "3 kills and an upgrade under fio on ext4: 0 errors, data verified, fsck clean"
+
+# 3. Detach removes a device that waits for a daemon.
+kill -KILL $daemon
+wait $daemon 2>/dev/null
+kill -KILL $server
+wait $server 2>/dev/null
+start_daemon
+[ "$(volume_field health)" = HEALTH_RESTORING ] || fail "not restoring: $(cat /tmp/list.json)"
+ublkgw detach "$dev" || fail "detach of a device left in the kernel failed"
+[ ! -e "$dev" ] || fail "$dev still exists after detach"
+[ -z "$(ls /dev/ublkc* 2>/dev/null)" ] || fail "left behind: $(ls /dev/ublkc*)"
+log "a device left waiting is removed by detach"
+kill -TERM $daemon
+wait $daemon || fail "ublkgwd exited $?"
+
+# 4. A device without user recovery: said at attach; keep mode detaches it.
+nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1 &
+server=$!
+wait_for_listen 10809 20
+start_daemon --disable-ublk-features user-recovery
+dev=$(ublkgw attach nbd://127.0.0.1:10809/) || fail "attach failed"
+[ -n "$(volume_field note | grep 'cannot hand the device to a restarted daemon')" ] ||
+  fail "attach does not say the device cannot outlive the daemon: $(cat /tmp/list.json)"
+kill -TERM $daemon
+wait $daemon || fail "ublkgwd exited $?"
+[ ! -e "$dev" ] || fail "$dev, made without user recovery, was left behind"
+grep -q 'detaching it' /out/ublkgwd.log || fail "the log does not say why it was detached"
+log "ok"
