@@ -1,5 +1,7 @@
 #include "cli/client_commands.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -54,6 +56,13 @@ int RunAttach(const ClientOptions& client, const AttachOptions& options, std::os
   request.set_queues(options.queues);
   request.set_depth(options.depth);
   request.set_read_only(options.read_only);
+  if (options.io_timeout_s >= 0) {
+    request.set_io_timeout_ms(static_cast<uint32_t>(std::min(options.io_timeout_s, 1e7) * 1000));
+  }
+  if (options.reconnect_deadline_s >= 0) {
+    request.set_reconnect_deadline_ms(
+        static_cast<uint32_t>(std::min(options.reconnect_deadline_s, 1e7) * 1000));
+  }
   if (options.data_path == "copy") {
     request.set_data_path(v1::DATA_PATH_COPY);
   } else if (options.data_path == "zero-copy") {

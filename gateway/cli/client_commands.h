@@ -19,6 +19,9 @@ struct AttachOptions {
   uint32_t depth = 128;
   std::string data_path = "auto";  // auto | copy | zero-copy
   bool read_only = false;
+  // Seconds; negative: the daemon's (--io-timeout, --reconnect-deadline).
+  double io_timeout_s = -1;
+  double reconnect_deadline_s = -1;
 };
 
 struct DetachOptions {

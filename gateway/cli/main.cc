@@ -104,6 +104,16 @@ int main(int argc, char** argv) {
                    "zero-copy (fail if the kernel cannot)")
       ->capture_default_str();
   attach_cmd->add_flag("--read-only", attach.read_only, "attach read-only");
+  attach_cmd
+      ->add_option("--io-timeout", attach.io_timeout_s,
+                   "seconds a request may wait for its reply before its connection counts as "
+                   "stalled and is made again (0: never). Default: the daemon's --io-timeout")
+      ->check(CLI::NonNegativeNumber);
+  attach_cmd
+      ->add_option("--reconnect-deadline", attach.reconnect_deadline_s,
+                   "seconds I/O waits for a lost connection before it fails with EIO (0: at "
+                   "once). Default: the daemon's --reconnect-deadline")
+      ->check(CLI::NonNegativeNumber);
   add_client_options(attach_cmd);
   attach_cmd->footer(
       "The daemon (ublkgwd) connects, negotiates the export and creates the device.\n\n"
@@ -111,6 +121,7 @@ int main(int argc, char** argv) {
       "  ublkgw attach nbd://storage1/vol1\n"
       "  ublkgw attach nbd://storage1/vol1 --queues 4 --depth 64\n"
       "  ublkgw attach nbd://storage1/vol1 --data-path zero-copy\n"
+      "  ublkgw attach nbd://storage1/vol1 --io-timeout 10 --reconnect-deadline 600\n"
       "  ublkgw attach 'nbd+unix:///disk?socket=/run/nbd.sock' --read-only\n");
 
   DetachOptions detach;

@@ -71,6 +71,11 @@ std::string RenderStats(const v1::GetVolumeResponse& r) {
                                     DataPathName(v.data_path()), r.stats().in_flight(),
                                     r.stats().reconnects());
   if (!v.health_detail().empty()) absl::StrAppend(&out, v.health_detail(), "\n");
+  auto seconds = [](uint32_t ms, const char* zero) {
+    return ms == 0 ? std::string(zero) : absl::FormatDuration(absl::Milliseconds(ms));
+  };
+  absl::StrAppend(&out, "io timeout ", seconds(v.io_timeout_ms(), "none"), ", reconnect deadline ",
+                  seconds(v.reconnect_deadline_ms(), "none (I/O fails at once)"), "\n");
   absl::StrAppendFormat(&out, "%-13s %12s %11s %8s %8s %8s %8s %8s\n", "OP", "OPS", "BYTES",
                         "ERRORS", "P50", "P90", "P99", "P99.9");
   for (const OpRow& op : kOps) {

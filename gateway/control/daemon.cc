@@ -116,6 +116,11 @@ absl::Status CheckDaemonOptions(const DaemonOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--disable-ublk-features: ", features.status().message()));
   }
+  if (o.keep_devices_on_stop && o.state_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "--on-stop keep needs a --state-dir: the next ublkgwd finds the devices it is to take "
+        "over in the record there");
+  }
   const bool any_tls = !o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_client_ca.empty();
   const bool all_tls = !o.tls_cert.empty() && !o.tls_key.empty() && !o.tls_client_ca.empty();
   if (!o.listen.empty() && !all_tls) {

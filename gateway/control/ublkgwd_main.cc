@@ -76,9 +76,11 @@ int main(int argc, char** argv) {
                  "what SIGTERM/SIGINT does with the volumes: 'detach' removes each device "
                  "(requests in flight finish first; the next ublkgwd attaches them again); "
                  "'keep' leaves each device in the kernel, its I/O waiting, for the next "
-                 "ublkgwd to take over: nothing mounted on it notices (for upgrades and "
-                 "restarts; what the Kubernetes DaemonSet uses). A crashed daemon's devices "
-                 "wait the same way. 'ublkgw detach' always removes")
+                 "ublkgwd (same --state-dir) to take over: nothing mounted on it notices "
+                 "(for upgrades and restarts). A crashed daemon's devices wait the same way. "
+                 "Devices made without user recovery (an old kernel, --state-dir '', "
+                 "--disable-ublk-features user-recovery) are detached. 'ublkgw detach' always "
+                 "removes")
       ->capture_default_str()
       ->check(CLI::IsMember({"detach", "keep"}));
   app.footer(

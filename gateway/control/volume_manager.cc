@@ -4,6 +4,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "control/stats_proto.h"
@@ -54,11 +56,32 @@ absl::StatusOr<engine::AttachOptions> Validate(const v1::AttachRequest& r) {
   options.queues = static_cast<uint16_t>(queues);
   options.depth = static_cast<uint16_t>(depth);
   options.read_only = r.read_only();
+  constexpr uint32_t kMaxPolicyMs = 24 * 3600 * 1000;
+  for (const auto& [set, ms, name] :
+       {std::tuple{r.has_io_timeout_ms(), r.io_timeout_ms(), "io_timeout_ms"},
+        std::tuple{r.has_reconnect_deadline_ms(), r.reconnect_deadline_ms(),
+                   "reconnect_deadline_ms"}}) {
+    if (set && ms > kMaxPolicyMs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " is ", ms, "; the limit is ", kMaxPolicyMs, " (a day)"));
+    }
+  }
   // Parse before touching the kernel: a wrong URI is the caller's mistake
   // on any host.
   if (auto uri = nbd::ParseUri(options.uri); !uri.ok()) return uri.status();
   return options;
 }
+
+// The daemon's reconnect policy with what `r` asks for this volume.
+engine::ReconnectPolicy PolicyFor(const v1::AttachRequest& r, engine::ReconnectPolicy policy) {
+  if (r.has_io_timeout_ms()) policy.io_timeout = absl::Milliseconds(r.io_timeout_ms());
+  if (r.has_reconnect_deadline_ms()) {
+    policy.reconnect_deadline = absl::Milliseconds(r.reconnect_deadline_ms());
+  }
+  return policy;
+}
+
+uint32_t Ms(absl::Duration d) { return static_cast<uint32_t>(absl::ToInt64Milliseconds(d)); }
 
 std::string KernelRelease() {
   utsname u{};
@@ -97,7 +120,7 @@ absl::Status VolumeManager::NotFound(const VolumeRef& ref) {
 }
 
 v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
-                                   const engine::StatsSnapshot* stats) {
+                                   const engine::StatsSnapshot* stats) const {
   v1::Volume v;
   v.set_device_id(id);
   v.set_device_path(ublk::BlockDevicePath(id));
@@ -109,6 +132,9 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
     v.set_depth(asked.depth() == 0 ? 128 : asked.depth());
     v.set_data_path(asked.data_path());  // as asked: auto is decided at attach
     v.set_read_only(asked.read_only());
+    const engine::ReconnectPolicy policy = PolicyFor(asked, options_.reconnect);
+    v.set_io_timeout_ms(Ms(policy.io_timeout));
+    v.set_reconnect_deadline_ms(Ms(policy.reconnect_deadline));
     v.set_health(v1::HEALTH_RESTORING);
     std::string detail = entry.left_in_kernel
                              ? "left in the kernel by the previous ublkgwd, being taken over "
@@ -131,6 +157,9 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
   v.set_data_path_detail(device.data_path().detail);
   v.set_read_only(device.read_only());
   v.set_size_bytes(device.size());
+  const engine::ReconnectPolicy policy = PolicyFor(asked, options_.reconnect);
+  v.set_io_timeout_ms(Ms(policy.io_timeout));
+  v.set_reconnect_deadline_ms(Ms(policy.reconnect_deadline));
   for (const auto& name : nbd::TransmissionFlagNames(device.export_info().flags)) {
     v.add_transmission_flags(name);
   }
@@ -212,7 +241,7 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
   auto options = Validate(request);
   if (!options.ok()) return options.status();
   options->tuning = options_.tuning;
-  options->reconnect = options_.reconnect;
+  options->reconnect = PolicyFor(request, options_.reconnect);
   // A host without ublk is said so before anything touches the network.
   if (absl::Status s = CheckControl(); !s.ok()) return s;
   {
@@ -226,6 +255,7 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
   }
   // The network part holds no lock: other calls go on meanwhile.
   auto connected = engine::Device::Connect(*options);
+  MayOutlive(*options);
   absl::MutexLock ctrl_lock(&ctrl_mu_);
   {
     absl::MutexLock lock(&mu_);
@@ -238,14 +268,19 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
   entry.record.set_device_id(id);
   *entry.record.mutable_request() = request;
   entry.record.set_attached_unix_time_ns(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
-  RecordServer(entry.record, **device);
+  entry.record.set_device_cookie((*device)->recoverable() ? options->device_cookie : 0);
   entry.device = *std::move(device);
   v1::Volume volume = Describe(id, entry);
   {
     absl::MutexLock lock(&mu_);
     volumes_[id] = std::move(entry);
   }
-  if (absl::Status s = SaveRecords(); !s.ok()) {
+  absl::Status saved = SaveRecords();
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = volumes_.find(id); it != volumes_.end()) it->second.recorded = saved.ok();
+  }
+  if (absl::Status s = saved; !s.ok()) {
     volume.set_note(absl::StrCat(volume.note(), volume.note().empty() ? "" : "; ",
                                  "not recorded (", s.message(),
                                  "): a restarted daemon will not attach it again"));
@@ -257,64 +292,71 @@ absl::Status VolumeManager::Detach(const v1::DetachRequest& request) {
   auto ref = RefOf(request);
   if (!ref.ok()) return ref.status();
   absl::MutexLock ctrl_lock(&ctrl_mu_);
-  std::unique_ptr<engine::Device> device;
+  // The table changes only under ctrl_mu_, which is held throughout.
   v1::AttachmentRecord record;
+  bool attached = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = Find(*ref);
     if (it == volumes_.end()) return NotFound(*ref);
-    device = std::move(it->second.device);
     record = it->second.record;
+    attached = it->second.device != nullptr;
+  }
+  if (!attached) {
+    // Not attached (yet): a device a previous daemon left for it goes
+    // first; if it cannot, the volume stays, to be detached again.
+    if (absl::Status removed = RemoveLeftDevice(record); !removed.ok()) return removed;
+  }
+  std::unique_ptr<engine::Device> device;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = volumes_.find(record.device_id());
+    if (it == volumes_.end()) return NotFound(*ref);
+    device = std::move(it->second.device);
     volumes_.erase(it);
   }
   // Forget it first: whatever happens next, it is not to come back.
   absl::Status saved = SaveRecords();
-  absl::Status s = device ? device->Detach(request.force()) : RemoveLeftDevice(record);
+  absl::Status s = device ? device->Detach(request.force()) : absl::OkStatus();
   return s.ok() ? saved : s;
 }
 
-void VolumeManager::RecordServer(v1::AttachmentRecord& record, const engine::Device& device) {
-  record.set_server_pid(static_cast<uint32_t>(getpid()));
-  record.set_queues(device.queues());
+void VolumeManager::MayOutlive(engine::AttachOptions& options) {
+  if (!store_.has_value()) {
+    options.why_not_outlive = "ublkgwd records nothing (--state-dir '')";
+    return;
+  }
+  options.outlive_daemon = true;
+  absl::MutexLock lock(&cookie_mu_);
+  options.device_cookie = absl::Uniform<uint64_t>(cookie_random_, 1, UINT64_MAX);
 }
 
-absl::StatusOr<std::optional<ublk::ublksrv_ctrl_dev_info>> VolumeManager::LeftDevice(
-    const v1::AttachmentRecord& record) {
-  if (record.server_pid() == 0) return std::nullopt;  // an older daemon's record
+LeftDevice VolumeManager::AskLeftDevice(const v1::AttachmentRecord& record) {
+  if (record.device_cookie() == 0) return JudgeLeftDevice(record, absl::NotFoundError(""));
   auto ctrl = Control();
-  if (!ctrl.ok()) return ctrl.status();
-  const uint32_t id = record.device_id();
-  auto dev = (*ctrl)->GetDevInfo(id);
-  if (!dev.ok()) return std::nullopt;  // gone (ENODEV): made again
-  // The kernel reports the pid of a server that is gone as -1 (6.15+) or
-  // keeps the old one (before); any other pid is another server's device.
-  const bool ours = dev->ublksrv_pid == static_cast<int32_t>(record.server_pid()) ||
-                    dev->ublksrv_pid <= 0;
-  if (!ours || (dev->flags & ublk::kFUserRecovery) == 0 || dev->nr_hw_queues != record.queues()) {
-    return std::nullopt;
+  if (absl::IsFailedPrecondition(ctrl.status())) {
+    return {LeftVerdict::kNone, "no ublk driver: no device can be left"};
   }
-  switch (static_cast<ublk::DevState>(dev->state)) {
-    case ublk::DevState::kQuiesced:
-    case ublk::DevState::kFailIo:
-      return std::optional(*dev);
-    case ublk::DevState::kLive:
-      return absl::UnavailableError(absl::StrCat(
-          "the previous ublkgwd (pid ", record.server_pid(), ") still holds ",
-          ublk::BlockDevicePath(id), "; waiting for the kernel to see it gone"));
-    default:
-      return std::nullopt;  // stopped: made again
-  }
+  if (!ctrl.ok()) return {LeftVerdict::kRetry, std::string(ctrl.status().message())};
+  return JudgeLeftDevice(record, (*ctrl)->GetDevInfo(record.device_id()));
 }
 
 absl::Status VolumeManager::RemoveLeftDevice(const v1::AttachmentRecord& record) {
-  auto left = LeftDevice(record);
-  if ((left.ok() && !left->has_value()) || !control_.has_value()) return absl::OkStatus();
+  const LeftDevice left = AskLeftDevice(record);
+  switch (left.verdict) {
+    case LeftVerdict::kNone:
+      return absl::OkStatus();
+    case LeftVerdict::kWait:
+    case LeftVerdict::kRetry:
+      return absl::UnavailableError(absl::StrCat(left.why, "; try again in a moment"));
+    case LeftVerdict::kAdopt:
+      break;
+  }
   // Its waiting requests fail with EIO; DEL_DEV waits for /dev/ublkcN.
   const uint32_t id = record.device_id();
   LOG(INFO) << "removing " << ublk::BlockDevicePath(id) << ", left by the previous ublkgwd";
-  absl::Status stopped = control_->StopDev(id);
-  absl::Status deleted = control_->DelDev(id);
-  return stopped.ok() ? deleted : stopped;
+  if (absl::Status s = control_->StopDev(id); !s.ok()) return s;
+  return control_->DelDev(id);
 }
 
 std::vector<v1::Volume> VolumeManager::List() {
@@ -500,11 +542,11 @@ void VolumeManager::RestoreOne(uint32_t id) {
   auto options = Validate(record.request());  // invalid records are never due
   if (options.ok()) {
     options->tuning = options_.tuning;
-    options->reconnect = options_.reconnect;
+    options->reconnect = PolicyFor(record.request(), options_.reconnect);
   }
   // A device the previous daemon left in the kernel is taken over with as
   // many connections as it has queues; otherwise one is made.
-  absl::StatusOr<std::optional<ublk::ublksrv_ctrl_dev_info>> left = std::nullopt;
+  LeftDevice left;
   absl::StatusOr<engine::ConnectedExport> connected = absl::UnknownError("not connected");
   if (!options.ok()) {
     connected = options.status();
@@ -513,19 +555,37 @@ void VolumeManager::RestoreOne(uint32_t id) {
   } else {
     {
       absl::MutexLock ctrl_lock(&ctrl_mu_);
-      left = LeftDevice(record);
-    }
-    if (!left.ok()) {
-      connected = left.status();
-    } else {
-      if (left->has_value()) {
-        options->queues = static_cast<uint16_t>((*left)->nr_hw_queues);
-        options->depth = (*left)->queue_depth;
+      left = AskLeftDevice(record);
+      if (left.verdict == LeftVerdict::kAdopt) {
+        auto dev = (*Control())->GetDevInfo(id);
+        if (dev.ok()) {
+          options->queues = static_cast<uint16_t>(dev->nr_hw_queues);
+          options->depth = dev->queue_depth;
+        }
       }
-      connected = engine::Device::Connect(*options);
+    }
+    switch (left.verdict) {
+      case LeftVerdict::kAdopt:
+        options->device_cookie = record.device_cookie();
+        [[fallthrough]];
+      case LeftVerdict::kNone:
+        connected = engine::Device::Connect(*options);
+        break;
+      case LeftVerdict::kWait:
+      case LeftVerdict::kRetry:
+        connected = absl::UnavailableError(left.why);
+        break;
+    }
+    if (left.verdict == LeftVerdict::kNone) {
+      // The volume keeps its mark: were this daemon to crash before the
+      // record is saved again, the next one still knows the device.
+      MayOutlive(*options);
+      if (options->outlive_daemon && record.device_cookie() != 0) {
+        options->device_cookie = record.device_cookie();
+      }
     }
   }
-  const bool adopting = left.ok() ? left->has_value() : absl::IsUnavailable(left.status());
+  const bool adopting = left.verdict != LeftVerdict::kNone;
   absl::MutexLock ctrl_lock(&ctrl_mu_);
   {
     absl::MutexLock lock(&mu_);
@@ -534,8 +594,10 @@ void VolumeManager::RestoreOne(uint32_t id) {
     it->second.left_in_kernel = adopting;
   }
   auto device = !options.ok() ? absl::StatusOr<std::unique_ptr<engine::Device>>(options.status())
-                : adopting && left.ok() ? AdoptDevice(*options, id, std::move(connected))
-                                        : CreateDevice(*options, id, std::move(connected));
+                : left.verdict == LeftVerdict::kAdopt
+                    ? AdoptDevice(*options, id, std::move(connected))
+                    : CreateDevice(*options, id, std::move(connected));
+  uint32_t got = id;
   {
     absl::MutexLock lock(&mu_);
     Entry& entry = volumes_.at(id);  // only Detach (under ctrl_mu_) removes it
@@ -552,12 +614,13 @@ void VolumeManager::RestoreOne(uint32_t id) {
       entry.backoff = std::min(entry.backoff * 2, cap);
       return;
     }
-    const uint32_t got = (*device)->id();
+    got = (*device)->id();
     LOG(INFO) << (adopting ? "took over " : "restored ") << record.request().uri() << " as "
               << (*device)->block_path();
     entry.restore_error.clear();
     entry.left_in_kernel = false;
-    RecordServer(entry.record, **device);
+    // A device made again gets its own mark (none if it cannot outlive us).
+    entry.record.set_device_cookie((*device)->recoverable() ? options->device_cookie : 0);
     entry.device = *std::move(device);
     if (got != id) {
       // Its old id was taken meanwhile: it lives on under the new one
@@ -568,7 +631,9 @@ void VolumeManager::RestoreOne(uint32_t id) {
       volumes_[got] = std::move(renamed);
     }
   }
-  (void)SaveRecords();  // the new id, and this daemon as the server
+  const bool saved = SaveRecords().ok();  // a new id, or a mark now or no more
+  absl::MutexLock lock(&mu_);
+  if (auto it = volumes_.find(got); it != volumes_.end()) it->second.recorded = saved;
 }
 
 void VolumeManager::RestoreLoop() {
@@ -591,20 +656,23 @@ void VolumeManager::Shutdown(OnStop how) {
   }
   if (restorer_.joinable()) restorer_.join();
   absl::MutexLock ctrl_lock(&ctrl_mu_);
-  std::vector<std::unique_ptr<engine::Device>> devices;
+  std::vector<std::pair<std::unique_ptr<engine::Device>, bool>> devices;  // and recorded
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, entry] : volumes_) {
-      if (entry.device) devices.push_back(std::move(entry.device));
+      if (entry.device) devices.emplace_back(std::move(entry.device), entry.recorded);
     }
     volumes_.clear();
   }
   // Graceful detaches share one grace period: once it is spent (a silent
   // server held one up), the rest are forced, so stopping stays bounded.
   const absl::Time grace_end = absl::Now() + engine::kGracefulStopTimeout;
-  for (auto& device : devices) {
+  for (auto& [device, recorded] : devices) {
     if (how == OnStop::kKeep) {
-      absl::Status s = device->Leave();
+      // Only a recorded volume's device can be taken over by the next daemon.
+      absl::Status s = recorded ? device->Leave()
+                                : absl::FailedPreconditionError(absl::StrCat(
+                                      device->block_path(), " is not recorded"));
       if (s.ok()) continue;
       LOG(WARNING) << s << ": detaching it";
     }

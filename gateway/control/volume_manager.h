@@ -22,6 +22,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/random/random.h"
+#include "control/left_device.h"
 #include "control/state_store.h"
 #include "engine/data_path.h"
 #include "engine/device.h"
@@ -117,6 +119,7 @@ class VolumeManager {
     std::unique_ptr<engine::Device> device;  // null while restoring
     std::string restore_error;               // the last failed attempt
     bool left_in_kernel = false;             // its device waits to be taken over
+    bool recorded = false;                   // saved in the state file as it is
     absl::Time next_try;
     absl::Duration backoff;
   };
@@ -128,8 +131,8 @@ class VolumeManager {
   Table::iterator Find(const VolumeRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static absl::Status NotFound(const VolumeRef& ref);
   // `stats`: the device's statistics when the caller already took them.
-  static v1::Volume Describe(uint32_t id, const Entry& entry,
-                             const engine::StatsSnapshot* stats = nullptr);
+  v1::Volume Describe(uint32_t id, const Entry& entry,
+                      const engine::StatsSnapshot* stats = nullptr) const;
   // engine::ProbeFixedBuffers on TCP, run once per process.
   static std::string FixedBufferProbe();
   absl::Status SaveRecords() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
@@ -140,20 +143,21 @@ class VolumeManager {
   absl::StatusOr<std::unique_ptr<engine::Device>> CreateDevice(
       engine::AttachOptions options, std::optional<uint32_t> id,
       absl::StatusOr<engine::ConnectedExport> connected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
-  // The device the previous daemon left in the kernel for `record` (made
-  // with user recovery, by the recorded pid, with the recorded queues, now
-  // quiesced), if any. UNAVAILABLE while that daemon still serves it.
-  absl::StatusOr<std::optional<ublk::ublksrv_ctrl_dev_info>> LeftDevice(
-      const v1::AttachmentRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
-  // Sets the record's server pid and queues from the device that serves it.
-  static void RecordServer(v1::AttachmentRecord& record, const engine::Device& device);
+  // Asks the kernel about the device a previous daemon may have left for
+  // `record` (JudgeLeftDevice).
+  LeftDevice AskLeftDevice(const v1::AttachmentRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+  // Lets a device made for a recorded volume outlive this daemon, with a
+  // fresh mark; says why not when nothing is recorded.
+  void MayOutlive(engine::AttachOptions& options);
   // Takes over the device `id` the previous daemon left, for an export
   // connected without locks.
   absl::StatusOr<std::unique_ptr<engine::Device>> AdoptDevice(
       engine::AttachOptions options, uint32_t id,
       absl::StatusOr<engine::ConnectedExport> connected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
-  // Stops and deletes a device left in the kernel for `record` (detached
-  // before it was taken over).
+  // Stops and deletes the device a previous daemon left waiting for
+  // `record` (detached before it was taken over); UNAVAILABLE while that
+  // daemon still lets go of it, or the kernel cannot be asked.
   absl::Status RemoveLeftDevice(const v1::AttachmentRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
   void RestoreLoop();
@@ -172,6 +176,8 @@ class VolumeManager {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   size_t connecting_ ABSL_GUARDED_BY(mu_) = 0;  // attaches still connecting
   std::thread restorer_;
+  absl::Mutex cookie_mu_;
+  absl::BitGen cookie_random_ ABSL_GUARDED_BY(cookie_mu_);
 };
 
 }  // namespace ublkgw::control

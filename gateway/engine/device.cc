@@ -85,11 +85,10 @@ uint64_t DeviceFlags(const DataPathPlan& plan) {
                                                         : ublk::kFSupportZeroCopy;
 }
 
-// The kernel's ublk features (none before GET_FEATURES, 6.4), less those
-// the operator ruled out.
-uint64_t OfferedFeatures(ublk::ControlDevice& ctrl, const DataPathTuning& tuning) {
+// The kernel's ublk features (none before GET_FEATURES, 6.4).
+uint64_t KernelFeatures(ublk::ControlDevice& ctrl) {
   auto features = ctrl.GetFeatures();
-  return (features.ok() ? *features : 0) & ~tuning.disabled_ublk_features;
+  return features.ok() ? *features : 0;
 }
 
 // The data path for a device that already has its flags: a restarted
@@ -177,15 +176,19 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   const nbd::ExportInfo& info = connected.info;
   const uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
   const uint32_t max_io = connected.max_io;
-  const uint64_t offered = OfferedFeatures(ctrl, options.tuning);
+  const uint64_t kernel = KernelFeatures(ctrl);
+  const uint64_t offered = kernel & ~options.tuning.disabled_ublk_features;
   auto plan = PlanDataPath(options.data_path, offered, options.tuning, connected.sockets[0].get());
   if (!plan.ok()) return plan.status();
+  const bool outlive =
+      options.outlive_daemon && (offered & kRecoveryFlags) == kRecoveryFlags;
   ublk::ublksrv_ctrl_dev_info dev{};
   dev.nr_hw_queues = queues;
   dev.queue_depth = options.depth;
   dev.max_io_buf_bytes = max_io;
   dev.ublksrv_pid = getpid();
-  dev.flags = ublk::kFCmdIoctlEncode | DeviceFlags(*plan) | (offered & kRecoveryFlags);
+  dev.flags = ublk::kFCmdIoctlEncode | DeviceFlags(*plan) | (outlive ? kRecoveryFlags : 0);
+  dev.ublksrv_flags = options.device_cookie;
   auto added = AddWithId(ctrl, dev, options);
   if (!added.ok()) return added.status();
   if ((added->flags & DeviceFlags(*plan)) != DeviceFlags(*plan)) {
@@ -198,12 +201,22 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   }
 
   std::unique_ptr<Device> device(new Device(ctrl, added->dev_id));
-  device->recoverable_ = (added->flags & kRecoveryFlags) == kRecoveryFlags;
+  device->recoverable_ = outlive && (added->flags & kRecoveryFlags) == kRecoveryFlags &&
+                         added->ublksrv_flags == options.device_cookie;
   device->note_ = connected.note;
   if (!device->recoverable_) {
-    const std::string why =
-        "this kernel's ublk driver cannot hand the device to a restarted daemon (no "
-        "UBLK_F_USER_RECOVERY_REISSUE): if ublkgwd stops or crashes, the device goes away";
+    std::string why = "the device cannot outlive this ublkgwd (if it stops or crashes, the "
+                      "device goes away): ";
+    if (!options.outlive_daemon) {
+      why += options.why_not_outlive;
+    } else if ((kernel & kRecoveryFlags) != kRecoveryFlags) {
+      why += "this kernel's ublk driver lacks user recovery (UBLK_F_USER_RECOVERY_REISSUE)";
+    } else if ((offered & kRecoveryFlags) != kRecoveryFlags) {
+      why += "user recovery is ruled out (ublkgwd --disable-ublk-features user-recovery)";
+    } else {
+      why += absl::StrCat("the driver did not keep user recovery (kept flags 0x",
+                          absl::Hex(added->flags), ")");
+    }
     LOG(WARNING) << ublk::BlockDevicePath(device->id_) << ": " << why;
     device->note_ += device->note_.empty() ? why : "; " + why;
   }
@@ -235,6 +248,10 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Adopt(ublk::ControlDevice& ctrl,
   const uint32_t id = *options.device_id;
   auto dev = ctrl.GetDevInfo(id);
   if (!dev.ok()) return dev.status();
+  if (options.device_cookie == 0 || dev->ublksrv_flags != options.device_cookie) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(ublk::BlockDevicePath(id), " is not the device made for this volume"));
+  }
   auto params = ctrl.GetParams(id);
   if (!params.ok()) return params.status();
   DeviceNeeds needs = NeedsOfDevice(*dev, *params);

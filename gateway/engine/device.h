@@ -39,6 +39,14 @@ struct AttachOptions {
   DataPathMode data_path = DataPathMode::kAuto;
   DataPathTuning tuning;
   ReconnectPolicy reconnect;  // what each queue does when its connection fails
+  // Make a device that outlives this daemon (user recovery, where the
+  // driver has it), marked with `device_cookie` (kept by the kernel in
+  // ublksrv_flags) so the next daemon knows it for its own. Only for a
+  // volume that is recorded: nothing else could take it over. Otherwise
+  // `why_not_outlive` says why, in the volume's note.
+  bool outlive_daemon = false;
+  uint64_t device_cookie = 0;
+  std::string why_not_outlive;
 };
 
 // An export connected and negotiated, not yet a device: one socket per

@@ -82,7 +82,7 @@ void QueueWorker::Abort() {
 
 void QueueWorker::ExitNow() {
   exit_now_.store(true);
-  Abort();
+  Wake();
 }
 
 absl::Status QueueWorker::WaitReady(absl::Duration timeout) {

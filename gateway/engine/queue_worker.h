@@ -103,9 +103,10 @@ class QueueWorker {
   // connection for good (forced detach). Thread-safe.
   void Abort();
 
-  // Makes Run() return at once, whatever is in flight; closing the ring
-  // then cancels the queue's FETCH_REQs. Only for a device that never
-  // started (a failed attach). Thread-safe.
+  // Makes Run() return at once, whatever is in flight, failing nothing;
+  // closing the ring then cancels the queue's ublk commands. For a device
+  // that never started (a failed attach), and one left for the next daemon
+  // (which is issued what had no reply). Thread-safe.
   void ExitNow();
 
   // Waits until Run() has its FETCH_REQs in the kernel (or failed first).

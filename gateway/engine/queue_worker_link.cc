@@ -73,7 +73,7 @@ void QueueWorker::OnWake() {
     failing_io_ = true;
     StopReconnecting();
     if (connected_) {
-      FailConnection(absl::CancelledError(exit_now_.load() ? "attach failed" : "forced detach"));
+      FailConnection(absl::CancelledError("forced detach"));
     } else {
       SetLink(Link::kFailingIo, absl::CancelledError("forced detach"));
     }

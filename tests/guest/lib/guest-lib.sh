@@ -102,28 +102,51 @@ reconnects() {
   echo "${n:-0}"  # proto JSON leaves zeros out
 }
 
+# start_load NAME FIO_ARGS...: fio (/usr/local/bin/fio) runs back to back,
+# each run verifying what it wrote, until stop_load; so the load outlasts
+# any number of faults. Sets load_pid; each run's output is
+# /out/fio-NAME-N.txt.
+start_load() {
+  local name=$1
+  shift
+  rm -f /tmp/stop-load "/out/$name-failed"
+  (
+    n=0
+    while [ $n -eq 0 ] || [ ! -e /tmp/stop-load ]; do
+      n=$((n + 1))
+      /usr/local/bin/fio --name="$name" "$@" --output="/out/fio-$name-$n.txt" &&
+        grep -q 'err= 0' "/out/fio-$name-$n.txt" || echo "$n" >>"/out/$name-failed"
+    done
+    echo "$n" >"/out/$name-runs"
+  ) &
+  load_pid=$!
+}
+# stop_load NAME: lets the current run finish; every run passed (0 errors,
+# data verified) and the volume failed no request.
+stop_load() {
+  touch /tmp/stop-load
+  wait $load_pid
+  if [ -s "/out/$1-failed" ]; then
+    cat "/out/fio-$1-$(head -n1 "/out/$1-failed").txt"
+    fail "fio run(s) $(tr '\n' ' ' <"/out/$1-failed")of $1 failed"
+  fi
+  [ "$(volume_field failed_requests)" = 0 ] || fail "requests failed: $(cat /tmp/list.json)"
+  log "$1: $(cat "/out/$1-runs") fio run(s), 0 errors, data verified"
+}
+
 # fault_cycles N BREAK HEAL PID: N times, once the volume has made progress
-# (FAULT_PROGRESS requests, 1500 by default) under the load PID (e.g. fio):
-# runs the command BREAK, waits until the volume says reconnecting, runs
-# HEAL, waits until it is ok again. The load must outlast the cycles.
+# (1500 requests) under the load PID (start_load's): runs the command
+# BREAK, waits until the volume says reconnecting, runs HEAL, waits until
+# it is ok again.
 fault_cycles() {
   local i=0
   while [ $i -lt "$1" ]; do
     i=$((i + 1))
-    wait_for_progress "${FAULT_PROGRESS:-1500}" 120 "$4"
-    kill -0 "$4" 2>/dev/null || fail "the load ended before fault $i of $1: make it longer"
+    wait_for_progress 1500 120 "$4"
     $2
     wait_for_health HEALTH_RECONNECTING 20
     $3
     wait_for_health HEALTH_OK 30
     log "$2 $i: the volume reconnected"
   done
-}
-
-# check_load_clean PID FIO_OUTPUT: the fio run PID ended without an error,
-# fio counted none, and the volume failed no request.
-check_load_clean() {
-  wait "$1" || { cat "$2"; fail "fio saw an error"; }
-  grep -q 'err= 0' "$2" || fail "fio reported errors: $(cat "$2")"
-  [ "$(volume_field failed_requests)" = 0 ] || fail "requests failed: $(cat /tmp/list.json)"
 }

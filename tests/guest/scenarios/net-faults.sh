@@ -2,8 +2,8 @@
 # Guest scenario: the network between ublkgw and its server fails. The
 # server (nbdkit, file plugin) runs in a network namespace of its own
 # behind a veth pair (10.77.0.2; ublkgw at 10.77.0.1):
-#  1. fio (2 queues, random 4k writes with crc32c, each pass read back and
-#     verified) while the link is taken down until the I/O timeout (2 s)
+#  1. fio (2 queues, random 4k writes with crc32c, each run read back and
+#     verified, back to back) while the link is taken down until the I/O timeout (2 s)
 #     drops the connections, then up again, 5 times: each cut is seen
 #     (reconnecting) and healed (ok); fio ends with no error.
 #  2. netem on the link, 10 ms delay and 2% loss: fio with verify passes.
@@ -40,15 +40,13 @@ wait_for_path /run/ublkgw/ublkgw.sock 20
 dev=$(ublkgw attach nbd://10.77.0.2/ --queues 2 --depth 64) || fail "attach failed"
 
 # 1. Five link cuts under fio.
-$fio --name=cuts --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
-  --iodepth=32 --numjobs=2 --offset_increment=128M --size=32M --eta=never \
-  --verify=crc32c --do_verify=1 --verify_fatal=1 --loops=4 --group_reporting \
-  --output=/out/fio-cuts.txt &
-fio_pid=$!
+start_load cuts --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
+  --iodepth=32 --numjobs=2 --offset_increment=128M --size=16M --eta=never \
+  --verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting
 cut_link() { $ip link set gw0 down; }
 heal_link() { $ip link set gw0 up; }
-FAULT_PROGRESS=800 fault_cycles 5 cut_link heal_link "$fio_pid"
-check_load_clean "$fio_pid" /out/fio-cuts.txt
+fault_cycles 5 cut_link heal_link "$load_pid"
+stop_load cuts
 n=$(reconnects "$dev")
 [ "$n" -ge 5 ] || fail "$n reconnects after 5 link cuts, want 5 or more"
 log "5 link cuts under fio: 0 errors, data verified, $n reconnects"

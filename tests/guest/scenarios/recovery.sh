@@ -8,14 +8,17 @@
 #  2. an upgrade: SIGTERM with --on-stop keep, a new ublkgwd takes over.
 #     fio ends with no error and 0 verify errors, the kernel logged no I/O
 #     error, and e2fsck finds the filesystem clean.
-#  3. detach removes the device even while it waits for a daemon: the
+#  3. a device left waiting is never another daemon's: a second ublkgwd,
+#     whose record names the same /dev/ublkbN with another mark, leaves it
+#     alone.
+#  4. detach removes the device even while it waits for a daemon: the
 #     daemon is killed, the server is gone, the new daemon cannot take the
-#     device over, and 'ublkgw detach' removes it.
-#  4. a device made without user recovery (as on kernels that lack it):
-#     attach says so, and --on-stop keep detaches it rather than leave it.
+#     device over (it says so), and 'ublkgw detach' removes it; a read
+#     waiting on it fails with EIO.
+#  5. a device made without user recovery (as on kernels that lack it):
+#     attach says why, and --on-stop keep detaches it rather than leave it.
 # Usage: recovery.sh PATH   (the data path auto must choose: copy|zero-copy)
 . /lib/ublkgw/guest-lib.sh
-fio=/usr/local/bin/fio
 expect=${1:?data path}
 
 load_module ublk_drv
@@ -48,21 +51,20 @@ dev=$(ublkgw attach nbd://127.0.0.1:10809/ --queues 2 --depth 64) || fail "attac
 ublkgw list --json >/out/list-attached.json
 check_data_path /out/list-attached.json "$expect"
 grep -q '"queues": 2' /out/list-attached.json || fail "not 2 queues: $(cat /out/list-attached.json)"
-grep -q 'cannot hand the device' /out/list-attached.json &&
+grep -q 'cannot outlive' /out/list-attached.json &&
   fail "this kernel has user recovery, yet attach says it does not"
 mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4 failed"
 mkdir -p /mnt/vol
 mount -t ext4 "$dev" /mnt/vol || fail "mount failed"
 
 # 1. SIGKILL 3 times under fio.
-$fio --name=crash --directory=/mnt/vol --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
-  --iodepth=16 --numjobs=2 --size=32M --eta=never --verify=crc32c --do_verify=1 \
-  --verify_fatal=1 --loops=4 --group_reporting --output=/out/fio-crash.txt &
-fio_pid=$!
+start_load crash --directory=/mnt/vol --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
+  --iodepth=16 --numjobs=2 --size=16M --eta=never --verify=crc32c --do_verify=1 \
+  --verify_fatal=1 --group_reporting
 i=0
 while [ $i -lt 3 ]; do
   i=$((i + 1))
-  wait_for_progress 1500 120 $fio_pid
+  wait_for_progress 1500 120 $load_pid
   kill -KILL $daemon
   wait $daemon 2>/dev/null
   still_there "$dev"
@@ -76,7 +78,7 @@ n=$(grep -c "took over .* as $dev" /out/ublkgwd.log)
 [ "$n" -eq 3 ] || fail "$n take-overs logged after 3 kills, want 3"
 
 # 2. An upgrade: SIGTERM keeps the device for the next daemon.
-wait_for_progress 1500 120 $fio_pid
+wait_for_progress 1500 120 $load_pid
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $? on SIGTERM"
 grep -q "left $dev for the next ublkgwd" /out/ublkgwd.log || fail "SIGTERM did not leave $dev"
@@ -84,7 +86,7 @@ still_there "$dev"
 start_daemon
 wait_for_health HEALTH_OK 30
 log "ublkgwd upgraded: the new daemon took $dev over"
-check_load_clean $fio_pid /out/fio-crash.txt
+stop_load crash
 if dmesg | grep -E -i 'I/O error|EXT4-fs (error|warning)|Buffer I/O'; then
   fail "the kernel logged errors"
 fi
@@ -92,27 +94,56 @@ umount /mnt/vol || fail "umount failed"
 e2fsck -f -n "$dev" >/out/fsck.txt 2>&1 || { cat /out/fsck.txt; fail "e2fsck: the filesystem is not clean"; }
 log "3 kills and an upgrade under fio on ext4: 0 errors, data verified, fsck clean"
 
-# 3. Detach removes a device that waits for a daemon.
+# The device waits for a daemon (the server gone too); a read waits on it.
 kill -KILL $daemon
 wait $daemon 2>/dev/null
 kill -KILL $server
 wait $server 2>/dev/null
+dd if="$dev" of=/dev/null bs=4k count=1 skip=999 iflag=direct 2>/out/dd-waiting.err &
+reader=$!
+
+# 3. Another daemon whose record claims the same id with another mark.
+mkdir -p /tmp/other
+sed 's/"device_cookie": *"[0-9]*"/"device_cookie": "1"/' /tmp/state/state.json >/tmp/other/state.json
+grep -q '"device_cookie": "1"' /tmp/other/state.json || fail "no mark to change: $(cat /tmp/state/state.json)"
+ublkgwd --socket /tmp/other.sock --state-dir /tmp/other >/out/other.log 2>&1 &
+other=$!
+deadline=$(( $(date +%s) + 20 ))
+until grep -q "restoring nbd://" /out/other.log; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "the other daemon tried nothing: $(cat /out/other.log)"
+  usleep 100000
+done
+kill -TERM $other
+wait $other || fail "the other ublkgwd exited $?"
+grep -q "took over" /out/other.log && fail "another daemon took $dev over: $(cat /out/other.log)"
+[ -b "$dev" ] || fail "another daemon removed $dev"
+kill -0 $reader 2>/dev/null || fail "the waiting read ended while no daemon served"
+log "another daemon's record naming $dev leaves it alone"
+
+# 4. Detach removes a device that waits for a daemon.
 start_daemon
+deadline=$(( $(date +%s) + 20 ))
+until volume_field health_detail | grep -q 'left in the kernel by the previous ublkgwd'; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "not said to be taken over: $(cat /tmp/list.json)"
+  usleep 100000
+done
 [ "$(volume_field health)" = HEALTH_RESTORING ] || fail "not restoring: $(cat /tmp/list.json)"
 ublkgw detach "$dev" || fail "detach of a device left in the kernel failed"
 [ ! -e "$dev" ] || fail "$dev still exists after detach"
 [ -z "$(ls /dev/ublkc* 2>/dev/null)" ] || fail "left behind: $(ls /dev/ublkc*)"
-log "a device left waiting is removed by detach"
+wait $reader && fail "the read waiting on the removed device succeeded"
+grep -qi 'input/output error' /out/dd-waiting.err || fail "not EIO: $(cat /out/dd-waiting.err)"
+log "a device left waiting is removed by detach; the read waiting on it got EIO"
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
 
-# 4. A device without user recovery: said at attach; keep mode detaches it.
+# 5. A device without user recovery: said at attach; keep mode detaches it.
 nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1 &
 server=$!
 wait_for_listen 10809 20
 start_daemon --disable-ublk-features user-recovery
 dev=$(ublkgw attach nbd://127.0.0.1:10809/) || fail "attach failed"
-[ -n "$(volume_field note | grep 'cannot hand the device to a restarted daemon')" ] ||
+[ -n "$(volume_field note | grep 'cannot outlive this ublkgwd.*ruled out')" ] ||
   fail "attach does not say the device cannot outlive the daemon: $(cat /tmp/list.json)"
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"

@@ -87,11 +87,14 @@ TEST(RenderTest, StatsTableHasEveryOperation) {
   r.mutable_volume()->set_device_path("/dev/ublkb0");
   r.mutable_stats()->mutable_write()->set_ops(7);
   r.mutable_stats()->mutable_write()->mutable_latency()->set_p99_ns(2'000'000);
+  r.mutable_volume()->set_io_timeout_ms(30'000);
+  r.mutable_volume()->set_reconnect_deadline_ms(600'500);
   const std::string table = RenderStats(r);
   for (const char* op : {"read", "write", "flush", "discard", "write_zeroes"}) {
     EXPECT_THAT(table, HasSubstr(op));
   }
   EXPECT_THAT(table, HasSubstr("2.0ms"));
+  EXPECT_THAT(table, HasSubstr("io timeout 30s, reconnect deadline 10m0.5s\n"));
 }
 
 TEST(ParseSizeTest, BytesAndBinarySuffixes) {

@@ -31,6 +31,16 @@ TEST(DaemonOptionsTest, UnknownSocketOpsAreRefusedByName) {
                              HasSubstr("send-zc"))));
 }
 
+TEST(DaemonOptionsTest, KeepingDevicesNeedsARecord) {
+  DaemonOptions o;
+  o.keep_devices_on_stop = true;
+  EXPECT_THAT(CheckDaemonOptions(o), IsOk());  // the default state dir
+  o.state_dir = "";
+  EXPECT_THAT(CheckDaemonOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("--on-stop keep"), HasSubstr("--state-dir"))));
+}
+
 TEST(DaemonOptionsTest, UnknownUblkFeaturesAreRefusedByName) {
   DaemonOptions o;
   o.disabled_ublk_features = "auto-buf-reg";

@@ -58,6 +58,14 @@ TEST_F(VolumeManagerTest, BadRequestsAreInvalidArguments) {
   bad_path.set_data_path(static_cast<v1::DataPath>(42));
   EXPECT_THAT(volumes_.Attach(bad_path),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("data path")));
+  auto long_timeout = Request("nbd://h/x");
+  long_timeout.set_io_timeout_ms(86'400'001);
+  EXPECT_THAT(volumes_.Attach(long_timeout),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("io_timeout_ms")));
+  auto long_deadline = Request("nbd://h/x");
+  long_deadline.set_reconnect_deadline_ms(UINT32_MAX);
+  EXPECT_THAT(volumes_.Attach(long_deadline),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a day")));
 }
 
 TEST_F(VolumeManagerTest, AGoodRequestNeedsTheUblkDriver) {
@@ -166,6 +174,32 @@ TEST_F(RestoreTest, UnattachableRecordsAreListedAsRestoringAndKept) {
   volumes.Shutdown(OnStop::kDetach);
   // Stopping the daemon keeps what is recorded.
   EXPECT_THAT(StateStore(dir_).Load(), IsOkAndHolds(::testing::SizeIs(1)));
+}
+
+TEST_F(RestoreTest, AVolumesOwnTimeoutsOverrideTheDaemonsAndAreListed) {
+  v1::AttachmentRecord record;
+  record.set_device_id(4);
+  record.mutable_request()->set_uri("nbd://127.0.0.1:1/a");
+  record.mutable_request()->set_io_timeout_ms(7'000);
+  record.mutable_request()->set_reconnect_deadline_ms(0);
+  ASSERT_THAT(StateStore(dir_).Save({record}), IsOk());
+  ManagerOptions options = Options();
+  options.reconnect.io_timeout = absl::Seconds(30);
+  VolumeManager volumes(options);
+  ASSERT_THAT(volumes.LoadRecords(), IsOk());
+  const std::vector<v1::Volume> listed = volumes.List();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].io_timeout_ms(), 7'000u);
+  EXPECT_EQ(listed[0].reconnect_deadline_ms(), 0u);  // set to 0: fail at once
+  // Unset: the daemon's.
+  record.mutable_request()->clear_io_timeout_ms();
+  record.mutable_request()->clear_reconnect_deadline_ms();
+  ASSERT_THAT(StateStore(dir_).Save({record}), IsOk());
+  VolumeManager defaults(options);
+  ASSERT_THAT(defaults.LoadRecords(), IsOk());
+  ASSERT_EQ(defaults.List().size(), 1u);
+  EXPECT_EQ(defaults.List()[0].io_timeout_ms(), 30'000u);
+  EXPECT_EQ(defaults.List()[0].reconnect_deadline_ms(), 120'000u);
 }
 
 TEST_F(RestoreTest, AnInvalidOrDuplicateRecordIsShownNotTriedAndNotLost) {
