@@ -42,8 +42,10 @@ int main(int argc, char** argv) {
   app.add_option("--send-zc-min-bytes", send_zc_min_bytes,
                  "zero-copy data path: send writes of at least this many bytes with SEND_ZC "
                  "(the NIC reads the pages) and smaller ones with SEND (the socket copies); "
-                 "0 for SEND_ZC always. Default: 65536, and no SEND_ZC to a server on this "
-                 "host (loopback copies anyway). See docs/BENCHMARKS.md")
+                 "0 for SEND_ZC always. Default: no SEND_ZC, which lends the request's pages "
+                 "to the network stack: where it must copy or split them (retransmits, veth, "
+                 "netem) Linux 7.2 warns of taking references to them. Try it (e.g. 65536) "
+                 "only on a kernel you have tested. See docs/BENCHMARKS.md")
       ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
   app.add_option("--disable-socket-ops", o.disabled_socket_ops,
                  "zero-copy data path: never use these fixed-buffer socket operations, as if "

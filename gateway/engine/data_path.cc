@@ -79,7 +79,7 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
                      : probe.write_fixed ? WriteOp::kWriteFixed
                                          : WriteOp::kSendZc;
   const bool zc_only = !probe.send && !probe.write_fixed;
-  const bool skip_zc = local_peer && !send_zc_min_bytes.has_value() && !zc_only;
+  const bool skip_zc = !send_zc_min_bytes.has_value() && !zc_only;
   const uint32_t threshold = send_zc_min_bytes.value_or(kDefaultSendZcMinBytes);
   plan.large_write = probe.send_zc && !skip_zc ? WriteOp::kSendZc : plan.small_write;
   plan.send_zc_min_bytes = plan.large_write == plan.small_write ? 0 : threshold;
@@ -95,8 +95,10 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
       ", straight from and into the request's pages, ",
       auto_reg ? "registered by the driver" : "registered with REGISTER_IO_BUF per request");
   if (skip_zc && probe.send_zc) {
-    absl::StrAppend(&plan.detail, " (no SEND_ZC: the server is on this host, where it would copy "
-                                  "anyway)");
+    absl::StrAppend(&plan.detail,
+                    local_peer ? " (no SEND_ZC: the server is on this host, where it would copy "
+                                 "anyway)"
+                               : " (no SEND_ZC unless asked: see ublkgwd --send-zc-min-bytes)");
   }
   return plan;
 }

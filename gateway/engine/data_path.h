@@ -60,8 +60,8 @@ struct DataPathPlan {
   }
 };
 
-// The default size from which SEND_ZC is used when SEND works too (see
-// docs/BENCHMARKS.md for the measurement behind it).
+// The size from which SEND_ZC is used when an operator enables it without
+// a threshold of their own... never by default: see ChooseDataPath.
 inline constexpr uint32_t kDefaultSendZcMinBytes = 64 * 1024;
 
 // Decides the path for a device. `ublk_features` is GET_FEATURES' answer;
@@ -70,10 +70,12 @@ inline constexpr uint32_t kDefaultSendZcMinBytes = 64 * 1024;
 // fails with FAILED_PRECONDITION naming the missing piece; kCopy always
 // works.
 // `send_zc_min_bytes`, when set, is the operator's threshold, used as
-// given. Unset: kDefaultSendZcMinBytes, except when `local_peer` (the
-// server is on this host: loopback or a unix socket), where the kernel
-// copies SEND_ZC's pages on delivery anyway and SEND_ZC only adds its
-// notification, so it is not used while another op can send.
+// given. Unset: no SEND_ZC while another op can send. SEND_ZC lends the
+// request's pages to the network stack; where the stack must copy, split
+// or orphan them (a TCP retransmit, veth, netem, loopback delivery) it
+// takes page references, and Linux 7.2 warns of doing so to pages a block
+// request may carry (seen in the soak test under netem). To a server on
+// this host (`local_peer`) it would only add a copy and a notification.
 absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_features,
                                             const FixedBufferSupport& probe,
                                             std::optional<uint32_t> send_zc_min_bytes = {},

@@ -5,21 +5,24 @@
 # verify, in a QEMU guest. See soak-guest.sh for what is checked.
 #
 # Usage: tests/soak/run-soak.sh [--minutes N] [--kernel SUITE] [--build DIR]
+#                               [-- UBLKGWD_ARGS...]
 #   --minutes  how long faults strike (default 10)
 #   --kernel   the guest kernel: sid (default), trixie, trixie-backports
 #   --build    the build holding gateway/control/ublkgwd and gateway/cli/ublkgw
 #              (default: build/release, else build/asan; scripts/test.sh
 #              makes both)
+#   after --   more ublkgwd options, e.g. -- --send-zc-min-bytes 4294967295
 # Prints one line per fault, and a summary; exit 0 when everything held.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-minutes=10 kernel=sid build=""
+minutes=10 kernel=sid build="" daemon_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) minutes=$2; shift 2 ;;
     --kernel) kernel=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
+    --) shift; daemon_args=("$@"); break ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "run-soak: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -40,4 +43,4 @@ exec "$root/tests/guest/run-guest.sh" --kernel "$kernel" --scenario "$here/soak-
   --bin "$build/gateway/control/ublkgwd" --bin "$build/gateway/cli/ublkgw" \
   --module ublk_drv --module veth --module sch_netem \
   --tool nbdkit --tool fio --tool ip --tool tc --tool mkfs.ext4 --tool e2fsck \
-  --file "$plugin:$plugin" --mem 1536 --timeout $((seconds + 600)) --out "$out" -- "$seconds"
+  --file "$plugin:$plugin" --mem 1536 --timeout $((seconds + 600)) --out "$out" -- "$seconds" "${daemon_args[@]}"

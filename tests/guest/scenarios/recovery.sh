@@ -87,7 +87,7 @@ start_daemon
 wait_for_health HEALTH_OK 30
 log "ublkgwd upgraded: the new daemon took $dev over"
 stop_load crash
-if dmesg | grep -E -i 'I/O error|EXT4-fs (error|warning)|Buffer I/O'; then
+if dmesg | grep -E 'I/O error|EXT4-fs (error|warning)|Buffer I/O|WARNING:|BUG:'; then
   fail "the kernel logged errors"
 fi
 umount /mnt/vol || fail "umount failed"

@@ -68,11 +68,17 @@ TEST(ChooseDataPathTest, NoSendZcToAServerOnThisHostUnlessAskedFor) {
   EXPECT_EQ(only->WriteOpFor(4096), WriteOp::kSendZc);
 }
 
-TEST(ChooseDataPathTest, RemoteServersGetSendZcFrom64KiB) {
+TEST(ChooseDataPathTest, RemoteServersGetNoSendZcUnlessAskedFor) {
+  // SEND_ZC lends block pages to the network stack: opt-in only.
   auto plan = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, Everything(), {}, false);
   ASSERT_THAT(plan, IsOk());
-  EXPECT_EQ(plan->WriteOpFor(kDefaultSendZcMinBytes - 512), WriteOp::kSend);
-  EXPECT_EQ(plan->WriteOpFor(kDefaultSendZcMinBytes), WriteOp::kSendZc);
+  EXPECT_EQ(plan->WriteOpFor(1 << 20), WriteOp::kSend);
+  EXPECT_THAT(plan->detail, HasSubstr("no SEND_ZC unless asked"));
+  auto asked = ChooseDataPath(DataPathMode::kAuto, kAutoBufReg, Everything(),
+                              kDefaultSendZcMinBytes, false);
+  ASSERT_THAT(asked, IsOk());
+  EXPECT_EQ(asked->WriteOpFor(kDefaultSendZcMinBytes - 512), WriteOp::kSend);
+  EXPECT_EQ(asked->WriteOpFor(kDefaultSendZcMinBytes), WriteOp::kSendZc);
 }
 
 TEST(ChooseDataPathTest, AThresholdOfZeroMeansSendZcForEveryWrite) {
