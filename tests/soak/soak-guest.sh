@@ -25,26 +25,14 @@ daemon_args="$*"
 rand() { echo $(( $(od -An -N2 -tu2 /dev/urandom) % $1 )); }
 
 load_module ublk_drv
-load_module veth
-load_module sch_netem
 wait_for_path /dev/ublk-control 10
-$ip link set lo up
-$ip netns add srv || fail "ip netns add failed"
-$ip link add gw0 type veth peer name srv0 || fail "no veth pair"
-$ip link set srv0 netns srv
-$ip addr add 10.77.0.1/24 dev gw0
-$ip link set gw0 up
-$ip netns exec srv $ip link set lo up
-$ip netns exec srv $ip addr add 10.77.0.2/24 dev srv0
-$ip netns exec srv $ip link set srv0 up
+server_netns
 truncate -s 256M /tmp/disk.img
-netns=/run/netns/srv
-[ -e $netns ] || netns=/var/run/netns/srv
 server=
 start_server() {
   # Only the network namespace: 'ip netns exec' would give nbdkit a copy of
   # the mount table, and with it /mnt/vol, which would then outlive umount.
-  nsenter --net=$netns nbdkit -f -i 10.77.0.2 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1 &
+  nsenter --net="$srv_netns" nbdkit -f -i 10.77.0.2 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1 &
   server=$!
   local deadline=$(( $(date +%s) + 30 ))
   until ublkgw info nbd://10.77.0.2/ --timeout 2 >/dev/null 2>&1; do
@@ -57,12 +45,7 @@ start_daemon() {
   ublkgwd --state-dir /tmp/state --on-stop keep --io-timeout 5 --reconnect-deadline 300 \
     $daemon_args >>/out/ublkgwd.log 2>&1 &
   daemon=$!
-  local deadline=$(( $(date +%s) + 20 ))
-  until ublkgw list >/dev/null 2>&1; do
-    kill -0 $daemon 2>/dev/null || fail "ublkgwd exited: $(tail -5 /out/ublkgwd.log)"
-    [ "$(date +%s)" -lt "$deadline" ] || fail "ublkgwd does not answer after 20 s"
-    usleep 50000
-  done
+  wait_for_daemon $daemon /out/ublkgwd.log
 }
 
 start_server

@@ -102,6 +102,40 @@ reconnects() {
   echo "${n:-0}"  # proto JSON leaves zeros out
 }
 
+# wait_for_daemon PID LOG: until the ublkgwd PID answers on the default
+# socket (a killed daemon's socket file stays, so its existence says
+# nothing); fails with LOG's tail if the daemon exits.
+wait_for_daemon() {
+  local deadline=$(( $(date +%s) + 20 ))
+  until ublkgw list >/dev/null 2>&1; do
+    kill -0 "$1" 2>/dev/null || fail "ublkgwd exited: $(tail -5 "$2")"
+    [ "$(date +%s)" -lt "$deadline" ] || fail "ublkgwd does not answer after 20 s"
+    usleep 50000
+  done
+}
+
+# server_netns: a network namespace "srv" behind a veth pair, for a server
+# at 10.77.0.2 reached from 10.77.0.1 (gw0, which tests take down and up).
+# Loads veth and sch_netem; sets srv_netns to the namespace's file, for
+# 'nsenter --net' (which, unlike 'ip netns exec', keeps the mount table:
+# a server started after a mount must not hold the filesystem).
+server_netns() {
+  local ip=/usr/local/bin/ip
+  load_module veth
+  load_module sch_netem
+  $ip link set lo up
+  $ip netns add srv || fail "ip netns add failed"
+  $ip link add gw0 type veth peer name srv0 || fail "no veth pair"
+  $ip link set srv0 netns srv
+  $ip addr add 10.77.0.1/24 dev gw0
+  $ip link set gw0 up
+  $ip netns exec srv $ip link set lo up
+  $ip netns exec srv $ip addr add 10.77.0.2/24 dev srv0
+  $ip netns exec srv $ip link set srv0 up
+  srv_netns=/run/netns/srv
+  [ -e $srv_netns ] || srv_netns=/var/run/netns/srv
+}
+
 # start_load NAME FIO_ARGS...: fio (/usr/local/bin/fio) runs back to back,
 # each run verifying what it wrote, until stop_load; so the load outlasts
 # any number of faults. Sets load_pid; each run's output is

@@ -14,18 +14,8 @@ ip=/usr/local/bin/ip
 tc=/usr/local/bin/tc
 
 load_module ublk_drv
-load_module veth
-load_module sch_netem
 wait_for_path /dev/ublk-control 10
-$ip link set lo up
-$ip netns add srv || fail "ip netns add failed"
-$ip link add gw0 type veth peer name srv0 || fail "no veth pair"
-$ip link set srv0 netns srv
-$ip addr add 10.77.0.1/24 dev gw0
-$ip link set gw0 up
-$ip netns exec srv $ip link set lo up
-$ip netns exec srv $ip addr add 10.77.0.2/24 dev srv0
-$ip netns exec srv $ip link set srv0 up
+server_netns
 truncate -s 256M /tmp/disk.img
 $ip netns exec srv nbdkit -f -i 10.77.0.2 -p 10809 file /tmp/disk.img >/out/nbdkit.log 2>&1 &
 deadline=$(( $(date +%s) + 30 ))

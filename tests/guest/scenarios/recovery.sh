@@ -32,13 +32,7 @@ daemon=
 start_daemon() {
   ublkgwd --state-dir /tmp/state --on-stop keep --io-timeout 10 "$@" >>/out/ublkgwd.log 2>&1 &
   daemon=$!
-  # The killed daemon's socket file stays: wait until the new one answers.
-  local deadline=$(( $(date +%s) + 20 ))
-  until ublkgw list >/dev/null 2>&1; do
-    kill -0 $daemon 2>/dev/null || fail "ublkgwd exited: $(tail -5 /out/ublkgwd.log)"
-    [ "$(date +%s)" -lt "$deadline" ] || fail "ublkgwd does not answer after 20 s"
-    usleep 50000
-  done
+  wait_for_daemon $daemon /out/ublkgwd.log
 }
 # still_there DEV: the device and the filesystem on it never went away.
 still_there() {
