@@ -1,6 +1,7 @@
 #include "cli/client_commands.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -56,12 +57,15 @@ int RunAttach(const ClientOptions& client, const AttachOptions& options, std::os
   request.set_queues(options.queues);
   request.set_depth(options.depth);
   request.set_read_only(options.read_only);
-  if (options.io_timeout_s >= 0) {
-    request.set_io_timeout_ms(static_cast<uint32_t>(std::min(options.io_timeout_s, 1e7) * 1000));
-  }
+  // Seconds to whole milliseconds, within the API's day (the daemon refuses
+  // more); a positive value never rounds down to 0, which means "never".
+  auto ms = [](double seconds) {
+    const double clamped = std::clamp(seconds * 1000, 0.0, 86'400'000.0);
+    return static_cast<uint32_t>(seconds > 0 ? std::max(1.0, std::round(clamped)) : 0.0);
+  };
+  if (options.io_timeout_s >= 0) request.set_io_timeout_ms(ms(options.io_timeout_s));
   if (options.reconnect_deadline_s >= 0) {
-    request.set_reconnect_deadline_ms(
-        static_cast<uint32_t>(std::min(options.reconnect_deadline_s, 1e7) * 1000));
+    request.set_reconnect_deadline_ms(ms(options.reconnect_deadline_s));
   }
   if (options.data_path == "copy") {
     request.set_data_path(v1::DATA_PATH_COPY);

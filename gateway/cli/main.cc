@@ -107,13 +107,14 @@ int main(int argc, char** argv) {
   attach_cmd
       ->add_option("--io-timeout", attach.io_timeout_s,
                    "seconds a request may wait for its reply before its connection counts as "
-                   "stalled and is made again (0: never). Default: the daemon's --io-timeout")
-      ->check(CLI::NonNegativeNumber);
+                   "stalled and is made again (0: never; at most 86400). Default: the daemon's "
+                   "--io-timeout")
+      ->check(CLI::Range(0.0, 86400.0));
   attach_cmd
       ->add_option("--reconnect-deadline", attach.reconnect_deadline_s,
                    "seconds I/O waits for a lost connection before it fails with EIO (0: at "
-                   "once). Default: the daemon's --reconnect-deadline")
-      ->check(CLI::NonNegativeNumber);
+                   "once; at most 86400). Default: the daemon's --reconnect-deadline")
+      ->check(CLI::Range(0.0, 86400.0));
   add_client_options(attach_cmd);
   attach_cmd->footer(
       "The daemon (ublkgwd) connects, negotiates the export and creates the device.\n\n"

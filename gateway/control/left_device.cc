@@ -28,7 +28,7 @@ LeftDevice JudgeLeftDevice(const v1::AttachmentRecord& record,
     case ublk::DevState::kFailIo:
       if ((dev->flags & kRecovery) == kRecovery) {
         return {LeftVerdict::kAdopt,
-                absl::StrCat(path, " was left in the kernel by the previous ublkgwd")};
+                absl::StrCat(path, " was left in the kernel by the previous ublkgwd"), *dev};
       }
       break;
     default:

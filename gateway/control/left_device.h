@@ -21,7 +21,8 @@ enum class LeftVerdict {
 
 struct LeftDevice {
   LeftVerdict verdict = LeftVerdict::kNone;
-  std::string why;  // for the log and the volume's health detail
+  std::string why;                  // for the log and the volume's health detail
+  ublk::ublksrv_ctrl_dev_info dev{};  // the device (kAdopt)
 };
 
 // `dev` is GET_DEV_INFO for record.device_id(). A device is the volume's

@@ -137,8 +137,8 @@ v1::Volume VolumeManager::Describe(uint32_t id, const Entry& entry,
     v.set_reconnect_deadline_ms(Ms(policy.reconnect_deadline));
     v.set_health(v1::HEALTH_RESTORING);
     std::string detail = entry.left_in_kernel
-                             ? "left in the kernel by the previous ublkgwd, being taken over "
-                               "(its I/O waits)"
+                             ? "its device waits in the kernel (its I/O too) for this daemon to "
+                               "take it over"
                              : "recorded, not attached yet";
     if (!entry.restore_error.empty()) absl::StrAppend(&detail, ": ", entry.restore_error);
     if (entry.next_try != absl::InfiniteFuture()) {
@@ -198,7 +198,14 @@ absl::Status VolumeManager::SaveRecords() {
     for (const auto& [id, entry] : volumes_) records.push_back(entry.record);
   }
   absl::Status s = store_->Save(records);
-  if (!s.ok()) LOG(ERROR) << "recording the volumes in " << store_->path() << ": " << s;
+  if (!s.ok()) {
+    LOG(ERROR) << "recording the volumes in " << store_->path() << ": " << s;
+    return s;
+  }
+  // Every volume in the table now is on disk as it is (a volume that failed
+  // to be saved before keeps its flag until a save works).
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, entry] : volumes_) entry.recorded = true;
   return s;
 }
 
@@ -275,12 +282,7 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
     absl::MutexLock lock(&mu_);
     volumes_[id] = std::move(entry);
   }
-  absl::Status saved = SaveRecords();
-  {
-    absl::MutexLock lock(&mu_);
-    if (auto it = volumes_.find(id); it != volumes_.end()) it->second.recorded = saved.ok();
-  }
-  if (absl::Status s = saved; !s.ok()) {
+  if (absl::Status s = SaveRecords(); !s.ok()) {
     volume.set_note(absl::StrCat(volume.note(), volume.note().empty() ? "" : "; ",
                                  "not recorded (", s.message(),
                                  "): a restarted daemon will not attach it again"));
@@ -490,6 +492,7 @@ absl::Status VolumeManager::LoadRecords() {
     }
     Entry& entry = volumes_[id];
     entry.record = record;
+    entry.recorded = true;
     entry.next_try = absl::Now();
     entry.backoff = options_.restore_backoff_min;
     if (auto valid = Validate(record.request()); !valid.ok()) {
@@ -556,13 +559,10 @@ void VolumeManager::RestoreOne(uint32_t id) {
     {
       absl::MutexLock ctrl_lock(&ctrl_mu_);
       left = AskLeftDevice(record);
-      if (left.verdict == LeftVerdict::kAdopt) {
-        auto dev = (*Control())->GetDevInfo(id);
-        if (dev.ok()) {
-          options->queues = static_cast<uint16_t>(dev->nr_hw_queues);
-          options->depth = dev->queue_depth;
-        }
-      }
+    }
+    if (left.verdict == LeftVerdict::kAdopt) {
+      options->queues = static_cast<uint16_t>(left.dev.nr_hw_queues);
+      options->depth = left.dev.queue_depth;
     }
     switch (left.verdict) {
       case LeftVerdict::kAdopt:
@@ -619,8 +619,11 @@ void VolumeManager::RestoreOne(uint32_t id) {
               << (*device)->block_path();
     entry.restore_error.clear();
     entry.left_in_kernel = false;
-    // A device made again gets its own mark (none if it cannot outlive us).
-    entry.record.set_device_cookie((*device)->recoverable() ? options->device_cookie : 0);
+    // A device made again gets its own mark (none if it cannot outlive us),
+    // and is not recorded as it is until the record is saved.
+    const uint64_t cookie = (*device)->recoverable() ? options->device_cookie : 0;
+    if (got != id || cookie != entry.record.device_cookie()) entry.recorded = false;
+    entry.record.set_device_cookie(cookie);
     entry.device = *std::move(device);
     if (got != id) {
       // Its old id was taken meanwhile: it lives on under the new one
@@ -631,9 +634,7 @@ void VolumeManager::RestoreOne(uint32_t id) {
       volumes_[got] = std::move(renamed);
     }
   }
-  const bool saved = SaveRecords().ok();  // a new id, or a mark now or no more
-  absl::MutexLock lock(&mu_);
-  if (auto it = volumes_.find(got); it != volumes_.end()) it->second.recorded = saved;
+  (void)SaveRecords();  // a new id, or a mark now or no more (logged if it fails)
 }
 
 void VolumeManager::RestoreLoop() {
@@ -667,6 +668,11 @@ void VolumeManager::Shutdown(OnStop how) {
   // Graceful detaches share one grace period: once it is spent (a silent
   // server held one up), the rest are forced, so stopping stays bounded.
   const absl::Time grace_end = absl::Now() + engine::kGracefulStopTimeout;
+  if (how == OnStop::kKeep) {
+    for (auto& [device, recorded] : devices) {
+      if (recorded) device->BeginLeave();
+    }
+  }
   for (auto& [device, recorded] : devices) {
     if (how == OnStop::kKeep) {
       // Only a recorded volume's device can be taken over by the next daemon.

@@ -60,8 +60,8 @@ struct DataPathPlan {
   }
 };
 
-// The size from which SEND_ZC is used when an operator enables it without
-// a threshold of their own... never by default: see ChooseDataPath.
+// The SEND_ZC threshold the docs suggest to an operator who enables it
+// (--send-zc-min-bytes 65536); never used by default: see ChooseDataPath.
 inline constexpr uint32_t kDefaultSendZcMinBytes = 64 * 1024;
 
 // Decides the path for a device. `ublk_features` is GET_FEATURES' answer;

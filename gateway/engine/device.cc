@@ -347,6 +347,12 @@ absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport&
   return absl::OkStatus();
 }
 
+void Device::BeginLeave() {
+  if (recoverable_) {
+    for (auto& worker : workers_) worker->ExitNow();
+  }
+}
+
 void Device::StopWorkers() {
   for (auto& worker : workers_) worker->ExitNow();
   for (auto& thread : threads_) thread.join();

@@ -109,6 +109,9 @@ class Device {
   // new ones wait for it. FAILED_PRECONDITION for a device made without
   // user recovery (Detach it instead).
   absl::Status Leave();
+  // Starts Leave's stop of the queues without waiting (so several devices
+  // stop at once; a queue reconnecting finishes its attempt first).
+  void BeginLeave();
   // Whether the device can outlive this daemon (Leave, Adopt).
   bool recoverable() const { return recoverable_; }
 

@@ -186,6 +186,9 @@ absl::Status QueueWorker::Run() {
     }
     MaybeSend();
   }
+  // Leaving for the next daemon, which is issued what had no reply here:
+  // nothing still queued on this connection may reach the server after it.
+  if (exit_now_.load() && connected_) AbortSocket();
   StopReconnecting();
   if (reconnect_thread_.joinable()) reconnect_thread_.join();
   return first_error_;

@@ -205,6 +205,8 @@ class QueueWorker {
   void OnBufReg(uint64_t user_data, int res);
   void FinishReply(uint16_t tag);
   void FailConnection(const absl::Status& why);
+  // Shuts the socket down and drops what is still queued on it.
+  void AbortSocket();
   // queue_worker_link.cc
   void Wake();
   void OnWake();

@@ -48,17 +48,22 @@ void QueueWorker::FailConnection(const absl::Status& why) {
              << (retry ? "; reconnecting, requests wait" : "; its I/O fails with EIO");
   if (!retry) failing_io_ = true;
   SetLink(retry ? Link::kReconnecting : Link::kFailingIo, why);
-  // Pending RECV and sends complete with errors once the socket is shut
-  // down; Recover waits for them before anything is sent again.
+  // Pending RECV and sends complete with errors; Recover waits for them
+  // before anything is sent again.
+  AbortSocket();
+  if (retry) StartReconnecting(quick_failures_);
+}
+
+void QueueWorker::AbortSocket() {
   ::shutdown(socket_.get(), SHUT_RDWR);
-  // And abort it: shutdown keeps data already queued, and a SEND_ZC's pages
-  // stay pinned (its notification pending, the block request unfinished)
-  // until a peer that may never read again acknowledges them. Disconnecting
-  // drops the send queue, so every notification comes now.
+  // Shutdown keeps data already queued, and a SEND_ZC's pages stay pinned
+  // (its notification pending, the block request unfinished) until a peer
+  // that may never read again acknowledges them; and a request still queued
+  // could reach the server after it was sent again on a new connection.
+  // Disconnecting drops the send queue, so every notification comes now.
   sockaddr unspec{};
   unspec.sa_family = AF_UNSPEC;
   (void)::connect(socket_.get(), &unspec, sizeof(unspec));
-  if (retry) StartReconnecting(quick_failures_);
 }
 
 void QueueWorker::Wake() {

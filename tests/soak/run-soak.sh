@@ -11,7 +11,7 @@
 #   --build    the build holding gateway/control/ublkgwd and gateway/cli/ublkgw
 #              (default: build/release, else build/asan; scripts/test.sh
 #              makes both)
-#   after --   more ublkgwd options, e.g. -- --send-zc-min-bytes 4294967295
+#   after --   more ublkgwd options, e.g. -- --send-zc-min-bytes 65536
 # Prints one line per fault, and a summary; exit 0 when everything held.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -117,7 +117,7 @@ log "another daemon's record naming $dev leaves it alone"
 # 4. Detach removes a device that waits for a daemon.
 start_daemon
 deadline=$(( $(date +%s) + 20 ))
-until volume_field health_detail | grep -q 'left in the kernel by the previous ublkgwd'; do
+until volume_field health_detail | grep -q 'its device waits in the kernel'; do
   [ "$(date +%s)" -lt "$deadline" ] || fail "not said to be taken over: $(cat /tmp/list.json)"
   usleep 100000
 done

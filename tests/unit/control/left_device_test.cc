@@ -37,6 +37,7 @@ TEST(JudgeLeftDeviceTest, OurQuiescedDeviceIsTakenOver) {
   const LeftDevice left = JudgeLeftDevice(Record(), Device(ublk::DevState::kQuiesced));
   EXPECT_EQ(left.verdict, LeftVerdict::kAdopt);
   EXPECT_THAT(left.why, HasSubstr("/dev/ublkb3"));
+  EXPECT_EQ(left.dev.nr_hw_queues, 2);  // the take-over connects one per queue
 }
 
 TEST(JudgeLeftDeviceTest, OurDeviceStillServedIsWaitedFor) {
