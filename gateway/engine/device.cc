@@ -25,11 +25,13 @@ absl::Status SameExport(const nbd::ExportInfo& a, const nbd::ExportInfo& b) {
   return absl::OkStatus();
 }
 
+// `cancel_fd`: see nbd::Connect (-1: none).
 absl::StatusOr<std::pair<UniqueFd, nbd::ExportInfo>> ConnectOne(const nbd::Uri& uri,
-                                                                 absl::Duration timeout) {
-  auto fd = nbd::Connect(uri, timeout);
+                                                                 absl::Duration timeout,
+                                                                 int cancel_fd = -1) {
+  auto fd = nbd::Connect(uri, timeout, cancel_fd);
   if (!fd.ok()) return fd.status();
-  nbd::Stream stream(*std::move(fd), timeout);
+  nbd::Stream stream(*std::move(fd), timeout, cancel_fd);
   nbd::HandshakeOptions options;
   options.export_name = uri.export_name;
   auto info = nbd::Negotiate(stream, options);
@@ -313,8 +315,8 @@ absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport&
   auto uri = nbd::ParseUri(connected.uri);
   if (!uri.ok()) return uri.status();
   Connector connector = [uri = *uri, timeout = options.connect_timeout, attached = info,
-                         shape](uint64_t device_size) -> absl::StatusOr<UniqueFd> {
-    auto c = ConnectOne(uri, timeout);
+                         shape](uint64_t device_size, int cancel_fd) -> absl::StatusOr<UniqueFd> {
+    auto c = ConnectOne(uri, timeout, cancel_fd);
     if (!c.ok()) return c.status();
     DeviceShape now = shape;
     now.size = device_size;

@@ -61,6 +61,7 @@ QueueWorker::QueueWorker(QueueConfig config, nbd::ExportInfo info, UniqueFd sock
       generation_(generation),
       size_limit_(info_.size) {
   wake_fd_.Reset(eventfd(0, EFD_CLOEXEC));
+  stop_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 }
 
 QueueWorker::~QueueWorker() {

@@ -283,6 +283,9 @@ class QueueWorker {
   absl::Mutex link_mu_;
   bool stop_reconnecting_ ABSL_GUARDED_BY(link_mu_) = false;
   UniqueFd new_socket_ ABSL_GUARDED_BY(link_mu_);
+  // eventfd: StopReconnecting -> a connect or handshake under way, which
+  // ends at once rather than at its timeout.
+  UniqueFd stop_fd_;
 
   std::atomic<bool> abort_{false};
   std::atomic<bool> exit_now_{false};

@@ -211,6 +211,8 @@ void QueueWorker::StartReconnecting(int wait_first) {
     absl::MutexLock lock(&link_mu_);
     stop_reconnecting_ = false;
     new_socket_.Reset();
+    uint64_t stops;
+    (void)!read(stop_fd_.get(), &stops, sizeof(stops));  // the last stop's, if any
   }
   try {
     reconnect_thread_ = std::thread([this, wait_first] { ReconnectLoop(wait_first); });
@@ -226,6 +228,8 @@ void QueueWorker::StopReconnecting() {
   absl::MutexLock lock(&link_mu_);
   stop_reconnecting_ = true;
   new_socket_.Reset();
+  const uint64_t one = 1;
+  (void)!write(stop_fd_.get(), &one, sizeof(one));
 }
 
 // The reconnect thread: tries until a connection to a compatible export is
@@ -242,7 +246,7 @@ void QueueWorker::ReconnectLoop(int wait_first) {
     if (stop_reconnecting_) return;
   }
   for (int attempt = 1 + wait_first;; ++attempt) {
-    absl::StatusOr<UniqueFd> socket = config_.connector(device_size);
+    absl::StatusOr<UniqueFd> socket = config_.connector(device_size, stop_fd_.get());
     absl::MutexLock lock(&link_mu_);
     if (stop_reconnecting_) return;
     if (socket.ok()) {

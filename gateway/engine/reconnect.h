@@ -69,8 +69,9 @@ DeviceNeeds NeedsOfDevice(const ublk::ublksrv_ctrl_dev_info& dev, const ublk::ub
 
 // Opens a new connection for a queue: connects, negotiates and checks the
 // export (CheckReconnectedExport) for a device now `device_size` bytes
-// large. Called from a queue's reconnect thread.
-using Connector = std::function<absl::StatusOr<UniqueFd>(uint64_t device_size)>;
+// large. Called from a queue's reconnect thread; CANCELLED as soon as
+// `cancel_fd` is readable (the queue stops reconnecting).
+using Connector = std::function<absl::StatusOr<UniqueFd>(uint64_t device_size, int cancel_fd)>;
 
 }  // namespace ublkgw::engine
 

@@ -26,23 +26,31 @@ int RemainingMs(absl::Time deadline) {
   return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, INT32_MAX));
 }
 
+// Waits until `fd` is ready for `events` (OK), `deadline` passes
+// (DEADLINE_EXCEEDED) or `cancel_fd` (-1: none) is readable (CANCELLED).
+absl::Status WaitReady(int fd, short events, absl::Time deadline, int cancel_fd) {
+  pollfd pfds[2] = {{fd, events, 0}, {cancel_fd, POLLIN, 0}};
+  for (;;) {
+    const int ret = ::poll(pfds, cancel_fd >= 0 ? 2 : 1, RemainingMs(deadline));
+    if (ret < 0 && errno == EINTR) continue;
+    if (ret < 0) return ErrnoToStatus(errno, "poll");
+    if (ret == 0) return absl::DeadlineExceededError("timed out");
+    if (cancel_fd >= 0 && pfds[1].revents != 0) return absl::CancelledError("stopped meanwhile");
+    return absl::OkStatus();
+  }
+}
+
 // Connects `fd` (non-blocking) to `addr`, waiting until `deadline`.
 absl::Status ConnectWithDeadline(int fd, const sockaddr* addr, socklen_t len, absl::Time deadline,
-                                 const std::string& what) {
+                                 int cancel_fd, const std::string& what) {
   if (::connect(fd, addr, len) == 0) return absl::OkStatus();
   if (errno != EINPROGRESS) return ErrnoToStatus(errno, absl::StrCat("connect to ", what));
-  pollfd pfd{fd, POLLOUT, 0};
-  int ret;
-  do {
-    ret = ::poll(&pfd, 1, RemainingMs(deadline));
-  } while (ret < 0 && errno == EINTR);
-  if (ret == 0) {
-    return absl::DeadlineExceededError(absl::StrCat("connect to ", what, ": timed out"));
+  if (absl::Status s = WaitReady(fd, POLLOUT, deadline, cancel_fd); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("connect to ", what, ": ", s.message()));
   }
   int err = 0;
   socklen_t err_len = sizeof(err);
-  if (ret < 0) err = errno;
-  else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0) err = errno;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0) err = errno;
   return ErrnoToStatus(err, absl::StrCat("connect to ", what));
 }
 
@@ -60,7 +68,8 @@ absl::Status MakeBlocking(int fd) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path, absl::Time deadline) {
+absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path, absl::Time deadline,
+                                     int cancel_fd) {
   if (path.empty()) return absl::InvalidArgumentError("empty unix socket path");
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -78,7 +87,7 @@ absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path, absl::Time deadlin
   const std::string shown =
       path[0] != '\0' ? path : absl::StrCat("@", absl::string_view(path).substr(1));
   absl::Status s = ConnectWithDeadline(fd->get(), reinterpret_cast<sockaddr*>(&addr), len, deadline,
-                                       absl::StrCat("unix socket ", shown));
+                                       cancel_fd, absl::StrCat("unix socket ", shown));
   if (!s.ok()) {
     if (absl::IsNotFound(s) || absl::IsUnavailable(s)) {
       return absl::UnavailableError(absl::StrCat(s.message(), ": is the NBD server running?"));
@@ -88,7 +97,7 @@ absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path, absl::Time deadlin
   return fd;
 }
 
-absl::StatusOr<UniqueFd> ConnectTcp(const Uri& uri, absl::Time deadline) {
+absl::StatusOr<UniqueFd> ConnectTcp(const Uri& uri, absl::Time deadline, int cancel_fd) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -117,7 +126,8 @@ absl::StatusOr<UniqueFd> ConnectTcp(const Uri& uri, absl::Time deadline) {
     ::getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), nullptr, 0, NI_NUMERICHOST);
     const std::string what = ai->ai_family == AF_INET6 ? absl::StrCat("[", host, "]:", uri.port)
                                                        : absl::StrCat(host, ":", uri.port);
-    last = ConnectWithDeadline(fd->get(), ai->ai_addr, ai->ai_addrlen, deadline, what);
+    last = ConnectWithDeadline(fd->get(), ai->ai_addr, ai->ai_addrlen, deadline, cancel_fd, what);
+    if (absl::IsCancelled(last)) break;
     if (last.ok()) {
       ::freeaddrinfo(result);
       const int one = 1;
@@ -134,31 +144,27 @@ absl::StatusOr<UniqueFd> ConnectTcp(const Uri& uri, absl::Time deadline) {
 
 }  // namespace
 
-absl::StatusOr<UniqueFd> Connect(const Uri& uri, absl::Duration timeout) {
+absl::StatusOr<UniqueFd> Connect(const Uri& uri, absl::Duration timeout, int cancel_fd) {
   if (uri.tls) {
     return absl::UnimplementedError(absl::StrCat(
         "TLS (", uri.ToString(), ") is not supported yet: use nbd:// or nbd+unix://"));
   }
   const absl::Time deadline = absl::Now() + timeout;
-  auto fd = uri.transport == Uri::Transport::kUnix ? ConnectUnix(uri.socket_path, deadline)
-                                                   : ConnectTcp(uri, deadline);
+  auto fd = uri.transport == Uri::Transport::kUnix
+                ? ConnectUnix(uri.socket_path, deadline, cancel_fd)
+                : ConnectTcp(uri, deadline, cancel_fd);
   if (!fd.ok()) return fd.status();
   if (absl::Status s = MakeBlocking(fd->get()); !s.ok()) return s;
   return fd;
 }
 
 absl::Status Stream::Wait(short events) {
-  pollfd pfd{fd_.get(), events, 0};
-  const absl::Time deadline = absl::Now() + timeout_;
-  for (;;) {
-    const int ret = ::poll(&pfd, 1, RemainingMs(deadline));
-    if (ret > 0) return absl::OkStatus();
-    if (ret == 0) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "the NBD server sent nothing for ", absl::FormatDuration(timeout_)));
-    }
-    if (errno != EINTR) return ErrnoToStatus(errno, "poll");
+  absl::Status s = WaitReady(fd_.get(), events, absl::Now() + timeout_, cancel_fd_);
+  if (absl::IsDeadlineExceeded(s)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("the NBD server sent nothing for ", absl::FormatDuration(timeout_)));
   }
+  return s;
 }
 
 absl::Status Stream::ReadFull(std::span<uint8_t> out) {

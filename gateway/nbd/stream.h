@@ -17,13 +17,16 @@ namespace ublkgw::nbd {
 // Connects to the server `uri` names (TCP with TCP_NODELAY, or a unix
 // socket, abstract when the path starts with NUL) within `timeout`.
 // UNAVAILABLE naming the address when nothing answers; UNIMPLEMENTED for
-// TLS URIs (nbds://), which are not supported yet.
-absl::StatusOr<UniqueFd> Connect(const Uri& uri, absl::Duration timeout);
+// TLS URIs (nbds://), which are not supported yet. CANCELLED as soon as
+// `cancel_fd` (an eventfd, say; -1: none) becomes readable.
+absl::StatusOr<UniqueFd> Connect(const Uri& uri, absl::Duration timeout, int cancel_fd = -1);
 
 // Not thread-safe: one thread drives a Stream at a time.
 class Stream {
  public:
-  Stream(UniqueFd fd, absl::Duration timeout) : fd_(std::move(fd)), timeout_(timeout) {}
+  // Every wait ends with CANCELLED once `cancel_fd` (-1: none) is readable.
+  Stream(UniqueFd fd, absl::Duration timeout, int cancel_fd = -1)
+      : fd_(std::move(fd)), timeout_(timeout), cancel_fd_(cancel_fd) {}
 
   // Reads exactly out.size() bytes. UNAVAILABLE if the peer closes first,
   // DEADLINE_EXCEEDED if it stays silent for the timeout.
@@ -38,11 +41,13 @@ class Stream {
   UniqueFd Release() { return std::move(fd_); }
 
  private:
-  // Waits until the socket is ready for `events` or the timeout passes.
+  // Waits until the socket is ready for `events`, the timeout passes or
+  // the wait is cancelled.
   absl::Status Wait(short events);
 
   UniqueFd fd_;
   absl::Duration timeout_;
+  int cancel_fd_;
 };
 
 }  // namespace ublkgw::nbd

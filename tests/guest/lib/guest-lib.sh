@@ -41,6 +41,34 @@ wait_for_listen() {
   done
 }
 
+# serve CMD...: runs an NBD server in the background and starts it again
+# whenever it exits by itself: nbdkit 1.32 can abort ("raw_send_socket:
+# Assertion `sock >= 0' failed") when connections die under it while it
+# replies, a fault of the server's, not of the client under test. $server
+# is the keeper's pid; unserve stops it and the server. Each restart is a
+# line in /out/server-restarts (server_restarts counts them).
+serve() {
+  (
+    child=
+    trap '[ -n "$child" ] && kill -KILL $child 2>/dev/null; wait $child; exit 0' TERM
+    while :; do
+      "$@" &
+      child=$!
+      wait $child
+      echo "$(cut -d' ' -f1 /proc/uptime)s: the server exited $?; starting it again" \
+        >>/out/server-restarts
+      usleep 200000
+    done
+  ) &
+  server=$!
+}
+unserve() {
+  kill -TERM $server
+  wait $server 2>/dev/null
+  server=
+}
+server_restarts() { cat /out/server-restarts 2>/dev/null | wc -l; }
+
 # expect_exit CODE CMD...: runs CMD (output to the console) and fails unless
 # it exits CODE.
 expect_exit() {

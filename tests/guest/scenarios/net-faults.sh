@@ -7,6 +7,9 @@
 #     drops the connections, then up again, 5 times: each cut is seen
 #     (reconnecting) and healed (ok); fio ends with no error.
 #  2. netem on the link, 10 ms delay and 2% loss: fio with verify passes.
+#  3. a path that drops everything: a read waits while its queue tries to
+#     connect (SYNs lost); a forced detach ends the attempt at once, not
+#     at its 10 s connect timeout, and the read fails with EIO.
 # Usage: net-faults.sh
 . /lib/ublkgw/guest-lib.sh
 fio=/usr/local/bin/fio
@@ -17,7 +20,7 @@ load_module ublk_drv
 wait_for_path /dev/ublk-control 10
 server_netns
 truncate -s 256M /tmp/disk.img
-$ip netns exec srv nbdkit -f -i 10.77.0.2 -p 10809 file /tmp/disk.img >/out/nbdkit.log 2>&1 &
+serve $ip netns exec srv nbdkit -f -i 10.77.0.2 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1
 deadline=$(( $(date +%s) + 30 ))
 until ublkgw info nbd://10.77.0.2/ --timeout 2 >/dev/null 2>&1; do
   [ "$(date +%s)" -lt "$deadline" ] || fail "nbdkit in the namespace does not answer after 30 s"
@@ -52,7 +55,21 @@ grep -q 'err= 0' /out/fio-netem.txt || fail "fio reported errors over netem"
 $tc qdisc del dev gw0 root
 log "netem (10 ms, 2% loss): fio with verify passed"
 
-ublkgw detach "$dev" || fail "detach failed"
+# 3. Everything lost: detach while a connect waits.
+$tc qdisc add dev gw0 root netem loss 100% || fail "no netem"
+dd if="$dev" of=/dev/null bs=4k count=1 skip=4321 iflag=direct 2>/out/dd-blackhole.err &
+reader=$!
+wait_for_health HEALTH_RECONNECTING 20
+started=$(date +%s)
+ublkgw detach "$dev" --force || fail "forced detach failed"
+took=$(( $(date +%s) - started ))
+[ "$took" -le 4 ] || fail "a forced detach took $took s: it waited for a connect attempt"
+wait $reader && fail "the read succeeded on a detached device"
+grep -qi 'input/output error' /out/dd-blackhole.err || fail "not EIO: $(cat /out/dd-blackhole.err)"
+$tc qdisc del dev gw0 root
+log "everything lost: a forced detach ended the connect attempt ($took s), the read got EIO"
+
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
-log "ok"
+unserve
+log "ok (nbdkit aborted and was started again $(server_restarts) times)"

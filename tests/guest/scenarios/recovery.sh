@@ -24,8 +24,7 @@ expect=${1:?data path}
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
 truncate -s 256M /tmp/disk.img
-nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1 &
-server=$!
+serve nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1
 wait_for_listen 10809 20
 
 daemon=
@@ -86,13 +85,13 @@ if dmesg | grep -E 'I/O error|EXT4-fs (error|warning)|Buffer I/O|WARNING:|BUG:';
 fi
 umount /mnt/vol || fail "umount failed"
 e2fsck -f -n "$dev" >/out/fsck.txt 2>&1 || { cat /out/fsck.txt; fail "e2fsck: the filesystem is not clean"; }
-log "3 kills and an upgrade under fio on ext4: 0 errors, data verified, fsck clean"
+log "3 kills and an upgrade under fio on ext4: 0 errors, data verified, fsck clean" \
+  "(nbdkit aborted and was started again $(server_restarts) times)"
 
 # The device waits for a daemon (the server gone too); a read waits on it.
 kill -KILL $daemon
 wait $daemon 2>/dev/null
-kill -KILL $server
-wait $server 2>/dev/null
+unserve
 dd if="$dev" of=/dev/null bs=4k count=1 skip=999 iflag=direct 2>/out/dd-waiting.err &
 reader=$!
 
@@ -132,8 +131,7 @@ kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
 
 # 5. A device without user recovery: said at attach; keep mode detaches it.
-nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1 &
-server=$!
+serve nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1
 wait_for_listen 10809 20
 start_daemon --disable-ublk-features user-recovery
 dev=$(ublkgw attach nbd://127.0.0.1:10809/) || fail "attach failed"
@@ -143,4 +141,5 @@ kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $?"
 [ ! -e "$dev" ] || fail "$dev, made without user recovery, was left behind"
 grep -q 'detaching it' /out/ublkgwd.log || fail "the log does not say why it was detached"
+unserve
 log "ok"
