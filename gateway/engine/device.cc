@@ -351,12 +351,16 @@ absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport&
 
 void Device::BeginLeave() {
   if (recoverable_) {
-    for (auto& worker : workers_) worker->ExitNow();
+    for (auto& worker : workers_) worker->Leave();
   }
 }
 
 void Device::StopWorkers() {
   for (auto& worker : workers_) worker->ExitNow();
+  JoinWorkers();
+}
+
+void Device::JoinWorkers() {
   for (auto& thread : threads_) thread.join();
   threads_.clear();
   workers_.clear();  // their rings close, cancelling their ublk commands
@@ -370,9 +374,11 @@ absl::Status Device::Leave() {
         absl::StrCat(block_path(), " cannot outlive its daemon (no user recovery)"));
   }
   attached_ = false;
-  // Requests the server has not answered are issued again to the next
-  // daemon (REISSUE); new ones wait for it in the kernel.
-  StopWorkers();
+  // Requests in flight are answered first (for QueueWorker::kLeaveGrace at
+  // most); the rest are issued again to the next daemon (REISSUE), and new
+  // ones wait for it in the kernel.
+  BeginLeave();
+  JoinWorkers();
   LOG(INFO) << "left " << block_path() << " for the next ublkgwd (its I/O waits until then)";
   return absl::OkStatus();
 }

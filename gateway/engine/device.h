@@ -105,12 +105,13 @@ class Device {
   // Forced: they fail with EIO at once (a dead server cannot hold it up).
   absl::Status Detach(bool force);
   // Leaves the device for the next daemon (Adopt): the queues stop without
-  // STOP_DEV; requests without a reply are issued to the next daemon, and
+  // STOP_DEV, once the requests they sent have their replies (5 s at most,
+  // QueueWorker::kLeaveGrace); the rest are issued to the next daemon, and
   // new ones wait for it. FAILED_PRECONDITION for a device made without
   // user recovery (Detach it instead).
   absl::Status Leave();
-  // Starts Leave's stop of the queues without waiting (so several devices
-  // stop at once; a queue reconnecting finishes its attempt first).
+  // Starts Leave's stop of the queues without waiting, so several devices
+  // drain their requests in flight at once.
   void BeginLeave();
   // Whether the device can outlive this daemon (Leave, Adopt).
   bool recoverable() const { return recoverable_; }
@@ -162,6 +163,8 @@ class Device {
                             const DeviceShape& shape);
   // The workers leave at once (their rings close) and /dev/ublkcN is closed.
   void StopWorkers();
+  // Waits for the queue threads (told to stop) and closes the device.
+  void JoinWorkers();
 
   ublk::ControlDevice& ctrl_;
   uint32_t id_;

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -83,6 +84,11 @@ void QueueWorker::Abort() {
 
 void QueueWorker::ExitNow() {
   exit_now_.store(true);
+  Wake();
+}
+
+void QueueWorker::Leave() {
+  leaving_.store(true);
   Wake();
 }
 
@@ -185,14 +191,43 @@ absl::Status QueueWorker::Run() {
     } else {
       Recover();
     }
+    if (leaving_.load() && DoneLeaving()) break;
     MaybeSend();
   }
+  // Commits prepared in the last turn complete their requests now, rather
+  // than have the next daemon issued them again.
+  if (leaving_.load()) io_uring_submit(ring_->get());
   // Leaving for the next daemon, which is issued what had no reply here:
   // nothing still queued on this connection may reach the server after it.
-  if (exit_now_.load() && connected_) AbortSocket();
+  if ((exit_now_.load() || leaving_.load()) && connected_) AbortSocket();
   StopReconnecting();
   if (reconnect_thread_.joinable()) reconnect_thread_.join();
   return first_error_;
+}
+
+bool QueueWorker::DoneLeaving() {
+  const auto in_flight = std::count_if(tags_.begin(), tags_.end(), [](const Tag& t) {
+    return t.state == TagState::kInFlight;
+  });
+  if (leave_deadline_ns_ == 0) {
+    leave_deadline_ns_ = now_ns_ + absl::ToInt64Nanoseconds(kLeaveGrace);
+    leave_in_flight_ = in_flight;
+  }
+  if (!connected_) {  // nothing of ours can reach the server any more
+    LOG(INFO) << "queue " << config_.q_id
+              << ": leaving while disconnected; the next daemon sends its requests";
+    return true;
+  }
+  if (in_flight == 0) {
+    LOG(INFO) << "queue " << config_.q_id << ": leaving with every request it sent answered ("
+              << leave_in_flight_ << " in flight when told to leave)";
+    return true;
+  }
+  if (now_ns_ < leave_deadline_ns_) return false;
+  LOG(WARNING) << "queue " << config_.q_id << ": leaving with " << in_flight
+               << " requests unanswered after " << absl::FormatDuration(kLeaveGrace)
+               << "; the next daemon sends them again";
+  return true;
 }
 
 void QueueWorker::PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result) {

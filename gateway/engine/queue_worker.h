@@ -105,9 +105,16 @@ class QueueWorker {
 
   // Makes Run() return at once, whatever is in flight, failing nothing;
   // closing the ring then cancels the queue's ublk commands. For a device
-  // that never started (a failed attach), and one left for the next daemon
-  // (which is issued what had no reply). Thread-safe.
+  // that never started (a failed attach or take-over). Thread-safe.
   void ExitNow();
+
+  // Leaves the queue for the next daemon, which is issued every request
+  // that got no reply here: nothing more is sent, replies to what was sent
+  // are awaited (kLeaveGrace at most) and committed, then Run() returns as
+  // after ExitNow(). So a write is not in flight on this connection while
+  // the next daemon sends it again. Thread-safe.
+  void Leave();
+  static constexpr absl::Duration kLeaveGrace = absl::Seconds(5);
 
   // Waits until Run() has its FETCH_REQs in the kernel (or failed first).
   // Returns Run()'s set-up status, or DEADLINE_EXCEEDED. Thread-safe.
@@ -205,6 +212,9 @@ class QueueWorker {
   void OnBufReg(uint64_t user_data, int res);
   void FinishReply(uint16_t tag);
   void FailConnection(const absl::Status& why);
+  // Whether a leaving queue can go: nothing it sent awaits a reply, or the
+  // connection is gone, or kLeaveGrace has passed.
+  bool DoneLeaving();
   // Shuts the socket down and drops what is still queued on it.
   void AbortSocket();
   // queue_worker_link.cc
@@ -289,6 +299,9 @@ class QueueWorker {
 
   std::atomic<bool> abort_{false};
   std::atomic<bool> exit_now_{false};
+  std::atomic<bool> leaving_{false};
+  uint64_t leave_deadline_ns_ = 0;  // set by the first turn that sees leaving_
+  int64_t leave_in_flight_ = 0;     // requests on the wire then
   absl::Notification ready_;
   absl::Status ready_status_;  // written before ready_ is notified
 

@@ -31,6 +31,7 @@ using worker_ops::TagOf;
 
 void QueueWorker::MaybeSend() {
   if (!chain_.empty() || send_queue_.empty() || !connected_ || alone_tag_ >= 0) return;
+  if (leaving_.load(std::memory_order_relaxed)) return;  // the next daemon sends it
   send_iov_.clear();
   send_batch_.clear();
   chain_registered_.clear();

@@ -17,8 +17,8 @@
 #   --jobs     NAME:RW:BS:QD,... (default: 4k random read and write at QD1 and
 #              QD32, 128k and 1M sequential read and write at QD8)
 #   --send-variants  write jobs also run on zero copy with SEND only and with
-#              SEND_ZC only, to see which wins at which size (the default
-#              switches at 64 KiB: ublkgwd --send-zc-min-bytes)
+#              SEND_ZC only, to see which wins at which size (by default
+#              ublkgw sends with SEND; ublkgwd --send-zc-min-bytes opts in)
 #   --out      where results go (default /var/cache/ublkgw/bench/latest):
 #              results.json, table.md, and one PNG per server
 #

@@ -5,7 +5,9 @@
 #     ublkgwd SIGKILLed 3 times, each after more progress, and started
 #     again: each new daemon takes the device over (the same /dev/ublkbN,
 #     never gone, the filesystem mounted throughout).
-#  2. an upgrade: SIGTERM with --on-stop keep, a new ublkgwd takes over.
+#  2. an upgrade: SIGTERM with --on-stop keep, a new ublkgwd takes over;
+#     the old one first awaits the replies to what it sent (both queues
+#     leave with nothing in flight).
 #     fio ends with no error and 0 verify errors, the kernel logged no I/O
 #     error, and e2fsck finds the filesystem clean.
 #  3. a device left waiting is never another daemon's: a second ublkgwd,
@@ -75,6 +77,8 @@ wait_for_progress 1500 120 $load_pid
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $? on SIGTERM"
 grep -q "left $dev for the next ublkgwd" /out/ublkgwd.log || fail "SIGTERM did not leave $dev"
+n=$(grep -c 'leaving with every request it sent answered' /out/ublkgwd.log)
+[ "$n" -eq 2 ] || fail "$n of 2 queues left with their requests answered: $(grep leaving /out/ublkgwd.log)"
 still_there "$dev"
 start_daemon
 wait_for_health HEALTH_OK 30
