@@ -3,6 +3,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "cli/client_commands.h"
 #include "cli/exit_codes.h"
 #include "cli/features_command.h"
@@ -104,17 +105,25 @@ int main(int argc, char** argv) {
                    "zero-copy (fail if the kernel cannot)")
       ->capture_default_str();
   attach_cmd->add_flag("--read-only", attach.read_only, "attach read-only");
+  // CLI::Range alone would let "nan" through.
+  const CLI::Validator seconds_up_to_a_day(
+      [](std::string& text) -> std::string {
+        double seconds = 0;
+        if (absl::SimpleAtod(text, &seconds) && seconds >= 0 && seconds <= 86400) return "";
+        return "want seconds from 0 to 86400, not '" + text + "'";
+      },
+      "SECONDS");
   attach_cmd
       ->add_option("--io-timeout", attach.io_timeout_s,
                    "seconds a request may wait for its reply before its connection counts as "
                    "stalled and is made again (0: never; at most 86400). Default: the daemon's "
                    "--io-timeout")
-      ->check(CLI::Range(0.0, 86400.0));
+      ->check(seconds_up_to_a_day);
   attach_cmd
       ->add_option("--reconnect-deadline", attach.reconnect_deadline_s,
                    "seconds I/O waits for a lost connection before it fails with EIO (0: at "
                    "once; at most 86400). Default: the daemon's --reconnect-deadline")
-      ->check(CLI::Range(0.0, 86400.0));
+      ->check(seconds_up_to_a_day);
   add_client_options(attach_cmd);
   attach_cmd->footer(
       "The daemon (ublkgwd) connects, negotiates the export and creates the device.\n\n"

@@ -112,7 +112,7 @@ io_uring_sqe* QueueWorker::Sqe() {
 }
 
 absl::Status QueueWorker::Setup() {
-  if (!wake_fd_.valid()) return ErrnoToStatus(errno, "eventfd");
+  if (!wake_fd_.valid() || !stop_fd_.valid()) return ErrnoToStatus(errno, "eventfd");
   // Each tag can have a ublk command in flight, plus its send ops (a header
   // and a payload, and a hole fill), the RECV and the wake-up poll; a send
   // chain of a whole batch must fit at once.

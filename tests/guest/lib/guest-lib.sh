@@ -49,12 +49,12 @@ wait_for_listen() {
 # line in /out/server-restarts (server_restarts counts them).
 serve() {
   (
-    child=
-    trap '[ -n "$child" ] && kill -KILL $child 2>/dev/null; wait $child; exit 0' TERM
+    # $! is the server from the moment it starts (a TERM between its
+    # start and an assignment would miss it); wait then reaps it.
+    trap 'kill -KILL $! 2>/dev/null; wait; exit 0' TERM
     while :; do
       "$@" &
-      child=$!
-      wait $child
+      wait $!
       echo "$(cut -d' ' -f1 /proc/uptime)s: the server exited $?; starting it again" \
         >>/out/server-restarts
       usleep 200000

@@ -34,6 +34,15 @@ grep -q -- '--watch' <<<"$out" || fail "stats --help does not mention --watch"
 "$bin" >/dev/null 2>&1; rc=$?
 [[ $rc -eq 2 ]] || fail "no command exited $rc, want 2"
 
+# Timeouts are seconds from 0 to a day; nothing else passes for one.
+for bad in nan -1 86401 10s; do
+  err=$("$bin" attach nbd://127.0.0.1/x --io-timeout "$bad" --socket /nonexistent.sock 2>&1); rc=$?
+  [[ $rc -eq 2 ]] || fail "--io-timeout $bad exited $rc, want 2"
+  grep -q "not '$bad'" <<<"$err" || fail "--io-timeout $bad: the error does not name it: $err"
+done
+err=$("$bin" attach nbd://127.0.0.1/x --reconnect-deadline nan --socket /nonexistent.sock 2>&1)
+[[ $? -eq 2 ]] || fail "--reconnect-deadline nan was accepted: $err"
+
 err=$("$bin" features --device /nonexistent/ublk-control 2>&1 >/dev/null); rc=$?
 [[ $rc -eq 3 ]] || fail "missing control device exited $rc, want 3"
 grep -q 'ublk_drv' <<<"$err" || fail "missing-device error does not name ublk_drv: $err"
