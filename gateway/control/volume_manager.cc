@@ -323,14 +323,17 @@ absl::Status VolumeManager::Detach(const v1::DetachRequest& request) {
   return s.ok() ? saved : s;
 }
 
-void VolumeManager::MayOutlive(engine::AttachOptions& options) {
+void VolumeManager::MayOutlive(engine::AttachOptions& options, uint64_t cookie) {
   if (!store_.has_value()) {
     options.why_not_outlive = "ublkgwd records nothing (--state-dir '')";
     return;
   }
   options.outlive_daemon = true;
-  absl::MutexLock lock(&cookie_mu_);
-  options.device_cookie = absl::Uniform<uint64_t>(cookie_random_, 1, UINT64_MAX);
+  if (cookie == 0) {
+    absl::MutexLock lock(&cookie_mu_);
+    cookie = absl::Uniform<uint64_t>(cookie_random_, 1, UINT64_MAX);
+  }
+  options.device_cookie = cookie;
 }
 
 LeftDevice VolumeManager::AskLeftDevice(const v1::AttachmentRecord& record) {
@@ -560,29 +563,23 @@ void VolumeManager::RestoreOne(uint32_t id) {
       absl::MutexLock ctrl_lock(&ctrl_mu_);
       left = AskLeftDevice(record);
     }
-    if (left.verdict == LeftVerdict::kAdopt) {
-      options->queues = static_cast<uint16_t>(left.dev.nr_hw_queues);
-      options->depth = left.dev.queue_depth;
-    }
     switch (left.verdict) {
       case LeftVerdict::kAdopt:
+        options->queues = static_cast<uint16_t>(left.dev.nr_hw_queues);
+        options->depth = left.dev.queue_depth;
         options->device_cookie = record.device_cookie();
-        [[fallthrough]];
+        connected = engine::Device::Connect(*options);
+        break;
       case LeftVerdict::kNone:
+        // The volume keeps its mark: were this daemon to crash before the
+        // record is saved again, the next one still knows the device.
+        MayOutlive(*options, record.device_cookie());
         connected = engine::Device::Connect(*options);
         break;
       case LeftVerdict::kWait:
       case LeftVerdict::kRetry:
         connected = absl::UnavailableError(left.why);
         break;
-    }
-    if (left.verdict == LeftVerdict::kNone) {
-      // The volume keeps its mark: were this daemon to crash before the
-      // record is saved again, the next one still knows the device.
-      MayOutlive(*options);
-      if (options->outlive_daemon && record.device_cookie() != 0) {
-        options->device_cookie = record.device_cookie();
-      }
     }
   }
   const bool adopting = left.verdict != LeftVerdict::kNone;

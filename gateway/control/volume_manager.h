@@ -147,9 +147,9 @@ class VolumeManager {
   // `record` (JudgeLeftDevice).
   LeftDevice AskLeftDevice(const v1::AttachmentRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
-  // Lets a device made for a recorded volume outlive this daemon, with a
-  // fresh mark; says why not when nothing is recorded.
-  void MayOutlive(engine::AttachOptions& options);
+  // Lets a device made for a recorded volume outlive this daemon, marked
+  // `cookie` (0: a fresh mark); says why not when nothing is recorded.
+  void MayOutlive(engine::AttachOptions& options, uint64_t cookie = 0);
   // Takes over the device `id` the previous daemon left, for an export
   // connected without locks.
   absl::StatusOr<std::unique_ptr<engine::Device>> AdoptDevice(
