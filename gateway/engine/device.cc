@@ -323,12 +323,12 @@ absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport&
     if (absl::Status s = CheckReconnectedExport(attached, c->second, now); !s.ok()) return s;
     return std::move(c->first);
   };
-  const uint32_t generation = 1;
   for (size_t q = 0; q < connected.sockets.size(); ++q) {
-    QueueConfig config{static_cast<uint16_t>(q), options.depth, connected.max_io, char_fd_.get(),
-                       plan, options.reconnect, connector};
-    workers_.push_back(
-        std::make_unique<QueueWorker>(config, info, std::move(connected.sockets[q]), generation));
+    const auto q_id = static_cast<uint16_t>(q);
+    QueueConfig config{q_id, options.depth, connected.max_io, plan, options.reconnect, connector};
+    workers_.push_back(std::make_unique<QueueWorker>(
+        config, std::make_unique<KernelUblkQueue>(char_fd_.get(), q_id, options.depth), info,
+        std::move(connected.sockets[q])));
   }
   for (auto& worker : workers_) {
     const size_t q = threads_.size();

@@ -54,12 +54,12 @@ std::optional<OpKind> KindOf(const ublk::ublksrv_io_desc& iod) {
 
 }  // namespace
 
-QueueWorker::QueueWorker(QueueConfig config, nbd::ExportInfo info, UniqueFd socket,
-                         uint32_t generation)
+QueueWorker::QueueWorker(QueueConfig config, std::unique_ptr<UblkQueue> queue,
+                         nbd::ExportInfo info, UniqueFd socket)
     : config_(config),
       info_(std::move(info)),
       socket_(std::move(socket)),
-      generation_(generation),
+      queue_(std::move(queue)),
       size_limit_(info_.size) {
   wake_fd_.Reset(eventfd(0, EFD_CLOEXEC));
   stop_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -107,7 +107,13 @@ io_uring_sqe* QueueWorker::Sqe() {
     io_uring_submit(ring_->get());
     sqe = io_uring_get_sqe(ring_->get());
   }
-  CHECK(sqe != nullptr) << "queue " << config_.q_id << ": no free SQE";
+  if (sqe == nullptr) {
+    // The ring is sized for everything a queue can have in flight: a bug,
+    // or a kernel that will not take submissions. Nothing more can be
+    // done on this queue; a spare SQE keeps the caller's code simple.
+    Fault("no free submission queue entry");
+    sqe = &spare_sqe_;
+  }
   return sqe;
 }
 
@@ -124,9 +130,7 @@ absl::Status QueueWorker::Setup() {
   }
   if (!ring.ok()) return ring.status();
   ring_ = std::make_unique<Ring>(*std::move(ring));
-  auto descs = ublk::IoDescMap::Map(config_.char_fd, config_.q_id, config_.depth);
-  if (!descs.ok()) return descs.status();
-  descs_ = std::make_unique<ublk::IoDescMap>(*std::move(descs));
+  if (absl::Status s = queue_->Open(ring_->get()); !s.ok()) return s;
   if (config_.plan.zero_copy) {
     // One empty slot per tag: the kernel fills slot `tag` with a request's
     // pages when it hands us the request, and empties it at its commit.
@@ -233,15 +237,14 @@ bool QueueWorker::DoneLeaving() {
 void QueueWorker::PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result) {
   io_uring_sqe* sqe = Sqe();
   if (config_.plan.zero_copy) {
-    ublk::PrepIoCmd(sqe, config_.char_fd, cmd_op, config_.q_id, tag, result, 0);
+    queue_->Prep(sqe, cmd_op, tag, result, 0, UserData(Op::kIoCmd, tag));
     if (config_.plan.registration == BufferRegistration::kAuto) {
       ublk::SetAutoBufReg(sqe, tag);  // the next request's pages go to slot `tag`
     }
   } else {
-    ublk::PrepIoCmd(sqe, config_.char_fd, cmd_op, config_.q_id, tag, result,
-                    reinterpret_cast<uintptr_t>(CopyBuffer(tag)));
+    queue_->Prep(sqe, cmd_op, tag, result, reinterpret_cast<uintptr_t>(CopyBuffer(tag)),
+                 UserData(Op::kIoCmd, tag));
   }
-  io_uring_sqe_set_data64(sqe, UserData(Op::kIoCmd, tag));
 }
 
 void QueueWorker::SubmitFetchAll() {
@@ -249,6 +252,11 @@ void QueueWorker::SubmitFetchAll() {
 }
 
 void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
+  if (TagOf(cqe.user_data) >= config_.depth) {
+    Fault(absl::StrCat("a completion for tag ", TagOf(cqe.user_data), " of a queue of depth ",
+                       config_.depth));
+    return;
+  }
   switch (OpOf(cqe.user_data)) {
     case Op::kIoCmd:
       OnIoCmd(TagOf(cqe.user_data), cqe.res);
@@ -291,7 +299,7 @@ void QueueWorker::OnIoCmd(uint16_t tag, int res) {
 
 void QueueWorker::StartRequest(uint16_t tag) {
   Tag& t = tags_[tag];
-  t.iod = descs_->Get(tag);
+  t.iod = queue_->Desc(tag);
   t.kind = KindOf(t.iod);
   t.start_ns = now_ns_;
   if (t.kind) stats_.OnStart();
@@ -323,7 +331,7 @@ void QueueWorker::StartRequest(uint16_t tag) {
     return;
   }
   t.request = mapped.request;
-  t.server_error = absl::OkStatus();
+  t.server_errno = 0;
   t.coverage.reset();
   t.buffer_users = 0;
   t.reply_waiting = false;
@@ -346,9 +354,8 @@ void QueueWorker::Complete(uint16_t tag, int32_t result) {
     t.registered = false;
     if (io_uring_sq_space_left(ring_->get()) < 2) io_uring_submit(ring_->get());
     io_uring_sqe* sqe = Sqe();
-    ublk::PrepIoCmd(sqe, config_.char_fd, ublk::kIoUnregisterIoBuf, config_.q_id, tag, 0,
-                    /*addr=*/tag);
-    io_uring_sqe_set_data64(sqe, worker_ops::BufRegData(tag, /*unregister=*/true));
+    queue_->Prep(sqe, ublk::kIoUnregisterIoBuf, tag, 0, /*addr=*/tag,
+                 worker_ops::BufRegData(tag, /*unregister=*/true));
     sqe->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
   }
   PrepIoCmd(ublk::kIoCommitAndFetchReq, tag, result);
@@ -380,7 +387,10 @@ void QueueWorker::OnBufReg(uint64_t user_data, int res) {
 
 void QueueWorker::ReleaseBuffer(uint16_t tag) {
   Tag& t = tags_[tag];
-  CHECK_GT(t.buffer_users, 0) << "queue " << config_.q_id << " tag " << tag;
+  if (t.buffer_users == 0) {
+    Fault(absl::StrCat("tag ", tag, "'s buffer released more often than it was taken"));
+    return;
+  }
   if (--t.buffer_users == 0 && t.reply_waiting) {
     t.reply_waiting = false;
     Complete(tag, t.reply_result);
@@ -390,8 +400,8 @@ void QueueWorker::ReleaseBuffer(uint16_t tag) {
 void QueueWorker::FinishReply(uint16_t tag) {
   Tag& t = tags_[tag];
   int32_t result = SuccessResult(t.iod);
-  if (!t.server_error.ok()) {
-    result = StatusToNegErrno(t.server_error);
+  if (t.server_errno != 0) {
+    result = t.server_errno;
   } else if (t.request.type == nbd::kCmdRead && rx_reply_.structured &&
              (!t.coverage || !t.coverage->complete())) {
     // DONE before the whole read arrived, with no error: the server broke

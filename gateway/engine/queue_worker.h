@@ -24,9 +24,11 @@
 // within the I/O timeout) the socket is shut down and, once every op on it
 // has completed, each request that had no reply goes back to the front of
 // the send queue, in the order it was sent. A reconnect thread connects
-// again with backoff (engine/reconnect.h); the new connection gets a new
-// generation, so its cookies differ from the old one's, and the queue is
-// sent again. Requests wait meanwhile, until the reconnect deadline: then
+// again with backoff (engine/reconnect.h), and the queue is sent again.
+// Every send gets a cookie of its own (MakeCookie: a per-queue count of
+// sends and the tag): a reply that does not carry the cookie of its tag's
+// current send (late, replayed, for another use of the tag) is a protocol
+// fault, never a completion. Requests wait meanwhile, until the reconnect deadline: then
 // they, and new ones, fail with EIO until a connection is back. A request
 // sent `max_attempts` times without a reply fails with EIO.
 // Limits: a server that loses writes it acknowledged (a crash with a
@@ -66,7 +68,7 @@
 #include "engine/stats.h"
 #include "nbd/codec.h"
 #include "nbd/handshake.h"
-#include "ublk/io_queue.h"
+#include "engine/ublk_queue.h"
 
 namespace ublkgw::engine {
 
@@ -74,7 +76,6 @@ struct QueueConfig {
   uint16_t q_id = 0;
   uint16_t depth = 128;
   uint32_t max_io_bytes = 512 * 1024;  // the largest request
-  int char_fd = -1;                    // /dev/ublkcN, owned by the device
   DataPathPlan plan;                   // copy unless plan.zero_copy
   ReconnectPolicy reconnect;
   Connector connector;  // unset: a failed connection fails all I/O for good
@@ -90,8 +91,9 @@ enum class Link : uint8_t {
 class QueueWorker {
  public:
   // `socket` is a connected NBD socket past the handshake described by
-  // `info`.
-  QueueWorker(QueueConfig config, nbd::ExportInfo info, UniqueFd socket, uint32_t generation);
+  // `info`; `queue` is the ublk side (KernelUblkQueue, or a test's fake).
+  QueueWorker(QueueConfig config, std::unique_ptr<UblkQueue> queue, nbd::ExportInfo info,
+              UniqueFd socket);
   ~QueueWorker();
 
   // Serves the queue until the device is stopped (every tag aborted). Sets
@@ -143,7 +145,8 @@ class QueueWorker {
     nbd::Request request{};
     uint8_t header[32];  // the encoded NBD request header
     size_t header_size = 0;
-    absl::Status server_error;  // from an error chunk; reported at DONE
+    uint64_t cookie = 0;     // of its current send
+    int32_t server_errno = 0;  // -errno from the server's error; reported at DONE
     std::unique_ptr<nbd::ReadCoverage> coverage;
     // Operations still using the request's buffer (a write's payload in a
     // send, SEND_ZC's notification to come, a hole being zeroed): the
@@ -182,7 +185,9 @@ class QueueWorker {
   };
 
   // What a RECV is reading into, and why.
-  enum class RxStep : uint8_t { kHeader, kHeaderTail, kChunkPrefix, kPayload, kSkip };
+  enum class RxStep : uint8_t {
+    kHeader, kHeaderTail, kChunkPrefix, kPayload, kSkip, kErrorTrailer
+  };
 
   absl::Status Setup();
   void SubmitFetchAll();
@@ -212,6 +217,14 @@ class QueueWorker {
   void OnBufReg(uint64_t user_data, int res);
   void FinishReply(uint16_t tag);
   void FailConnection(const absl::Status& why);
+  // An invariant of ours broke (a bug, or a kernel completion we cannot
+  // explain): logs `what` and fails this queue's I/O with EIO for good, as
+  // a forced detach does. Never aborts the daemon.
+  void Fault(absl::string_view what);
+  // Where the error chunk being received goes next: its trailer, or the
+  // next reply.
+  absl::Status AfterErrorMessage();
+  absl::Status OnServerError(uint32_t nbd_error);
   // Whether a leaving queue can go: nothing it sent awaits a reply, or the
   // connection is gone, or kLeaveGrace has passed.
   bool DoneLeaving();
@@ -228,15 +241,17 @@ class QueueWorker {
   void StopReconnecting();
   void ReconnectLoop(int wait_first);
   void SetLink(Link link, const absl::Status& why);
+  // A free SQE; never null (see Fault).
   io_uring_sqe* Sqe();
+  io_uring_sqe spare_sqe_{};  // what Sqe() hands out when the ring has none
 
   QueueConfig config_;
   nbd::ExportInfo info_;
   UniqueFd socket_;
-  uint32_t generation_;
+  uint64_t sends_ = 0;  // every send so far: the cookies' use counter
   UniqueFd wake_fd_;  // eventfd: Abort() -> the worker
   std::unique_ptr<Ring> ring_;
-  std::unique_ptr<ublk::IoDescMap> descs_;
+  std::unique_ptr<UblkQueue> queue_;
   uint8_t* buffers_ = nullptr;  // copy path: depth * max_io_bytes
   std::vector<Tag> tags_;
   int live_tags_ = 0;
@@ -271,6 +286,7 @@ class QueueWorker {
   // Bytes of a data chunk's prefix received along with its header.
   size_t rx_prefetched_ = 0;
   uint64_t rx_skip_left_ = 0;
+  uint32_t rx_trailer_ = 0;  // an error chunk's bytes after its message
   nbd::ReplyHeader rx_reply_{};
   uint16_t rx_tag_ = 0;
   nbd::Chunk rx_chunk_{};

@@ -54,6 +54,20 @@ void QueueWorker::FailConnection(const absl::Status& why) {
   if (retry) StartReconnecting(quick_failures_);
 }
 
+void QueueWorker::Fault(absl::string_view what) {
+  LOG(ERROR) << "queue " << config_.q_id << ": internal error: " << what
+             << "; failing this queue's I/O with EIO (other volumes are not affected)";
+  abort_.store(true);
+  failing_io_ = true;
+  StopReconnecting();
+  const absl::Status why = absl::InternalError(absl::StrCat("internal error: ", what));
+  if (connected_) {
+    FailConnection(why);
+  } else {
+    SetLink(Link::kFailingIo, why);
+  }
+}
+
 void QueueWorker::AbortSocket() {
   ::shutdown(socket_.get(), SHUT_RDWR);
   // Shutdown keeps data already queued, and a SEND_ZC's pages stay pinned
@@ -160,7 +174,7 @@ void QueueWorker::RequeueUnanswered() {
       continue;
     }
     t.state = TagState::kQueued;
-    t.server_error = absl::OkStatus();
+    t.server_errno = 0;
     t.coverage.reset();
     send_queue_.push_front(tag);
   }
@@ -169,6 +183,7 @@ void QueueWorker::RequeueUnanswered() {
   rx_got_ = 0;
   rx_prefetched_ = 0;
   rx_skip_left_ = 0;
+  rx_trailer_ = 0;
 }
 
 void QueueWorker::InstallSocket(UniqueFd socket) {
@@ -178,7 +193,6 @@ void QueueWorker::InstallSocket(UniqueFd socket) {
   connected_ = true;
   up_since_ns_ = now_ns_;
   failing_io_ = false;
-  ++generation_;  // no cookie of the old connection is valid on this one
   stats_.OnReconnect();
   SetLink(Link::kUp, absl::OkStatus());
   LOG(WARNING) << "queue " << config_.q_id << ": reconnected after "

@@ -112,6 +112,14 @@ absl::Status QueueWorker::StepRx() {
         rx_got_ = 0;
         return absl::OkStatus();
       }
+      return AfterErrorMessage();
+    }
+    case RxStep::kErrorTrailer: {
+      if (rx_reply_.type == nbd::kReplyTypeErrorOffset) {
+        absl::Status s = nbd::CheckErrorOffset({rx_scratch_, rx_want_}, tags_[rx_tag_].request);
+        if (!s.ok()) return s;
+      }
+      rx_trailer_ = 0;
       if (rx_reply_.done()) FinishReply(rx_tag_);
       rx_step_ = RxStep::kHeader;
       rx_got_ = 0;
@@ -125,16 +133,16 @@ absl::Status QueueWorker::OnReplyHeader() {
   const size_t header_size = rx_want_ - rx_prefetched_;
   auto header = nbd::DecodeReplyHeader({rx_header_, header_size}, info_.mode);
   if (!header.ok()) return header.status();
-  const CookieParts cookie = SplitCookie(header->cookie);
-  if (cookie.generation != generation_ || cookie.q_id != config_.q_id ||
-      cookie.tag >= config_.depth || tags_[cookie.tag].state != TagState::kInFlight ||
-      tags_[cookie.tag].reply_waiting) {
+  // Only the cookie of a tag's current send, while it awaits its reply.
+  const uint16_t tag = CookieTag(header->cookie);
+  if (tag >= config_.depth || tags_[tag].state != TagState::kInFlight ||
+      tags_[tag].cookie != header->cookie || tags_[tag].reply_waiting) {
     return nbd::ProtocolViolation(nbd::ProtocolError::kUnknownCookie,
                                   absl::StrCat("reply for cookie 0x", absl::Hex(header->cookie),
                                                ", which is not in flight on queue ", config_.q_id));
   }
   rx_reply_ = *header;
-  rx_tag_ = cookie.tag;
+  rx_tag_ = tag;
   Tag& t = tags_[rx_tag_];
   rx_got_ = 0;
   if (!header->structured) {
@@ -144,7 +152,7 @@ absl::Status QueueWorker::OnReplyHeader() {
       return absl::OkStatus();
     }
     if (header->error != 0) {
-      t.server_error = ErrnoToStatus(-nbd::NbdErrorToNegErrno(header->error), "NBD server");
+      if (absl::Status s = OnServerError(header->error); !s.ok()) return s;
     }
     FinishReply(rx_tag_);
     rx_step_ = RxStep::kHeader;
@@ -197,11 +205,11 @@ absl::Status QueueWorker::OnChunkPrefix() {
       return absl::OkStatus();
     }
     case nbd::Chunk::Kind::kError:
-      if (t.server_error.ok()) {
-        t.server_error = ErrnoToStatus(-nbd::NbdErrorToNegErrno(chunk->error), "NBD server");
-      }
-      // The message and any trailer (ERROR_OFFSET's offset) are skipped.
-      rx_skip_left_ = uint64_t{chunk->message_length} + chunk->trailer_length;
+      if (absl::Status s = OnServerError(chunk->error); !s.ok()) return s;
+      // The message is skipped; then ERROR_OFFSET's offset is checked
+      // (an unknown error type's trailer is skipped too).
+      rx_trailer_ = chunk->trailer_length;
+      rx_skip_left_ = chunk->message_length;
       if (rx_skip_left_ > 0) {
         rx_step_ = RxStep::kSkip;
         rx_dest_ = reinterpret_cast<uintptr_t>(rx_scratch_);
@@ -209,10 +217,44 @@ absl::Status QueueWorker::OnChunkPrefix() {
         rx_want_ = std::min<uint64_t>(rx_skip_left_, sizeof(rx_scratch_));
         return absl::OkStatus();
       }
-      break;
+      return AfterErrorMessage();
   }
   if (rx_reply_.done()) FinishReply(rx_tag_);
   rx_step_ = RxStep::kHeader;
+  return absl::OkStatus();
+}
+
+absl::Status QueueWorker::AfterErrorMessage() {
+  rx_got_ = 0;
+  if (rx_trailer_ > 0) {
+    // ERROR_OFFSET's 8-byte offset; an unknown error type's rest is at most
+    // kMaxStringLength, which rx_scratch_ holds.
+    if (rx_trailer_ > sizeof(rx_scratch_)) {
+      return nbd::ProtocolViolation(nbd::ProtocolError::kOversizedLength,
+                                    absl::StrCat("error chunk trailer of ", rx_trailer_, " bytes"));
+    }
+    rx_step_ = RxStep::kErrorTrailer;
+    rx_dest_ = reinterpret_cast<uintptr_t>(rx_scratch_);
+    rx_fixed_ = false;
+    rx_want_ = rx_trailer_;
+    return absl::OkStatus();
+  }
+  if (rx_reply_.done()) FinishReply(rx_tag_);
+  rx_step_ = RxStep::kHeader;
+  return absl::OkStatus();
+}
+
+// A server error for the request being received: kept as the -errno the
+// kernel is told (the first, if a reply has several). NBD_ESHUTDOWN means
+// the server is going away and did not do the request: the spec has the
+// client disconnect, so it is a connection failure, and the request goes
+// again on the next connection.
+absl::Status QueueWorker::OnServerError(uint32_t nbd_error) {
+  if (nbd_error == nbd::kEShutdown) {
+    return absl::UnavailableError("the NBD server is shutting down (NBD_ESHUTDOWN)");
+  }
+  Tag& t = tags_[rx_tag_];
+  if (t.server_errno == 0) t.server_errno = nbd::NbdErrorToNegErrno(nbd_error);
   return absl::OkStatus();
 }
 
@@ -247,7 +289,7 @@ void QueueWorker::OnZeroFill(uint64_t user_data, int res) {
     ZeroFill(tag, offset, len);  // interrupted: try again
   } else if (res <= 0) {
     LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": zeroing a hole failed: " << res;
-    if (t.server_error.ok()) t.server_error = ErrnoToStatus(res < 0 ? -res : EIO, "zeroing a hole");
+    if (t.server_errno == 0) t.server_errno = res < 0 ? res : -EIO;
     if (t.reply_waiting) t.reply_result = -EIO;  // the reply ended first
   } else if (static_cast<uint32_t>(res) < len) {
     ZeroFill(tag, offset + static_cast<uint32_t>(res), len - static_cast<uint32_t>(res));

@@ -46,10 +46,14 @@ void QueueWorker::MaybeSend() {
     }
     send_queue_.pop_front();
     t.state = TagState::kInFlight;
-    // Encoded now: the cookie names this connection's generation.
-    t.request.cookie = MakeCookie({generation_, config_.q_id, tag});
+    // Encoded now: each send has a cookie of its own.
+    t.cookie = MakeCookie(++sends_, tag);
+    t.request.cookie = t.cookie;
     auto size = nbd::EncodeRequest(t.request, info_.mode, t.header);
-    CHECK(size.ok()) << size.status();  // MapRequest validated the request
+    if (!size.ok()) {  // MapRequest validated the request: a bug of ours
+      Fault(absl::StrCat("encoding tag ", tag, "'s request: ", size.status().message()));
+      return;
+    }
     t.header_size = *size;
     t.sent_ns = now_ns_;
     t.send_seq = ++send_seq_;
@@ -94,14 +98,17 @@ void QueueWorker::SubmitChain(bool with_registers) {
   for (const SendOp& op : chain_) left += op.done ? 0 : 1;
   const size_t registers = with_registers ? chain_registered_.size() : 0;
   if (io_uring_sq_space_left(ring) < left + registers) io_uring_submit(ring);
-  CHECK_GE(io_uring_sq_space_left(ring), left + registers) << "queue " << config_.q_id;
+  if (io_uring_sq_space_left(ring) < left + registers) {
+    // The ring is sized for a whole chain: the kernel takes no submissions.
+    Fault("no room in the submission queue for a send chain");
+    return;
+  }
   chain_in_kernel_ = left;
   for (size_t i = 0; i < registers; ++i) {
     const uint16_t tag = chain_registered_[i];
     io_uring_sqe* sqe = io_uring_get_sqe(ring);
-    ublk::PrepIoCmd(sqe, config_.char_fd, ublk::kIoRegisterIoBuf, config_.q_id, tag, 0,
-                    /*addr=*/tag);  // the slot
-    io_uring_sqe_set_data64(sqe, worker_ops::BufRegData(tag, /*unregister=*/false));
+    queue_->Prep(sqe, ublk::kIoRegisterIoBuf, tag, 0, /*addr=*/tag,  // the slot
+                 worker_ops::BufRegData(tag, /*unregister=*/false));
     // A failed registration cancels the sends after it.
     sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
   }

@@ -13,21 +13,17 @@
 
 namespace ublkgw::engine {
 
-// NBD cookie = generation (32 bits) | queue (16) | tag (16). The generation
-// changes with every connection, so a late reply from an old connection
-// can never complete a request of the new one.
-struct CookieParts {
-  uint32_t generation;
-  uint16_t q_id;
-  uint16_t tag;
-};
-constexpr uint64_t MakeCookie(const CookieParts& p) {
-  return uint64_t{p.generation} << 32 | uint64_t{p.q_id} << 16 | p.tag;
+// NBD cookie = use (48 bits) | tag (16). `use` counts every send of the
+// queue, as the kernel's nbd driver counts each command: a tag's next
+// request, and the same request sent again on a new connection, each get
+// a cookie no earlier send had (for 2^48 sends). So a late, replayed or
+// misdirected reply matches no request but the one it answers; the tag
+// stays readable from the cookie.
+inline constexpr uint64_t kCookieUseMask = (uint64_t{1} << 48) - 1;
+constexpr uint64_t MakeCookie(uint64_t use, uint16_t tag) {
+  return (use & kCookieUseMask) << 16 | tag;
 }
-constexpr CookieParts SplitCookie(uint64_t cookie) {
-  return {static_cast<uint32_t>(cookie >> 32), static_cast<uint16_t>(cookie >> 16),
-          static_cast<uint16_t>(cookie)};
-}
+constexpr uint16_t CookieTag(uint64_t cookie) { return static_cast<uint16_t>(cookie); }
 
 // The NBD request for `iod`, or the -errno to complete it with at once
 // (-EOPNOTSUPP for an operation the export does not offer, -EINVAL for one

@@ -1,6 +1,7 @@
 #include "nbd/codec.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "nbd/bytes.h"
@@ -264,17 +265,40 @@ absl::Status ReadCoverage::Add(uint64_t offset, uint64_t length) {
                              absl::StrCat("chunk [", offset, ", +", length, ") outside a read of ",
                                           length_, " bytes"));
   }
+  if (length == 0) return absl::OkStatus();
   const uint64_t end = offset + length;
-  // The first range that ends after `offset` is the only one that can
-  // overlap from the left; anything starting before `end` overlaps.
-  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), offset,
-                             [](uint64_t value, const auto& r) { return value < r.second; });
-  if (it != ranges_.end() && it->first < end) {
+  // `next` is the first range starting after `offset`; the one before it
+  // is the only one that can reach into [offset, end) from the left.
+  auto next = ranges_.upper_bound(offset);
+  auto prev = next == ranges_.begin() ? ranges_.end() : std::prev(next);
+  const bool left_overlap = prev != ranges_.end() && prev->second > offset;
+  const bool right_overlap = next != ranges_.end() && next->first < end;
+  if (left_overlap || right_overlap) {
+    const auto& hit = left_overlap ? *prev : *next;
     return ProtocolViolation(ProtocolError::kChunkOverlap,
-                             absl::StrCat("chunk [", offset, ", +", length, ") overlaps [", it->first,
-                                          ", ", it->second, ") of the same read"));
+                             absl::StrCat("chunk [", offset, ", +", length, ") overlaps [",
+                                          hit.first, ", ", hit.second, ") of the same read"));
   }
-  ranges_.insert(it, {offset, end});
+  const bool joins_prev = prev != ranges_.end() && prev->second == offset;
+  const bool joins_next = next != ranges_.end() && next->first == end;
+  if (joins_prev && joins_next) {
+    prev->second = next->second;
+    ranges_.erase(next);
+  } else if (joins_prev) {
+    prev->second = end;
+  } else if (joins_next) {
+    const uint64_t next_end = next->second;
+    ranges_.erase(next);
+    ranges_.emplace(offset, next_end);
+  } else {
+    if (ranges_.size() >= kMaxFragments) {
+      return ProtocolViolation(
+          ProtocolError::kTooFragmented,
+          absl::StrCat("a read of ", length_, " bytes sent in more than ", kMaxFragments,
+                       " separate pieces"));
+    }
+    ranges_.emplace(offset, end);
+  }
   covered_ += length;
   return absl::OkStatus();
 }

@@ -14,6 +14,7 @@
 #define UBLKGW_NBD_CODEC_H_
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <vector>
 
@@ -97,8 +98,14 @@ absl::Status CheckErrorOffset(std::span<const uint8_t> trailer, const Request& r
 
 // Which bytes of one read have arrived, across its chunks. Rejects overlaps
 // (kChunkOverlap); at the end tells whether every byte was covered.
+// Adjacent pieces merge, so chunks sent in order (what servers do) keep one
+// range; chunks out of order cost O(log n) each. At most kMaxFragments
+// disjoint pieces are tracked (kTooFragmented past that), so a hostile
+// server's tiny chunks cost neither quadratic time nor unbounded memory.
 class ReadCoverage {
  public:
+  static constexpr size_t kMaxFragments = 4096;
+
   explicit ReadCoverage(uint64_t length) : length_(length) {}
 
   // Records [offset, offset + length) relative to the request's start.
@@ -108,7 +115,7 @@ class ReadCoverage {
  private:
   uint64_t length_;
   uint64_t covered_ = 0;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // sorted, disjoint [begin, end)
+  std::map<uint64_t, uint64_t> ranges_;  // begin -> end, disjoint, never adjacent
 };
 
 }  // namespace ublkgw::nbd

@@ -24,6 +24,7 @@ std::string_view ProtocolErrorName(ProtocolError error) {
     case ProtocolError::kUnexpectedChunk: return "unexpected chunk type";
     case ProtocolError::kIncompleteRead: return "incomplete read";
     case ProtocolError::kBadHandshake: return "bad handshake";
+    case ProtocolError::kTooFragmented: return "read too fragmented";
   }
   return "unknown";
 }

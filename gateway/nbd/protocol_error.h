@@ -25,6 +25,7 @@ enum class ProtocolError {
   kUnexpectedChunk,    // a chunk type not allowed for this request
   kIncompleteRead,     // DONE before the read was covered, with no error
   kBadHandshake,       // the server broke a handshake rule
+  kTooFragmented,      // one read in more separate pieces than we track
 };
 
 std::string_view ProtocolErrorName(ProtocolError error);

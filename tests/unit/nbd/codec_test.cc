@@ -323,5 +323,38 @@ TEST(ReadCoverageTest, OverlapsAreRejected) {
   EXPECT_FALSE(cov.complete());
 }
 
+// A hostile server's read in one-byte chunks, last byte first: each chunk
+// joins its neighbour, so one range is kept and the read completes.
+TEST(ReadCoverageTest, TinyChunksInReverseMerge) {
+  constexpr uint64_t kLength = 512 * 1024;
+  ReadCoverage cov(kLength);
+  for (uint64_t at = kLength; at-- > 0;) ASSERT_THAT(cov.Add(at, 1), IsOk()) << at;
+  EXPECT_TRUE(cov.complete());
+}
+
+// Pieces that never touch are tracked up to a bound, then refused: memory
+// and the cost of each Add stay bounded whatever the server sends.
+TEST(ReadCoverageTest, TooManySeparatePiecesAreRefused) {
+  ReadCoverage cov(1 << 20);
+  for (uint64_t i = 0; i < ReadCoverage::kMaxFragments; ++i) {
+    ASSERT_THAT(cov.Add((ReadCoverage::kMaxFragments - i) * 4, 1), IsOk()) << i;
+  }
+  EXPECT_THAT(cov.Add(1, 1), IsViolation(ProtocolError::kTooFragmented));
+  // A piece that joins one already there still fits.
+  EXPECT_THAT(cov.Add(5, 1), IsOk());
+  EXPECT_FALSE(cov.complete());
+}
+
+TEST(ReadCoverageTest, PiecesBridgingAGapMerge) {
+  ReadCoverage cov(3000);
+  ASSERT_THAT(cov.Add(0, 1000), IsOk());
+  ASSERT_THAT(cov.Add(2000, 1000), IsOk());
+  EXPECT_THAT(cov.Add(999, 2), IsViolation(ProtocolError::kChunkOverlap));
+  EXPECT_THAT(cov.Add(1999, 2), IsViolation(ProtocolError::kChunkOverlap));
+  ASSERT_THAT(cov.Add(1000, 1000), IsOk());
+  EXPECT_TRUE(cov.complete());
+  EXPECT_THAT(cov.Add(0, 1), IsViolation(ProtocolError::kChunkOverlap));
+}
+
 }  // namespace
 }  // namespace ublkgw::nbd

@@ -1,0 +1,215 @@
+// A fake of the kernel's side of one ublk queue, so tests run the real
+// QueueWorker, on its real io_uring, on a host without ublk.
+//
+// The worker's FETCH_REQ and COMMIT_AND_FETCH_REQ become NOPs that post
+// nothing; the fake notes which tags wait for a request. A test issues a
+// request on a waiting tag: the fake writes its descriptor (and a write's
+// data into the tag's buffer, the copy path's), then posts the completion
+// the kernel would, into the worker's ring, with IORING_OP_MSG_RING from a
+// ring of its own. A commit is recorded with its result (and a read's data,
+// from the tag's buffer) for the test to wait on. Copy path only.
+//
+// Threads: the worker calls the UblkQueue side on its thread; tests call
+// the rest from theirs. Everything is under one mutex.
+#ifndef UBLKGW_TESTS_UNIT_ENGINE_FAKE_UBLK_QUEUE_H_
+#define UBLKGW_TESTS_UNIT_ENGINE_FAKE_UBLK_QUEUE_H_
+
+#include <liburing.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "base/uring.h"
+#include "engine/ublk_queue.h"
+#include "ublk/uapi.h"
+
+namespace ublkgw::engine::testing {
+
+// One request the fake kernel completed: its tag, the result the worker
+// committed, and for a read the bytes it left in the tag's buffer.
+struct Commit {
+  uint16_t tag = 0;
+  int32_t result = 0;
+  std::string data;
+};
+
+class FakeUblkKernel {
+ public:
+  explicit FakeUblkKernel(uint16_t depth) : tags_(depth) {
+    auto ring = Ring::Create(8, 0);
+    if (ring.ok()) ring_.emplace(*std::move(ring));
+  }
+
+  // The queue to hand to the worker; it refers to this kernel, which must
+  // outlive it.
+  std::unique_ptr<UblkQueue> MakeQueue();
+
+  // Issues a request on `tag` once the worker waits for one there (within
+  // `timeout`): op is ublk::kIoOp*, offset and length in bytes; a write's
+  // bytes are `data`. False if the tag never became free.
+  bool Issue(uint16_t tag, uint8_t op, uint64_t offset, uint32_t length,
+             const std::string& data = "", uint32_t flags = 0,
+             absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    TagSlot& t = tags_[tag];
+    auto fetching = [&t]() { return t.fetching; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&fetching), timeout)) return false;
+    t.fetching = false;
+    t.desc = {};
+    t.desc.op_flags = op | flags;
+    t.desc.nr_sectors = length >> 9;
+    t.desc.start_sector = offset >> 9;
+    t.desc.addr = t.addr;
+    t.op = op;
+    if (op == ublk::kIoOpWrite && t.addr != 0) {
+      std::memcpy(reinterpret_cast<void*>(t.addr), data.data(), std::min<size_t>(data.size(), length));
+    }
+    return Post(t.user_data, 0);
+  }
+
+  // The next commit of `tag` (any tag: nullopt), waiting up to `timeout`.
+  std::optional<Commit> WaitCommit(std::optional<uint16_t> tag,
+                                   absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    auto has = [&]() {
+      for (const Commit& c : commits_) {
+        if (!tag || c.tag == *tag) return true;
+      }
+      return false;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&has), timeout)) return std::nullopt;
+    for (auto it = commits_.begin(); it != commits_.end(); ++it) {
+      if (!tag || it->tag == *tag) {
+        Commit c = std::move(*it);
+        commits_.erase(it);
+        return c;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // The device stops: every waiting fetch, and every later one, completes
+  // with -ENODEV (UBLK_IO_RES_ABORT), as STOP_DEV does.
+  void StopDevice() {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (TagSlot& t : tags_) {
+      if (t.fetching) {
+        t.fetching = false;
+        Post(t.user_data, -ENODEV);
+      }
+    }
+  }
+
+  // How many tags wait for a request (all of them once the worker runs).
+  int Fetching() {
+    absl::MutexLock lock(&mu_);
+    int n = 0;
+    for (const TagSlot& t : tags_) n += t.fetching ? 1 : 0;
+    return n;
+  }
+  bool WaitFetching(int n, absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() {
+      int have = 0;
+      for (const TagSlot& t : tags_) have += t.fetching ? 1 : 0;
+      return have >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+  }
+
+ private:
+  friend class FakeUblkQueue;
+  struct TagSlot {
+    bool fetching = false;
+    uint64_t user_data = 0;
+    uint64_t addr = 0;
+    uint8_t op = 0;
+    ublk::ublksrv_io_desc desc{};
+  };
+
+  // Posts a CQE (res, user_data) into the worker's ring.
+  bool Post(uint64_t user_data, int32_t res) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!ring_ || worker_ring_fd_ < 0) return false;
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_->get());
+    if (sqe == nullptr) return false;
+    io_uring_prep_msg_ring(sqe, worker_ring_fd_, static_cast<unsigned>(res), user_data, 0);
+    auto cqe = ring_->SubmitAndWait(absl::Seconds(5));
+    if (!cqe.ok()) return false;
+    const bool ok = (*cqe)->res >= 0;
+    io_uring_cqe_seen(ring_->get(), *cqe);
+    return ok;
+  }
+
+  // The worker's side (FakeUblkQueue).
+  void Open(io_uring* ring) {
+    absl::MutexLock lock(&mu_);
+    worker_ring_fd_ = ring->ring_fd;
+  }
+  ublk::ublksrv_io_desc Desc(uint16_t tag) {
+    absl::MutexLock lock(&mu_);
+    return tags_[tag].desc;
+  }
+  void Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int32_t result, uint64_t addr,
+            uint64_t user_data) {
+    io_uring_prep_nop(sqe);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, 0);
+    if (cmd_op != ublk::kIoFetchReq && cmd_op != ublk::kIoCommitAndFetchReq) return;
+    absl::MutexLock lock(&mu_);
+    TagSlot& t = tags_[tag];
+    if (cmd_op == ublk::kIoCommitAndFetchReq) {
+      Commit c{tag, result, ""};
+      if (t.op == ublk::kIoOpRead && result > 0 && addr != 0) {
+        c.data.assign(reinterpret_cast<const char*>(addr), static_cast<size_t>(result));
+      }
+      commits_.push_back(std::move(c));
+    }
+    t.addr = addr;
+    t.user_data = user_data;
+    if (stopping_) {
+      Post(user_data, -ENODEV);
+    } else {
+      t.fetching = true;
+    }
+  }
+
+  absl::Mutex mu_;
+  std::optional<Ring> ring_;
+  int worker_ring_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  std::vector<TagSlot> tags_ ABSL_GUARDED_BY(mu_);
+  std::deque<Commit> commits_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class FakeUblkQueue final : public UblkQueue {
+ public:
+  explicit FakeUblkQueue(FakeUblkKernel& kernel) : kernel_(kernel) {}
+  absl::Status Open(io_uring* ring) override {
+    kernel_.Open(ring);
+    return absl::OkStatus();
+  }
+  ublk::ublksrv_io_desc Desc(uint16_t tag) const override { return kernel_.Desc(tag); }
+  void Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int32_t result, uint64_t addr,
+            uint64_t user_data) override {
+    kernel_.Prep(sqe, cmd_op, tag, result, addr, user_data);
+  }
+
+ private:
+  FakeUblkKernel& kernel_;
+};
+
+inline std::unique_ptr<UblkQueue> FakeUblkKernel::MakeQueue() {
+  return std::make_unique<FakeUblkQueue>(*this);
+}
+
+}  // namespace ublkgw::engine::testing
+
+#endif  // UBLKGW_TESTS_UNIT_ENGINE_FAKE_UBLK_QUEUE_H_

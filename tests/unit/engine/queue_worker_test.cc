@@ -1,0 +1,259 @@
+// The real queue worker on the host (worker_harness.h): requests from a
+// fake ublk queue, replies from a scripted NBD server. Each test breaks one
+// rule and checks what the kernel would be told: the committed result and
+// the bytes a read leaves in the request's buffer.
+#include <cerrno>
+#include <string>
+
+#include "engine/worker_harness.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nbd/bytes.h"
+#include "testing/status_matchers.h"
+
+namespace ublkgw::engine {
+namespace {
+
+using nbd::testing::FakePeer;
+using testing::Commit;
+using testing::WorkerHarness;
+using ::ublkgw::testing::IsOk;
+
+constexpr uint8_t kRead = ublk::kIoOpRead;
+constexpr uint8_t kWrite = ublk::kIoOpWrite;
+
+struct Req {
+  uint16_t type = 0;
+  uint64_t cookie = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+
+bool ReadReq(FakePeer& peer, Req* r) {
+  return peer.ReadRequest(&r->type, &r->cookie, &r->offset, &r->length);
+}
+
+// Reads one request and, for a write, its payload into `payload`.
+bool ReadReqAndPayload(FakePeer& peer, Req* r, std::string* payload = nullptr) {
+  if (!ReadReq(peer, r)) return false;
+  std::string data;
+  if (r->type == nbd::kCmdWrite && !peer.Read(r->length, &data)) return false;
+  if (payload) *payload = data;
+  return true;
+}
+
+std::string Fill(size_t n, char c) { return std::string(n, c); }
+
+std::string DataChunk(uint64_t offset, const std::string& data) {
+  return nbd::ByteWriter().Put(offset).PutBytes(data).Take();
+}
+std::string ErrorChunk(uint32_t error, const std::string& message) {
+  return nbd::ByteWriter()
+      .Put(error)
+      .Put(static_cast<uint16_t>(message.size()))
+      .PutBytes(message)
+      .Take();
+}
+
+// A server that answers reads with bytes naming their offset (the byte at
+// X is 'a' + X / 4096 % 26) and writes with success, until the client goes.
+void Honest(FakePeer& peer) {
+  Req r;
+  while (ReadReqAndPayload(peer, &r)) {
+    if (r.type == nbd::kCmdRead) {
+      std::string data;
+      for (uint64_t at = r.offset; at < r.offset + r.length; ++at) {
+        data.push_back(static_cast<char>('a' + at / 4096 % 26));
+      }
+      peer.SimpleReply(0, r.cookie, data);
+    } else {
+      peer.SimpleReply(0, r.cookie);
+    }
+  }
+}
+
+std::string Expected(uint64_t offset, uint32_t length) {
+  std::string data;
+  for (uint64_t at = offset; at < offset + length; ++at) {
+    data.push_back(static_cast<char>('a' + at / 4096 % 26));
+  }
+  return data;
+}
+
+TEST(QueueWorkerTest, ReadsAndWritesCompleteWithTheirData) {
+  WorkerHarness h(Honest, {});
+  ASSERT_THAT(h.ready(), IsOk());
+  auto w = h.Do(0, kWrite, 8192, 4096, Fill(4096, 'w'));
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->result, 4096);
+  auto r = h.Do(1, kRead, 12288, 8192);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 8192);
+  EXPECT_TRUE(r->data == Expected(12288, 8192));
+}
+
+// The same tag used twice: a reply replayed for its first use must never
+// complete the second (with simple replies, the READ would get another
+// block's data). It is a protocol fault: the connection is dropped, and
+// the read sent again on the next one gets its own data.
+TEST(QueueWorkerTest, AReplyToAnEarlierUseOfTheTagIsNeverAccepted) {
+  WorkerHarness::Options options;
+  options.reconnect_scripts.push_back(Honest);
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req first, second;
+        ASSERT_TRUE(ReadReq(peer, &first));
+        peer.SimpleReply(0, first.cookie, Fill(first.length, 'A'));
+        ASSERT_TRUE(ReadReq(peer, &second));
+        // The first reply again, for the second request's tag.
+        peer.SimpleReply(0, first.cookie, Fill(second.length, 'A'));
+        std::string rest;
+        peer.Read(1, &rest);  // until the client drops the connection
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  auto first = h.Do(0, kRead, 0, 4096);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->data == Fill(4096, 'A'));
+  auto second = h.Do(0, kRead, 40960, 4096);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->result, 4096);
+  EXPECT_TRUE(second->data == Expected(40960, 4096)) << "the replayed reply completed the read";
+  EXPECT_EQ(h.connects(), 1);
+}
+
+// Every NBD error reaches the kernel as its own errno (the block layer
+// passes EPERM..EOPNOTSUPP on as it can), in simple replies and in
+// structured error chunks alike.
+struct ErrorCase {
+  uint32_t nbd_error;
+  int32_t expected;
+};
+class ServerErrorTest : public ::testing::TestWithParam<std::tuple<ErrorCase, bool>> {};
+
+TEST_P(ServerErrorTest, ReachesTheKernelUnchanged) {
+  const auto [c, structured] = GetParam();
+  WorkerHarness::Options options;
+  options.info =
+      testing::TestExport(structured ? nbd::HeaderMode::kStructured : nbd::HeaderMode::kSimple);
+  const uint32_t error = c.nbd_error;
+  WorkerHarness h(
+      [error, structured](FakePeer& peer) {
+        Req r;
+        while (ReadReqAndPayload(peer, &r)) {
+          if (structured) {
+            peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeError, r.cookie,
+                       ErrorChunk(error, "no"));
+          } else {
+            peer.SimpleReply(error, r.cookie);
+          }
+        }
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  auto r = h.Do(0, kRead, 0, 4096);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, c.expected) << "read, NBD error " << error;
+  auto w = h.Do(1, kWrite, 0, 4096, Fill(4096, 'x'));
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->result, c.expected) << "write, NBD error " << error;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryCode, ServerErrorTest,
+    ::testing::Combine(::testing::Values(ErrorCase{nbd::kEPerm, -EPERM}, ErrorCase{5, -EIO},
+                                         ErrorCase{12, -ENOMEM}, ErrorCase{22, -EINVAL},
+                                         ErrorCase{28, -ENOSPC},
+                                         ErrorCase{nbd::kEOverflow, -EOVERFLOW},
+                                         ErrorCase{nbd::kENotSup, -EOPNOTSUPP},
+                                         // The spec: treat an unknown error as EINVAL.
+                                         ErrorCase{999, -EINVAL}),
+                       ::testing::Bool()));
+
+std::string ErrorOffsetChunk(uint32_t error, uint64_t offset) {
+  return nbd::ByteWriter().Put(error).Put(uint16_t{0}).Put(offset).Take();
+}
+
+// A structured read from chunks out of order, with a hole: each lands at
+// its place, the hole is zeroes.
+TEST(QueueWorkerTest, StructuredReadFromChunksInAnyOrder) {
+  WorkerHarness::Options options;
+  options.info = testing::TestExport(nbd::HeaderMode::kStructured);
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req r;
+        ASSERT_TRUE(ReadReqAndPayload(peer, &r));  // the write
+        peer.SimpleReply(0, r.cookie);
+        ASSERT_TRUE(ReadReq(peer, &r));
+        peer.Chunk(0, nbd::kReplyTypeOffsetData, r.cookie, DataChunk(r.offset + 3072, Fill(1024, 'd')));
+        peer.Chunk(0, nbd::kReplyTypeOffsetHole, r.cookie,
+                   nbd::ByteWriter().Put(r.offset + 1024).Put(uint32_t{2048}).Take());
+        peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, r.cookie,
+                   DataChunk(r.offset, Fill(1024, 'a')));
+        Honest(peer);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  // The buffer held other bytes before: the hole must be zeroed.
+  auto w = h.Do(0, kWrite, 0, 4096, Fill(4096, 'x'));
+  ASSERT_TRUE(w.has_value());
+  auto r = h.Do(0, kRead, 8192, 4096);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 4096);
+  EXPECT_TRUE(r->data == Fill(1024, 'a') + std::string(2048, '\0') + Fill(1024, 'd'));
+}
+
+// ERROR_OFFSET's offset must lie inside the request (NBD spec): one
+// outside it is a protocol fault, so the connection is dropped and the
+// request sent again; one inside is the request's error.
+TEST(QueueWorkerTest, ErrorOffsetOutsideTheRequestIsAFault) {
+  WorkerHarness::Options options;
+  options.info = testing::TestExport(nbd::HeaderMode::kStructured);
+  options.reconnect_scripts.push_back([](FakePeer& peer) {
+    Req r;
+    while (ReadReqAndPayload(peer, &r)) {
+      peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeErrorOffset, r.cookie,
+                 ErrorOffsetChunk(28, r.offset + 512));
+    }
+  });
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req r;
+        ASSERT_TRUE(ReadReq(peer, &r));
+        peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeErrorOffset, r.cookie,
+                   ErrorOffsetChunk(28, r.offset + r.length));  // just past its end
+        std::string rest;
+        peer.Read(1, &rest);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  auto r = h.Do(0, kRead, 4096, 4096);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, -ENOSPC);  // from the second server, whose offset is inside
+  EXPECT_EQ(h.connects(), 1);
+}
+
+// NBD_ESHUTDOWN: the server is going away and did not do the request. The
+// client disconnects (the spec's rule) and sends it again elsewhere: the
+// application sees no error.
+TEST(QueueWorkerTest, ShutdownErrorSendsTheRequestAgainOnANewConnection) {
+  WorkerHarness::Options options;
+  options.reconnect_scripts.push_back(Honest);
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req r;
+        ASSERT_TRUE(ReadReqAndPayload(peer, &r));
+        peer.SimpleReply(nbd::kEShutdown, r.cookie);
+        std::string rest;
+        peer.Read(1, &rest);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  auto w = h.Do(2, kWrite, 0, 4096, Fill(4096, 'w'));
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->result, 4096);
+  EXPECT_EQ(h.connects(), 1);
+}
+
+}  // namespace
+}  // namespace ublkgw::engine

@@ -1,0 +1,117 @@
+// Runs the real QueueWorker on the host: its ublk side is a FakeUblkKernel,
+// its NBD connection one end of a socketpair whose other end a scripted
+// fake server (tests/unit/nbd/fake_server.h) answers, already past the
+// handshake. Reconnects get the next script of `servers`.
+#ifndef UBLKGW_TESTS_UNIT_ENGINE_WORKER_HARNESS_H_
+#define UBLKGW_TESTS_UNIT_ENGINE_WORKER_HARNESS_H_
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "engine/fake_ublk_queue.h"
+#include "engine/queue_worker.h"
+#include "nbd/fake_server.h"
+#include "nbd/wire.h"
+
+namespace ublkgw::engine::testing {
+
+using Script = nbd::testing::FakeServer::Script;
+
+inline nbd::ExportInfo TestExport(nbd::HeaderMode mode = nbd::HeaderMode::kSimple,
+                                  uint64_t size = 1 << 20) {
+  nbd::ExportInfo info;
+  info.size = size;
+  info.flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua |
+               nbd::kFlagSendTrim | nbd::kFlagSendWriteZeroes;
+  info.mode = mode;
+  return info;
+}
+
+class WorkerHarness {
+ public:
+  struct Options {
+    uint16_t depth = 4;
+    nbd::ExportInfo info = TestExport();
+    ReconnectPolicy reconnect;
+    // Scripts for connections after the first; none: no reconnecting (a
+    // failed connection fails I/O for good).
+    std::vector<Script> reconnect_scripts;
+  };
+
+  WorkerHarness(Script first, Options options)
+      : options_(std::move(options)), kernel_(options_.depth) {
+    servers_.push_back(std::make_unique<nbd::testing::FakeServer>(std::move(first)));
+    for (auto& s : options_.reconnect_scripts) later_.push_back(std::move(s));
+    QueueConfig config;
+    config.q_id = 0;
+    config.depth = options_.depth;
+    config.max_io_bytes = 64 * 1024;
+    config.reconnect = options_.reconnect;
+    config.reconnect.backoff_min = absl::Milliseconds(1);
+    config.reconnect.backoff_max = absl::Milliseconds(10);
+    if (!later_.empty()) {
+      config.connector = [this](uint64_t, int) -> absl::StatusOr<UniqueFd> {
+        absl::MutexLock lock(&mu_);
+        ++connects_;
+        if (later_.empty()) return absl::UnavailableError("no more test servers");
+        servers_.push_back(std::make_unique<nbd::testing::FakeServer>(std::move(later_.front())));
+        later_.pop_front();
+        return servers_.back()->TakeClientStream().Release();
+      };
+    }
+    worker_ = std::make_unique<QueueWorker>(config, kernel_.MakeQueue(), options_.info,
+                                            servers_.front()->TakeClientStream().Release());
+    thread_ = std::thread([this] { run_status_ = worker_->Run(); });
+    ready_ = worker_->WaitReady(absl::Seconds(10));
+  }
+
+  ~WorkerHarness() { Stop(); }
+
+  // Stops the device (every fetch aborted) and joins the worker.
+  void Stop() {
+    if (!thread_.joinable()) return;
+    kernel_.StopDevice();
+    worker_->Abort();  // a request still waiting for a server fails
+    thread_.join();
+    worker_.reset();
+    absl::MutexLock lock(&mu_);
+    servers_.clear();
+  }
+
+  const absl::Status& ready() const { return ready_; }
+  FakeUblkKernel& kernel() { return kernel_; }
+  QueueWorker& worker() { return *worker_; }
+  int connects() {
+    absl::MutexLock lock(&mu_);
+    return connects_;
+  }
+
+  // Issues one request on `tag` and waits for its commit.
+  std::optional<Commit> Do(uint16_t tag, uint8_t op, uint64_t offset, uint32_t length,
+                           const std::string& data = "", uint32_t flags = 0) {
+    if (!kernel_.Issue(tag, op, offset, length, data, flags)) return std::nullopt;
+    return kernel_.WaitCommit(tag);
+  }
+
+ private:
+  Options options_;
+  FakeUblkKernel kernel_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<nbd::testing::FakeServer>> servers_;
+  std::deque<Script> later_ ABSL_GUARDED_BY(mu_);
+  int connects_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<QueueWorker> worker_;
+  std::thread thread_;
+  absl::Status run_status_;
+  absl::Status ready_;
+};
+
+}  // namespace ublkgw::engine::testing
+
+#endif  // UBLKGW_TESTS_UNIT_ENGINE_WORKER_HARNESS_H_
