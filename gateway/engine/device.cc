@@ -11,10 +11,25 @@
 #include "nbd/stream.h"
 #include "nbd/wire.h"
 #include "ublk/io_queue.h"
+#include "ublk/params_check.h"
 
 namespace ublkgw::engine {
 
 namespace {
+
+// The parameters a device was given, for an error the kernel gave.
+std::string DescribeParams(const ublk::ublk_params& p) {
+  std::string out = absl::StrCat(
+      "logical block 2^", p.basic.logical_bs_shift, ", physical block 2^", p.basic.physical_bs_shift,
+      ", max_sectors ", p.basic.max_sectors, ", ", p.basic.dev_sectors, " sectors, attrs 0x",
+      absl::Hex(p.basic.attrs));
+  if (p.types & ublk::kParamTypeDiscard) {
+    absl::StrAppend(&out, "; discard granularity ", p.discard.discard_granularity,
+                    ", max_discard_sectors ", p.discard.max_discard_sectors,
+                    ", max_write_zeroes_sectors ", p.discard.max_write_zeroes_sectors);
+  }
+  return out;
+}
 
 // Every connection of a device must see the same export.
 absl::Status SameExport(const nbd::ExportInfo& a, const nbd::ExportInfo& b) {
@@ -150,9 +165,7 @@ absl::StatusOr<ConnectedExport> Device::Connect(const AttachOptions& options) {
     LOG(WARNING) << c.uri << ": " << c.note;
     queues = 1;
   }
-  // The kernel rounds the buffer size down to whole pages.
-  const uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
-  c.max_io = std::max(page, std::min(kMaxIoBytes, c.info.max_payload) / page * page);
+  c.max_io = IoBufferBytes(c.info, static_cast<uint32_t>(sysconf(_SC_PAGESIZE)), kMaxIoBytes);
   auto params = ParamsForExport(c.info, c.max_io, options.read_only);
   if (!params.ok()) return params.status();
   c.params = *params;
@@ -228,8 +241,20 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
     }
     return why;
   };
-  if (absl::Status s = ctrl.SetParams(device->id_, connected.params); !s.ok()) return fail(s);
-  const DeviceShape shape{info.size, options.read_only || info.read_only(), queues, max_io};
+  const auto page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
+  if (absl::Status s = ublk::CheckParams(connected.params, max_io, page); !s.ok()) {
+    return fail(absl::InternalError(absl::StrCat("ublkgw chose device parameters the kernel "
+                                                 "refuses (a bug; please report it): ",
+                                                 s.message())));
+  }
+  if (absl::Status s = ctrl.SetParams(device->id_, connected.params); !s.ok()) {
+    return fail(absl::Status(
+        s.code(), absl::StrCat(s.message(), " (the kernel refused the device's parameters: ",
+                               DescribeParams(connected.params), ")")));
+  }
+  // The requests the device sends, not its buffers' size: what a new
+  // connection must still take.
+  const DeviceShape shape = ShapeOfParams(connected.params, queues);
   if (absl::Status s = device->StartWorkers(options, connected, *plan, info, shape); !s.ok()) {
     return fail(s);
   }

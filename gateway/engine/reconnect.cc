@@ -65,11 +65,18 @@ DeviceNeeds NeedsOfDevice(const ublk::ublksrv_ctrl_dev_info& dev, const ublk::ub
     if (params.discard.max_discard_sectors > 0) n.needed.flags |= nbd::kFlagSendTrim;
     if (params.discard.max_write_zeroes_sectors > 0) n.needed.flags |= nbd::kFlagSendWriteZeroes;
   }
-  n.shape.size = n.needed.size;
-  n.shape.read_only = (b.attrs & ublk::kAttrReadOnly) != 0;
-  n.shape.queues = dev.nr_hw_queues;
-  n.shape.max_io_bytes = b.max_sectors << 9;
+  n.shape = ShapeOfParams(params, dev.nr_hw_queues);
   return n;
+}
+
+DeviceShape ShapeOfParams(const ublk::ublk_params& params, uint16_t queues) {
+  const ublk::ublk_param_basic& b = params.basic;
+  DeviceShape shape;
+  shape.size = b.dev_sectors << 9;
+  shape.read_only = (b.attrs & ublk::kAttrReadOnly) != 0;
+  shape.queues = queues;
+  shape.max_io_bytes = b.max_sectors << 9;
+  return shape;
 }
 
 }  // namespace ublkgw::engine

@@ -55,6 +55,11 @@ struct DeviceShape {
 absl::Status CheckReconnectedExport(const nbd::ExportInfo& attached, const nbd::ExportInfo& now,
                                     const DeviceShape& device);
 
+// The shape of a device given `params` (SET_PARAMS) and `queues`: its
+// largest request is max_sectors, which may be below its buffers' size (a
+// server whose maximum payload is under a page).
+DeviceShape ShapeOfParams(const ublk::ublk_params& params, uint16_t queues);
+
 // What a device already in the kernel needs of an export, read from its
 // parameters (GET_PARAMS) and info (GET_DEV_INFO), for a daemon that takes
 // over a device its predecessor left: the size and block size it presents,

@@ -57,6 +57,10 @@ int32_t SuccessResult(const ublk::ublksrv_io_desc& iod) {
                                                          : 0;
 }
 
+uint32_t IoBufferBytes(const nbd::ExportInfo& info, uint32_t page_size, uint32_t limit) {
+  return std::max(page_size, std::min(limit, info.max_payload) / page_size * page_size);
+}
+
 absl::StatusOr<ublk::ublk_params> ParamsForExport(const nbd::ExportInfo& info,
                                                   uint32_t max_io_bytes, bool read_only) {
   // A block device has at least 512-byte sectors; ublk allows logical
@@ -98,7 +102,10 @@ absl::StatusOr<ublk::ublk_params> ParamsForExport(const nbd::ExportInfo& info,
     p.types |= ublk::kParamTypeDiscard;
     // Below 2^31 bytes, in whole logical blocks (nbd/request_rules.h).
     const uint32_t limit = static_cast<uint32_t>(nbd::kMaxZeroOrTrimLength / logical * logical) >> 9;
-    p.discard.discard_granularity = trim ? std::max<uint32_t>(info.preferred_block, logical) : 0;
+    // The kernel refuses discard parameters without a granularity, even
+    // when only WRITE_ZEROES is offered (max_discard_sectors 0): it clears
+    // the granularity itself then.
+    p.discard.discard_granularity = std::max<uint32_t>(info.preferred_block, logical);
     p.discard.max_discard_sectors = trim ? limit : 0;
     p.discard.max_discard_segments = trim ? 1 : 0;
     p.discard.max_write_zeroes_sectors = zeroes ? limit : 0;

@@ -38,6 +38,11 @@ MappedRequest MapRequest(const ublk::ublksrv_io_desc& iod, const nbd::ExportInfo
 // write, 0 otherwise.
 int32_t SuccessResult(const ublk::ublksrv_io_desc& iod);
 
+// The size of each request buffer (ADD_DEV's max_io_buf_bytes) for `info`:
+// the server's maximum payload, at most `limit`, in whole pages (the kernel
+// rounds down to pages), and at least one page.
+uint32_t IoBufferBytes(const nbd::ExportInfo& info, uint32_t page_size, uint32_t limit);
+
 // ublk device parameters for `info`: size, block sizes, max_sectors within
 // the export's maximum payload and `max_io_bytes`, discard / write-zeroes
 // limits below 2^31 when offered, volatile cache and FUA only when the

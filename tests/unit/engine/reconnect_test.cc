@@ -97,6 +97,31 @@ TEST(CheckReconnectedExportTest, WhatTheDeviceNeverUsesMayChange) {
 
 // A daemon taking over a device its predecessor left reads what the device
 // needs from the kernel's parameters: exactly what the export gave it.
+// A server whose maximum payload is below a page: the buffers are a page,
+// but the device never sends more than the payload, so a new connection to
+// the same server still serves it (the shape check compared page-rounded
+// sizes, and every reconnect was refused).
+TEST(ShapeOfParamsTest, AServerWithASmallMaximumPayloadCanReconnect) {
+  nbd::ExportInfo info;
+  info.size = 1 << 20;
+  info.flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush;
+  info.block_sizes_from_server = true;
+  info.min_block = 512;
+  info.preferred_block = 512;
+  info.max_payload = 1024;
+  const uint32_t buffers = IoBufferBytes(info, 4096, 512 * 1024);
+  EXPECT_EQ(buffers, 4096u);
+  auto params = ParamsForExport(info, buffers, false);
+  ASSERT_THAT(params, IsOk());
+  const DeviceShape shape = ShapeOfParams(*params, 1);
+  EXPECT_EQ(shape.max_io_bytes, 1024u);
+  EXPECT_EQ(shape.size, info.size);
+  EXPECT_THAT(CheckReconnectedExport(info, info, shape), IsOk());
+  info.max_payload = 512;
+  EXPECT_THAT(CheckReconnectedExport(info, info, shape),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("maximum payload")));
+}
+
 TEST(NeedsOfDeviceTest, ReadsBackWhatTheExportGaveTheDevice) {
   nbd::ExportInfo e = Export();
   e.flags |= nbd::kFlagSendWriteZeroes;

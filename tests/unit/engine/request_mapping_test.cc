@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nbd/wire.h"
+#include "ublk/params_check.h"
 #include "testing/status_matchers.h"
 
 namespace ublkgw::engine {
@@ -127,6 +128,46 @@ TEST(ParamsForExportTest, ReadOnlyFromEitherSide) {
   EXPECT_FALSE(p->types & ublk::kParamTypeDiscard);
   auto q = ParamsForExport(Export(kAll), 512 * 1024, /*read_only=*/true);
   EXPECT_TRUE(q->basic.attrs & ublk::kAttrReadOnly);
+}
+
+// Whatever an export offers, the parameters are ones the kernel accepts
+// (ublk::CheckParams, its rules): nbd-server's default export offers
+// WRITE_ZEROES without TRIM, and a discard granularity of 0 was refused.
+TEST(ParamsForExportTest, TheKernelAcceptsEveryCombinationOfFlags) {
+  const uint16_t kFlags[] = {nbd::kFlagSendFlush, nbd::kFlagSendFua, nbd::kFlagSendTrim,
+                             nbd::kFlagSendWriteZeroes, nbd::kFlagReadOnly,
+                             nbd::kFlagRotational};
+  struct Sizes {
+    uint32_t min, preferred, max;
+  };
+  const Sizes kSizes[] = {{512, 4096, 32 << 20}, {1, 1, 1024}, {512, 512, 4096},
+                          {4096, 4096, 64 << 10}, {4096, 65536, 1 << 20}, {1, 4096, 100000}};
+  for (uint32_t mask = 0; mask < (1u << 6); ++mask) {
+    uint16_t flags = 0;
+    for (int i = 0; i < 6; ++i) {
+      if (mask & (1u << i)) flags |= kFlags[i];
+    }
+    for (const Sizes& s : kSizes) {
+      for (bool read_only : {false, true}) {
+        auto info = Export(flags);
+        info.min_block = s.min;
+        info.preferred_block = s.preferred;
+        info.max_payload = s.max;
+        const uint32_t buffers = IoBufferBytes(info, 4096, 512 * 1024);
+        auto p = ParamsForExport(info, buffers, read_only);
+        ASSERT_THAT(p, IsOk());
+        EXPECT_THAT(ublk::CheckParams(*p, buffers, 4096), IsOk())
+            << "flags 0x" << std::hex << flags << std::dec << ", blocks " << s.min << "/"
+            << s.preferred << "/" << s.max << (read_only ? ", read-only" : "");
+        const bool trim = (flags & nbd::kFlagSendTrim) && !(p->basic.attrs & ublk::kAttrReadOnly);
+        const bool zeroes =
+            (flags & nbd::kFlagSendWriteZeroes) && !(p->basic.attrs & ublk::kAttrReadOnly);
+        EXPECT_EQ(p->discard.max_discard_sectors > 0, trim);
+        EXPECT_EQ(p->discard.max_write_zeroes_sectors > 0, zeroes);
+        EXPECT_GT(p->basic.max_sectors, 0u);
+      }
+    }
+  }
 }
 
 TEST(ParamsForExportTest, ExportsNoBlockDeviceCanPresent) {
