@@ -66,31 +66,30 @@ absl::StatusOr<ControlDevice> ControlDevice::Open(const std::string& path) {
         path, " is not the ublk control device (it is '", name, "'); use ", kControlDevicePath));
   }
   // Control commands ride in the second half of a 128-byte SQE.
-  auto ring = Ring::Create(/*entries=*/4, IORING_SETUP_SQE128);
+  auto ring = CommandRing::Create(IORING_SETUP_SQE128);
   if (!ring.ok()) return ring.status();
   return ControlDevice(path, *std::move(fd), *std::move(ring));
 }
 
-absl::StatusOr<int> ControlDevice::Execute(uint32_t cmd_op, const ublksrv_ctrl_cmd& cmd) {
-  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-  if (sqe == nullptr) return absl::InternalError("control ring has no free SQE");
-  // A 128-byte SQE: clear both halves, then fill the URING_CMD fields.
-  std::memset(sqe, 0, 2 * sizeof(io_uring_sqe));
-  sqe->opcode = IORING_OP_URING_CMD;
-  sqe->fd = fd_.get();
-  sqe->cmd_op = cmd_op;
-  static_assert(sizeof(ublksrv_ctrl_cmd) <= 80, "must fit the SQE128 command area");
-  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
-  sqe->user_data = cmd_op;
-
-  auto cqe = ring_.SubmitAndWait(timeout_);
-  if (!cqe.ok()) return cqe.status();
-  const int res = (*cqe)->res;
-  const uint64_t user_data = (*cqe)->user_data;
-  io_uring_cqe_seen(ring_.get(), *cqe);
-  if (user_data != cmd_op) {
-    return absl::InternalError(absl::StrCat("control ring: completion for 0x", absl::Hex(user_data),
-                                            " while waiting for 0x", absl::Hex(cmd_op)));
+absl::StatusOr<int> ControlDevice::Execute(uint32_t cmd_op, ublksrv_ctrl_cmd cmd,
+                                           std::span<uint8_t> buffer, absl::string_view name) {
+  const int fd = fd_.get();
+  auto res = ring_.Run(
+      [&](io_uring_sqe* sqe, void* memory) {
+        // A 128-byte SQE: clear both halves, then fill the URING_CMD fields.
+        std::memset(sqe, 0, 2 * sizeof(io_uring_sqe));
+        sqe->opcode = IORING_OP_URING_CMD;
+        sqe->fd = fd;
+        sqe->cmd_op = cmd_op;
+        cmd.addr = reinterpret_cast<uintptr_t>(memory);
+        cmd.len = static_cast<uint16_t>(buffer.size());
+        static_assert(sizeof(ublksrv_ctrl_cmd) <= 80, "must fit the SQE128 command area");
+        std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+      },
+      buffer, timeout_);
+  if (!res.ok()) {
+    return absl::Status(res.status().code(), absl::StrCat(name, " on ", path_, ": ",
+                                                          res.status().message()));
   }
   return res;
 }
@@ -112,10 +111,8 @@ absl::StatusOr<int> ControlDevice::DevCommand(uint32_t cmd_op, absl::string_view
   ublksrv_ctrl_cmd cmd{};
   cmd.dev_id = dev_id;
   cmd.queue_id = 0xffff;
-  cmd.addr = reinterpret_cast<uintptr_t>(buffer);
-  cmd.len = len;
   cmd.data[0] = data;
-  auto res = Execute(cmd_op, cmd);
+  auto res = Execute(cmd_op, cmd, {static_cast<uint8_t*>(buffer), len}, name);
   if (!res.ok()) return res.status();
   if (*res < 0) {
     return ErrnoToStatus(-*res, absl::StrCat(name, " for ublk device ", static_cast<int32_t>(dev_id)));
@@ -191,9 +188,9 @@ absl::StatusOr<uint64_t> ControlDevice::GetFeatures() {
   ublksrv_ctrl_cmd cmd{};
   cmd.dev_id = ~0U;
   cmd.queue_id = 0xffff;
-  cmd.addr = reinterpret_cast<uintptr_t>(&features);
-  cmd.len = sizeof(features);
-  auto res = Execute(kCmdGetFeatures, cmd);
+  auto res = Execute(kCmdGetFeatures, cmd,
+                     {reinterpret_cast<uint8_t*>(&features), sizeof(features)},
+                     "UBLK_U_CMD_GET_FEATURES");
   if (!res.ok()) return res.status();
   if (*res < 0) return CommandError("UBLK_U_CMD_GET_FEATURES", *res);
   return features;

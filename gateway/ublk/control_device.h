@@ -7,7 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
-#include "base/uring.h"
+#include "ublk/command_ring.h"
 #include "ublk/uapi.h"
 
 namespace ublkgw::ublk {
@@ -17,7 +17,9 @@ inline constexpr char kControlDevicePath[] = "/dev/ublk-control";
 // The ublk control device (/dev/ublk-control) and the io_uring that carries
 // its commands (URING_CMD in 128-byte SQEs). Commands run one at a time and
 // synchronously: control commands are rare, and some (DEL_DEV) block in the
-// kernel until the device is gone.
+// kernel until the device is gone. Every command is bounded by a timeout;
+// one that outlives it is cancelled, and no call returns while the kernel
+// may still write into memory it was given (ublk::CommandRing).
 //
 // Threads: not thread-safe; the owner serialises calls (the daemon keeps one
 // per process behind its control-plane mutex).
@@ -67,13 +69,16 @@ class ControlDevice {
   const std::string& path() const { return path_; }
 
  private:
-  ControlDevice(std::string path, UniqueFd fd, Ring ring)
+  ControlDevice(std::string path, UniqueFd fd, CommandRing ring)
       : path_(std::move(path)), fd_(std::move(fd)), ring_(std::move(ring)) {}
 
-  // Issues `cmd_op` with payload `cmd` and returns the CQE's result: >= 0 on
-  // success, otherwise -errno from the kernel. Errors of the ring itself are
-  // returned as a Status.
-  absl::StatusOr<int> Execute(uint32_t cmd_op, const ublksrv_ctrl_cmd& cmd);
+  // Issues `cmd_op` with payload `cmd`, whose addr and len name `buffer`
+  // (if not empty), and returns the CQE's result: >= 0 on success,
+  // otherwise -errno from the kernel; `buffer` then holds what the kernel
+  // wrote. Errors of the ring itself, and a command that does not complete
+  // within the timeout, are returned as a Status naming the command.
+  absl::StatusOr<int> Execute(uint32_t cmd_op, ublksrv_ctrl_cmd cmd, std::span<uint8_t> buffer,
+                              absl::string_view name);
   // Execute for a command on `dev_id` with an optional buffer; turns a
   // negative result into a status naming the command and the device.
   absl::StatusOr<int> DevCommand(uint32_t cmd_op, absl::string_view name, uint32_t dev_id,
@@ -84,7 +89,7 @@ class ControlDevice {
 
   std::string path_;
   UniqueFd fd_;  // declared before ring_: destroyed after it
-  Ring ring_;
+  CommandRing ring_;
   // DEL_DEV and STOP_DEV wait for the kernel; a minute covers a busy host.
   absl::Duration timeout_ = absl::Seconds(60);
 };
