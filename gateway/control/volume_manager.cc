@@ -226,9 +226,7 @@ absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::CreateDevice(
       if (entry.device == nullptr && other != id) options.reserved_ids.insert(other);
     }
   }
-  auto ctrl = Control();
-  if (!ctrl.ok()) return ctrl.status();
-  return engine::Device::Create(**ctrl, options, *std::move(connected));
+  return engine::Device::Create(options_.control_path, options, *std::move(connected));
 }
 
 absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::AdoptDevice(
@@ -239,9 +237,7 @@ absl::StatusOr<std::unique_ptr<engine::Device>> VolumeManager::AdoptDevice(
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("the daemon is stopping");
   }
-  auto ctrl = Control();
-  if (!ctrl.ok()) return ctrl.status();
-  return engine::Device::Adopt(**ctrl, options, *std::move(connected));
+  return engine::Device::Adopt(options_.control_path, options, *std::move(connected));
 }
 
 absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& request) {
@@ -260,16 +256,23 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
     }
     ++connecting_;
   }
-  // The network part holds no lock: other calls go on meanwhile.
+  // Neither the network part nor the device's creation holds a lock:
+  // other calls go on meanwhile.
   auto connected = engine::Device::Connect(*options);
   MayOutlive(*options);
+  auto device = CreateDevice(*options, std::nullopt, std::move(connected));
   absl::MutexLock ctrl_lock(&ctrl_mu_);
+  bool stopping = false;
   {
     absl::MutexLock lock(&mu_);
     --connecting_;
+    stopping = stopping_;
   }
-  auto device = CreateDevice(*options, std::nullopt, std::move(connected));
   if (!device.ok()) return device.status();
+  if (stopping) {  // Shutdown has taken the table already: this one is ours to end
+    (void)(*device)->Detach(/*force=*/true);
+    return absl::UnavailableError("the daemon is stopping");
+  }
   const uint32_t id = (*device)->id();
   Entry entry;
   entry.record.set_device_id(id);
@@ -293,7 +296,7 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
 absl::Status VolumeManager::Detach(const v1::DetachRequest& request) {
   auto ref = RefOf(request);
   if (!ref.ok()) return ref.status();
-  absl::MutexLock ctrl_lock(&ctrl_mu_);
+  absl::ReleasableMutexLock ctrl_lock(&ctrl_mu_);
   // The table changes only under ctrl_mu_, which is held throughout.
   v1::AttachmentRecord record;
   bool attached = false;
@@ -309,7 +312,7 @@ absl::Status VolumeManager::Detach(const v1::DetachRequest& request) {
     // first; if it cannot, the volume stays, to be detached again.
     if (absl::Status removed = RemoveLeftDevice(record); !removed.ok()) return removed;
   }
-  std::unique_ptr<engine::Device> device;
+  std::shared_ptr<engine::Device> device;
   {
     absl::MutexLock lock(&mu_);
     auto it = volumes_.find(record.device_id());
@@ -319,6 +322,9 @@ absl::Status VolumeManager::Detach(const v1::DetachRequest& request) {
   }
   // Forget it first: whatever happens next, it is not to come back.
   absl::Status saved = SaveRecords();
+  // The detach (a drain of requests in flight, STOP_DEV, DEL_DEV) holds no
+  // lock of the daemon's: other volumes are served meanwhile.
+  ctrl_lock.Release();
   absl::Status s = device ? device->Detach(request.force()) : absl::OkStatus();
   return s.ok() ? saved : s;
 }
@@ -405,8 +411,7 @@ std::vector<v1::GetVolumeResponse> VolumeManager::ListWithStats() {
 absl::StatusOr<v1::Volume> VolumeManager::Resize(const v1::ResizeRequest& request) {
   auto ref = RefOf(request);
   if (!ref.ok()) return ref.status();
-  absl::MutexLock ctrl_lock(&ctrl_mu_);
-  engine::Device* device = nullptr;
+  std::shared_ptr<engine::Device> device;
   uint32_t id = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -416,13 +421,16 @@ absl::StatusOr<v1::Volume> VolumeManager::Resize(const v1::ResizeRequest& reques
       return absl::FailedPreconditionError(
           absl::StrCat(ublk::BlockDevicePath(it->first), " is not attached yet (restoring)"));
     }
-    device = it->second.device.get();
+    device = it->second.device;
     id = it->first;
   }
-  // Detach needs ctrl_mu_, which is held: `device` stays valid.
+  // No lock held: resizing may ask the server. The device serialises it
+  // with a detach, and stays alive while it is used here.
   if (absl::Status s = device->Resize(request.size_bytes()); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
-  return Describe(id, volumes_.at(id));
+  auto it = volumes_.find(id);
+  if (it == volumes_.end()) return NotFound({id, ""});
+  return Describe(id, it->second);
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> VolumeManager::GetFeatures() {
@@ -653,9 +661,9 @@ void VolumeManager::Shutdown(OnStop how) {
     stopping_ = true;
   }
   if (restorer_.joinable()) restorer_.join();
-  absl::MutexLock ctrl_lock(&ctrl_mu_);
-  std::vector<std::pair<std::unique_ptr<engine::Device>, bool>> devices;  // and recorded
+  std::vector<std::pair<std::shared_ptr<engine::Device>, bool>> devices;  // and recorded
   {
+    absl::MutexLock ctrl_lock(&ctrl_mu_);
     absl::MutexLock lock(&mu_);
     for (auto& [id, entry] : volumes_) {
       if (entry.device) devices.emplace_back(std::move(entry.device), entry.recorded);

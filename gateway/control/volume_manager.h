@@ -1,12 +1,15 @@
 // The daemon's volumes: every attached device, the ublk control device
 // they share, and the record of them in the state directory.
 //
-// Locking: `ctrl_mu_` serialises every change to the kernel or the record
-// (creating, detaching, resizing a device) and guards the control device
-// and the state file; `mu_` guards the table of volumes and is held only
-// briefly. Connecting to an NBD server (attach, restore) holds neither, so
-// no call waits behind a slow or dead server, except a Resize that must
-// ask one. Order: ctrl_mu_ before mu_.
+// Locking: `ctrl_mu_` serialises changes to the table and the record, and
+// guards the shared control device (feature queries, devices a previous
+// daemon left) and the state file; `mu_` guards the table of volumes and
+// is held only briefly. Each device has a control device of its own
+// (engine::Device), so what one volume waits for — connecting to its
+// server, its START_DEV, the drain of a graceful detach, a resize that
+// asks the server — holds neither lock, and no other volume waits behind
+// it. (Restoring a recorded volume at start-up still holds ctrl_mu_.)
+// Order: ctrl_mu_ before mu_.
 #ifndef UBLKGW_CONTROL_VOLUME_MANAGER_H_
 #define UBLKGW_CONTROL_VOLUME_MANAGER_H_
 
@@ -116,7 +119,7 @@ class VolumeManager {
  private:
   struct Entry {
     v1::AttachmentRecord record;             // what the operator asked for
-    std::unique_ptr<engine::Device> device;  // null while restoring
+    std::shared_ptr<engine::Device> device;  // null while restoring
     std::string restore_error;               // the last failed attempt
     bool left_in_kernel = false;             // its device waits to be taken over
     bool recorded = false;                   // saved in the state file as it is
@@ -142,7 +145,7 @@ class VolumeManager {
   // asks for `id` (else a free id no restoring volume waits for).
   absl::StatusOr<std::unique_ptr<engine::Device>> CreateDevice(
       engine::AttachOptions options, std::optional<uint32_t> id,
-      absl::StatusOr<engine::ConnectedExport> connected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctrl_mu_);
+      absl::StatusOr<engine::ConnectedExport> connected) ABSL_LOCKS_EXCLUDED(mu_);
   // Asks the kernel about the device a previous daemon may have left for
   // `record` (JudgeLeftDevice).
   LeftDevice AskLeftDevice(const v1::AttachmentRecord& record)

@@ -178,16 +178,13 @@ absl::StatusOr<ConnectedExport> Device::Connect(const AttachOptions& options) {
   return c;
 }
 
-absl::StatusOr<std::unique_ptr<Device>> Device::Attach(ublk::ControlDevice& ctrl,
-                                                       const AttachOptions& options) {
-  auto connected = Connect(options);
-  if (!connected.ok()) return connected.status();
-  return Create(ctrl, options, *std::move(connected));
-}
-
-absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl,
+absl::StatusOr<std::unique_ptr<Device>> Device::Create(const std::string& control_path,
                                                        const AttachOptions& options,
                                                        ConnectedExport connected) {
+  auto opened = ublk::ControlDevice::Open(control_path);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<Device> device(new Device(*std::move(opened)));
+  ublk::ControlDevice& ctrl = device->ctrl_;
   const nbd::ExportInfo& info = connected.info;
   const uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
   const uint32_t max_io = connected.max_io;
@@ -215,7 +212,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
         ", kept 0x", absl::Hex(added->flags), "). Use --data-path copy"));
   }
 
-  std::unique_ptr<Device> device(new Device(ctrl, added->dev_id));
+  device->id_ = added->dev_id;
   device->recoverable_ = outlive && (added->flags & kRecoveryFlags) == kRecoveryFlags &&
                          added->ublksrv_flags == options.device_cookie;
   device->note_ = connected.note;
@@ -268,11 +265,16 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(ublk::ControlDevice& ctrl
   return device;
 }
 
-absl::StatusOr<std::unique_ptr<Device>> Device::Adopt(ublk::ControlDevice& ctrl,
+absl::StatusOr<std::unique_ptr<Device>> Device::Adopt(const std::string& control_path,
                                                       const AttachOptions& options,
                                                       ConnectedExport connected) {
   if (!options.device_id.has_value()) return absl::InvalidArgumentError("no device to adopt");
   const uint32_t id = *options.device_id;
+  auto opened = ublk::ControlDevice::Open(control_path);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<Device> device(new Device(*std::move(opened)));
+  device->id_ = id;
+  ublk::ControlDevice& ctrl = device->ctrl_;
   auto dev = ctrl.GetDevInfo(id);
   if (!dev.ok()) return dev.status();
   if (options.device_cookie == 0 || dev->ublksrv_flags != options.device_cookie) {
@@ -297,7 +299,6 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Adopt(ublk::ControlDevice& ctrl,
   // Fails while the old daemon still holds /dev/ublkcN (it is exiting).
   if (absl::Status s = ctrl.StartUserRecovery(id); !s.ok()) return s;
 
-  std::unique_ptr<Device> device(new Device(ctrl, id));
   device->recoverable_ = true;
   device->note_ = connected.note;
   AttachOptions shaped = options;
@@ -393,6 +394,7 @@ void Device::JoinWorkers() {
 }
 
 absl::Status Device::Leave() {
+  absl::MutexLock lock(&op_mu_);
   if (!attached_) return absl::OkStatus();
   if (!recoverable_) {
     return absl::FailedPreconditionError(
@@ -431,6 +433,16 @@ absl::Status Device::Teardown(bool force, bool started) {
     status = ctrl_.StopDev(id_);
     stopped.Notify();
     watchdog.join();
+    if (!status.ok()) {
+      // The kernel did not stop the device, so it will not abort the
+      // queues' fetches: tell them to exit (they fail what they hold), so
+      // the joins below end; DEL_DEV then stops the device itself.
+      LOG(ERROR) << "ublk device " << id_ << ": " << status << "; stopping its queues anyway";
+      for (auto& worker : workers_) {
+        worker->Abort();
+        worker->ExitNow();
+      }
+    }
   }
   for (auto& thread : threads_) thread.join();
   threads_.clear();
@@ -441,6 +453,7 @@ absl::Status Device::Teardown(bool force, bool started) {
 }
 
 absl::Status Device::Detach(bool force) {
+  absl::MutexLock lock(&op_mu_);
   if (!attached_) return absl::OkStatus();
   attached_ = false;
   absl::Status s = Teardown(force, /*started=*/true);
@@ -467,6 +480,8 @@ Device::LinkHealth Device::Health() const {
 }
 
 absl::Status Device::Resize(uint64_t size_bytes) {
+  absl::MutexLock lock(&op_mu_);
+  if (!attached_) return absl::FailedPreconditionError(absl::StrCat(block_path(), " is detached"));
   auto features = ctrl_.GetFeatures();
   if (!features.ok()) return features.status();
   if ((*features & ublk::kFUpdateSize) == 0) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "engine/data_path.h"
@@ -68,8 +69,15 @@ inline constexpr uint32_t kMaxIoBytes = 512 * 1024;
 inline constexpr absl::Duration kGracefulStopTimeout = absl::Seconds(30);
 
 // Teardown order: workers stop (STOP_DEV aborts their fetches), threads are
-// joined, /dev/ublkcN is closed, then DEL_DEV. `ctrl` must outlive the
-// Device; the owner serialises calls on both.
+// joined, /dev/ublkcN is closed, then DEL_DEV.
+//
+// Each device has a ublk control device of its own (opened from
+// `control_path`), so nothing it waits for (a STOP_DEV that drains the
+// requests in flight, a START_DEV whose partition scan reads from the
+// server) holds up the daemon's other volumes.
+// Threads: Detach, Leave and Resize may be called from any thread and are
+// serialised per device; Stats and Health from any thread while the device
+// is attached (not concurrently with Detach or Leave).
 class Device {
  public:
   // Connects and negotiates (one connection per queue; several queues only
@@ -79,12 +87,10 @@ class Device {
   // can present), UNAVAILABLE (server unreachable), NOT_FOUND (no such
   // export), FAILED_PRECONDITION (no ublk driver; zero copy asked for on a
   // kernel without it), ...
-  static absl::StatusOr<std::unique_ptr<Device>> Attach(ublk::ControlDevice& ctrl,
-                                                        const AttachOptions& options);
-  // Attach in two steps, so the network part needs no lock on `ctrl`:
-  // Connect talks only to the server; Create only to the kernel.
+  // In two steps: Connect talks only to the server; Create only to the
+  // kernel (and, through the new device's partition scan, the server).
   static absl::StatusOr<ConnectedExport> Connect(const AttachOptions& options);
-  static absl::StatusOr<std::unique_ptr<Device>> Create(ublk::ControlDevice& ctrl,
+  static absl::StatusOr<std::unique_ptr<Device>> Create(const std::string& control_path,
                                                         const AttachOptions& options,
                                                         ConnectedExport connected);
   // Takes over /dev/ublkb<options.device_id>, left by a daemon that exited
@@ -96,13 +102,15 @@ class Device {
   // keeps its data path (its flags decide it). UNAVAILABLE while the old
   // daemon still holds the device (retry); FAILED_PRECONDITION when the
   // export no longer fits; the device stays, waiting, on any error.
-  static absl::StatusOr<std::unique_ptr<Device>> Adopt(ublk::ControlDevice& ctrl,
+  static absl::StatusOr<std::unique_ptr<Device>> Adopt(const std::string& control_path,
                                                        const AttachOptions& options,
                                                        ConnectedExport connected);
   ~Device();
 
-  // Stops and deletes the device. Graceful: requests in flight finish.
-  // Forced: they fail with EIO at once (a dead server cannot hold it up).
+  // Stops and deletes the device. Graceful: requests in flight finish
+  // (kGracefulStopTimeout at most, then they fail). Forced: they fail with
+  // EIO at once (a dead server cannot hold it up). Bounded even when the
+  // kernel refuses STOP_DEV: the queues are told to exit then.
   absl::Status Detach(bool force);
   // Leaves the device for the next daemon (Adopt): the queues stop without
   // STOP_DEV, once the requests they sent have their replies (5 s at most,
@@ -151,7 +159,7 @@ class Device {
   absl::Status Resize(uint64_t size_bytes);
 
  private:
-  Device(ublk::ControlDevice& ctrl, uint32_t id) : ctrl_(ctrl), id_(id) {}
+  explicit Device(ublk::ControlDevice ctrl) : ctrl_(std::move(ctrl)) {}
   // Stops workers and deletes the ublk device; used by Detach and by a
   // failed Attach (`started`: whether START_DEV succeeded). A graceful stop
   // that takes longer than kGracefulStopTimeout becomes a forced one.
@@ -166,8 +174,9 @@ class Device {
   // Waits for the queue threads (told to stop) and closes the device.
   void JoinWorkers();
 
-  ublk::ControlDevice& ctrl_;
-  uint32_t id_;
+  ublk::ControlDevice ctrl_;  // this device's own
+  uint32_t id_ = 0;
+  absl::Mutex op_mu_;  // serialises Detach, Leave and Resize
   nbd::ExportInfo info_;
   std::atomic<uint64_t> size_{0};
   std::string note_;

@@ -32,6 +32,14 @@ case "$server" in
     # It daemonises and forks a process per client.
     nbd-server -C /tmp/nbd-server.conf >/out/server.log 2>&1
     ;;
+  nbd-server-defaults)
+    # What a new user writes: no trim, flush or fua. nbd-server then offers
+    # WRITE_ZEROES but not TRIM.
+    truncate -s 256M /tmp/disk.img
+    printf '[generic]\n  listenaddr = 127.0.0.1\n  port = 10809\n[disk]\n  exportname = /tmp/disk.img\n' \
+      >/tmp/nbd-server.conf
+    nbd-server -C /tmp/nbd-server.conf >/out/server.log 2>&1
+    ;;
   *) fail "unknown server $server" ;;
 esac
 wait_for_listen 10809 20
@@ -58,6 +66,12 @@ ublkgw list --json >/out/list.json
 grep -q "\"device_path\": \"$dev\"" /out/list.json || fail "list --json does not show $dev"
 grep -q "\"queues\": $queues" /out/list.json || fail "list --json does not show $queues queue(s)"
 check_data_path /out/list.json "$expect"
+if [ "$server" = nbd-server-defaults ]; then
+  q=/sys/block/${dev#/dev/}/queue
+  [ "$(cat $q/discard_max_bytes)" -eq 0 ] || fail "discard offered, but the export has no TRIM"
+  [ "$(cat $q/write_zeroes_max_bytes)" -gt 0 ] || fail "no write-zeroes, but the export offers it"
+  log "write-zeroes without discard, as the export offers"
+fi
 
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=32 2>/dev/null
 dd if=/tmp/pattern of="$dev" bs=1M seek=100 oflag=direct 2>/dev/null || fail "write failed"
