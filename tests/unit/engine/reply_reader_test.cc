@@ -1,0 +1,241 @@
+// The pure reply reader: replies and chunks reassembled whatever the
+// byte splits, interleaved structured replies kept apart, and each hostile
+// reply a fault with its own rule.
+#include "engine/reply_reader.h"
+
+#include <cerrno>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/request_mapping.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nbd/bytes.h"
+#include "nbd/protocol_error.h"
+#include "nbd/wire.h"
+#include "testing/protocol_matchers.h"
+
+namespace ublkgw::engine {
+namespace {
+
+using nbd::ByteWriter;
+using nbd::ProtocolError;
+using ::ublkgw::testing::IsViolation;
+
+std::string Simple(uint32_t error, uint64_t cookie, const std::string& data = "") {
+  return ByteWriter().Put(nbd::kSimpleReplyMagic).Put(error).Put(cookie).PutBytes(data).Take();
+}
+std::string Chunk(uint16_t flags, uint16_t type, uint64_t cookie, const std::string& payload) {
+  return ByteWriter()
+      .Put(nbd::kStructuredReplyMagic)
+      .Put(flags)
+      .Put(type)
+      .Put(cookie)
+      .Put(static_cast<uint32_t>(payload.size()))
+      .PutBytes(payload)
+      .Take();
+}
+std::string Data(uint64_t offset, const std::string& bytes) {
+  return ByteWriter().Put(offset).PutBytes(bytes).Take();
+}
+std::string Hole(uint64_t offset, uint32_t length) {
+  return ByteWriter().Put(offset).Put(length).Take();
+}
+std::string Error(uint32_t error, const std::string& message, bool with_offset = false,
+                  uint64_t offset = 0) {
+  ByteWriter w;
+  w.Put(error).Put(static_cast<uint16_t>(message.size())).PutBytes(message);
+  if (with_offset) w.Put(offset);
+  return w.Take();
+}
+
+// Requests in flight by tag; the cookie of tag T's current send is
+// MakeCookie(use, T).
+struct Flight {
+  std::map<uint16_t, nbd::Request> requests;
+  uint64_t Add(uint16_t tag, uint16_t type, uint64_t offset, uint64_t length, uint64_t use = 1) {
+    nbd::Request r;
+    r.type = type;
+    r.offset = offset;
+    r.length = length;
+    r.cookie = MakeCookie(use, tag);
+    requests[tag] = r;
+    return r.cookie;
+  }
+  const nbd::Request* Find(uint64_t cookie) {
+    auto it = requests.find(CookieTag(cookie));
+    return it == requests.end() || it->second.cookie != cookie ? nullptr : &it->second;
+  }
+};
+
+// What a stream did: each read's buffer, the replies done, the fault.
+struct Outcome {
+  std::map<uint16_t, std::string> buffers;
+  std::vector<std::pair<uint16_t, int32_t>> done;
+  absl::Status fault;
+};
+
+// Feeds `stream` in pieces of `piece` bytes (0: all at once).
+Outcome Replay(nbd::HeaderMode mode, Flight& flight, const std::string& stream, size_t piece = 0) {
+  ReplyReader reader(mode, 16);
+  Outcome out;
+  for (auto& [tag, r] : flight.requests) {
+    if (r.type == nbd::kCmdRead) out.buffers[tag] = std::string(r.length, '?');
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(stream.data());
+  size_t at = 0;
+  while (at < stream.size() || reader.Want() == 0) {
+    const size_t n = piece == 0 ? stream.size() - at : std::min(piece, stream.size() - at);
+    std::span<const uint8_t> input(bytes + at, n);
+    at += n;
+    for (;;) {
+      ReplyEvent e = reader.Feed(input, [&](uint64_t c) { return flight.Find(c); });
+      input = input.subspan(e.consumed);
+      if (e.kind == ReplyEvent::Kind::kNeedMore) break;
+      if (e.kind == ReplyEvent::Kind::kFault) {
+        out.fault = e.fault;
+        return out;
+      }
+      if (e.kind == ReplyEvent::Kind::kData) {
+        out.buffers[e.tag].replace(e.offset, e.bytes.size(),
+                                   reinterpret_cast<const char*>(e.bytes.data()), e.bytes.size());
+      } else if (e.kind == ReplyEvent::Kind::kHole) {
+        out.buffers[e.tag].replace(e.offset, e.length, std::string(e.length, '\0'));
+      } else if (e.kind == ReplyEvent::Kind::kDone) {
+        out.done.emplace_back(e.tag, e.result);
+        flight.requests.erase(e.tag);
+      }
+    }
+    if (n == 0) break;
+  }
+  return out;
+}
+
+TEST(ReplyReaderTest, SimpleRepliesAtEverySplit) {
+  for (size_t piece : {0, 1, 2, 3, 7, 15, 16, 17, 4096}) {
+    Flight f;
+    const uint64_t w = f.Add(1, nbd::kCmdWrite, 0, 4096);
+    const uint64_t r = f.Add(2, nbd::kCmdRead, 4096, 1000);
+    const uint64_t e = f.Add(3, nbd::kCmdRead, 0, 512);
+    Outcome o = Replay(nbd::HeaderMode::kSimple, f,
+                    Simple(0, r, std::string(1000, 'r')) + Simple(0, w) + Simple(28, e), piece);
+    ASSERT_TRUE(o.fault.ok()) << piece << ": " << o.fault;
+    EXPECT_EQ(o.buffers[2], std::string(1000, 'r')) << piece;
+    EXPECT_THAT(o.done, ::testing::ElementsAre(std::pair<uint16_t, int32_t>{2, 0},
+                                               std::pair<uint16_t, int32_t>{1, 0},
+                                               std::pair<uint16_t, int32_t>{3, -ENOSPC}))
+        << piece;
+  }
+}
+
+TEST(ReplyReaderTest, InterleavedStructuredRepliesAtEverySplit) {
+  for (size_t piece = 1; piece <= 40; ++piece) {
+    Flight f;
+    const uint64_t a = f.Add(4, nbd::kCmdRead, 8192, 2048);
+    const uint64_t b = f.Add(5, nbd::kCmdRead, 0, 1024);
+    const std::string stream =
+        Chunk(0, nbd::kReplyTypeOffsetData, a, Data(8192 + 1024, std::string(1024, 'y'))) +
+        Chunk(0, nbd::kReplyTypeOffsetHole, b, Hole(0, 512)) +
+        Chunk(0, nbd::kReplyTypeOffsetData, a, Data(8192, std::string(1024, 'x'))) +
+        Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeNone, a, "") +
+        Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, b, Data(512, std::string(512, 'z')));
+    Outcome o = Replay(nbd::HeaderMode::kStructured, f, stream, piece);
+    ASSERT_TRUE(o.fault.ok()) << piece << ": " << o.fault;
+    EXPECT_EQ(o.buffers[4], std::string(1024, 'x') + std::string(1024, 'y')) << piece;
+    EXPECT_EQ(o.buffers[5], std::string(512, '\0') + std::string(512, 'z')) << piece;
+    EXPECT_EQ(o.done.size(), 2u) << piece;
+  }
+}
+
+TEST(ReplyReaderTest, ErrorChunksKeepTheFirstErrorAndCheckTheirOffset) {
+  Flight f;
+  const uint64_t a = f.Add(1, nbd::kCmdRead, 4096, 4096);
+  Outcome o = Replay(nbd::HeaderMode::kStructured, f,
+                  Chunk(0, nbd::kReplyTypeErrorOffset, a, Error(12, "no memory", true, 4096 + 100)) +
+                      Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeError, a, Error(5, "and more")),
+                  3);
+  ASSERT_TRUE(o.fault.ok()) << o.fault;
+  ASSERT_EQ(o.done.size(), 1u);
+  EXPECT_EQ(o.done[0].second, -ENOMEM);
+
+  Flight g;
+  const uint64_t b = g.Add(1, nbd::kCmdWrite, 4096, 4096);
+  Outcome outside = Replay(nbd::HeaderMode::kStructured, g,
+                        Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeErrorOffset, b,
+                              Error(5, "", true, 8192)));
+  EXPECT_THAT(outside.fault, IsViolation(ProtocolError::kChunkOutOfRange));
+}
+
+TEST(ReplyReaderTest, ShutdownIsAConnectionFault) {
+  Flight f;
+  const uint64_t a = f.Add(1, nbd::kCmdWrite, 0, 512);
+  Outcome o = Replay(nbd::HeaderMode::kSimple, f, Simple(nbd::kEShutdown, a));
+  EXPECT_TRUE(absl::IsUnavailable(o.fault)) << o.fault;
+  EXPECT_TRUE(o.done.empty());
+}
+
+TEST(ReplyReaderTest, HostileRepliesAreFaults) {
+  struct Case {
+    const char* name;
+    nbd::HeaderMode mode;
+    std::string stream;
+    ProtocolError error;
+  };
+  Flight base;
+  const uint64_t r = base.Add(1, nbd::kCmdRead, 4096, 1024);
+  const uint64_t stale = MakeCookie(0, 1);  // an earlier use of tag 1
+  const Case cases[] = {
+      {"earlier use of the tag", nbd::HeaderMode::kSimple, Simple(0, stale, std::string(1024, 'a')),
+       ProtocolError::kUnknownCookie},
+      {"bad magic", nbd::HeaderMode::kSimple, std::string(16, '\x01'), ProtocolError::kBadMagic},
+      {"chunk outside the read", nbd::HeaderMode::kStructured,
+       Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, r, Data(0, "abc")),
+       ProtocolError::kChunkOutOfRange},
+      {"overlap", nbd::HeaderMode::kStructured,
+       Chunk(0, nbd::kReplyTypeOffsetData, r, Data(4096, std::string(600, 'a'))) +
+           Chunk(0, nbd::kReplyTypeOffsetHole, r, Hole(4096 + 500, 524)),
+       ProtocolError::kChunkOverlap},
+      {"done before all came", nbd::HeaderMode::kStructured,
+       Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, r, Data(4096, std::string(10, 'a'))),
+       ProtocolError::kIncompleteRead},
+      {"simple reply to a structured read", nbd::HeaderMode::kStructured,
+       Simple(0, r, std::string(1024, 'a')), ProtocolError::kUnexpectedChunk},
+  };
+  for (const Case& c : cases) {
+    Flight f = base;
+    Outcome o = Replay(c.mode, f, c.stream);
+    EXPECT_THAT(o.fault, IsViolation(c.error)) << c.name;
+    EXPECT_TRUE(o.done.empty()) << c.name;
+  }
+}
+
+TEST(ReplyReaderTest, PayloadCanBeReceivedElsewhere) {
+  ReplyReader reader(nbd::HeaderMode::kStructured, 4);
+  Flight f;
+  const uint64_t r = f.Add(2, nbd::kCmdRead, 0, 4096);
+  const std::string header =
+      Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, r, Data(0, std::string(4096, 'p')))
+          .substr(0, nbd::kStructuredReplySize + nbd::kDataChunkPrefixSize);
+  EXPECT_EQ(reader.Want(), nbd::kSimpleReplySize);
+  auto find = [&](uint64_t c) { return f.Find(c); };
+  const auto* bytes = reinterpret_cast<const uint8_t*>(header.data());
+  ReplyEvent e = reader.Feed({bytes, 16}, find);
+  EXPECT_EQ(e.kind, ReplyEvent::Kind::kNeedMore);
+  EXPECT_EQ(reader.Want(), 12u);  // the header's tail and the data's offset
+  e = reader.Feed({bytes + 16, 12}, find);
+  EXPECT_EQ(e.kind, ReplyEvent::Kind::kNeedMore);
+  EXPECT_EQ(reader.PayloadLeft(), 4096u);
+  EXPECT_EQ(reader.payload_tag(), 2);
+  reader.SkipPayload(1000);
+  EXPECT_EQ(reader.payload_offset(), 1000u);
+  EXPECT_EQ(reader.Want(), 3096u);
+  reader.SkipPayload(3096);
+  e = reader.Feed({}, find);
+  EXPECT_EQ(e.kind, ReplyEvent::Kind::kDone);
+  EXPECT_EQ(e.tag, 2);
+  EXPECT_EQ(e.result, 0);
+}
+
+}  // namespace
+}  // namespace ublkgw::engine
