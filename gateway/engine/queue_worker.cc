@@ -60,6 +60,7 @@ QueueWorker::QueueWorker(QueueConfig config, std::unique_ptr<UblkQueue> queue,
       info_(std::move(info)),
       socket_(std::move(socket)),
       queue_(std::move(queue)),
+      reader_(info_.mode, config_.depth),
       size_limit_(info_.size) {
   wake_fd_.Reset(eventfd(0, EFD_CLOEXEC));
   stop_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -105,6 +106,7 @@ io_uring_sqe* QueueWorker::Sqe() {
   if (sqe == nullptr) {
     // The ring is sized for every tag's operations; flush and retry.
     io_uring_submit(ring_->get());
+    stats_.OnRingEnter();
     sqe = io_uring_get_sqe(ring_->get());
   }
   if (sqe == nullptr) {
@@ -149,6 +151,7 @@ absl::Status QueueWorker::Setup() {
     buffers_ = static_cast<uint8_t*>(mem);
   }
   tags_ = std::vector<Tag>(config_.depth);
+  rx_buf_.resize(kStagingBytes);
   live_tags_ = config_.depth;
   send_iov_.reserve(2 * kMaxBatch);
   chain_.reserve(2 * kMaxBatch);
@@ -177,6 +180,7 @@ absl::Status QueueWorker::Run() {
     __kernel_timespec tick{.tv_sec = 1, .tv_nsec = 0};
     io_uring_cqe* first;
     const int ret = io_uring_submit_and_wait_timeout(ring_->get(), &first, 1, &tick, nullptr);
+    stats_.OnRingEnter();
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       if (first_error_.ok()) first_error_ = ErrnoToStatus(-ret, "io_uring_submit_and_wait_timeout");
       break;
@@ -331,8 +335,7 @@ void QueueWorker::StartRequest(uint16_t tag) {
     return;
   }
   t.request = mapped.request;
-  t.server_errno = 0;
-  t.coverage.reset();
+  t.fill_errno = 0;
   t.buffer_users = 0;
   t.reply_waiting = false;
   t.attempts = 0;
@@ -352,7 +355,10 @@ void QueueWorker::Complete(uint16_t tag, int32_t result) {
     // Empty slot `tag` before the commit, linked so the commit follows it
     // (even if it fails: a hard link), and in one submit with it.
     t.registered = false;
-    if (io_uring_sq_space_left(ring_->get()) < 2) io_uring_submit(ring_->get());
+    if (io_uring_sq_space_left(ring_->get()) < 2) {
+      io_uring_submit(ring_->get());
+      stats_.OnRingEnter();
+    }
     io_uring_sqe* sqe = Sqe();
     queue_->Prep(sqe, ublk::kIoUnregisterIoBuf, tag, 0, /*addr=*/tag,
                  worker_ops::BufRegData(tag, /*unregister=*/true));
@@ -397,19 +403,11 @@ void QueueWorker::ReleaseBuffer(uint16_t tag) {
   }
 }
 
-void QueueWorker::FinishReply(uint16_t tag) {
+void QueueWorker::FinishReply(uint16_t tag, int32_t server_result) {
   Tag& t = tags_[tag];
-  int32_t result = SuccessResult(t.iod);
-  if (t.server_errno != 0) {
-    result = t.server_errno;
-  } else if (t.request.type == nbd::kCmdRead && rx_reply_.structured &&
-             (!t.coverage || !t.coverage->complete())) {
-    // DONE before the whole read arrived, with no error: the server broke
-    // the protocol. Fail this request; the connection goes too.
-    FailConnection(nbd::ProtocolViolation(nbd::ProtocolError::kIncompleteRead,
-                                          "read ended before all of it arrived"));
-    return;
-  }
+  const int32_t result = server_result != 0 ? server_result
+                         : t.fill_errno != 0 ? t.fill_errno
+                                             : SuccessResult(t.iod);
   if (t.buffer_users > 0) {
     // The server answered before our send (or SEND_ZC's notification) let
     // go of this write's buffer, or a hole is still being zeroed: commit

@@ -65,6 +65,7 @@
 #include "base/uring.h"
 #include "engine/data_path.h"
 #include "engine/reconnect.h"
+#include "engine/reply_reader.h"
 #include "engine/stats.h"
 #include "nbd/codec.h"
 #include "nbd/handshake.h"
@@ -146,8 +147,7 @@ class QueueWorker {
     uint8_t header[32];  // the encoded NBD request header
     size_t header_size = 0;
     uint64_t cookie = 0;     // of its current send
-    int32_t server_errno = 0;  // -errno from the server's error; reported at DONE
-    std::unique_ptr<nbd::ReadCoverage> coverage;
+    int32_t fill_errno = 0;  // a hole could not be zeroed: the read fails so
     // Operations still using the request's buffer (a write's payload in a
     // send, SEND_ZC's notification to come, a hole being zeroed): the
     // request is committed only once there are none. A reply that comes
@@ -184,11 +184,6 @@ class QueueWorker {
     bool done = false;
   };
 
-  // What a RECV is reading into, and why.
-  enum class RxStep : uint8_t {
-    kHeader, kHeaderTail, kChunkPrefix, kPayload, kSkip, kErrorTrailer
-  };
-
   absl::Status Setup();
   void SubmitFetchAll();
   void PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result);
@@ -208,23 +203,22 @@ class QueueWorker {
   // queue_worker_recv.cc
   void ArmRecv();
   void OnRecv(int res);
-  absl::Status StepRx();
-  absl::Status OnReplyHeader();
-  absl::Status OnChunkPrefix();
-  void ReceivePayload(uint64_t offset, uint32_t len);
+  // Acts on every complete reply (or part) in the staging buffer. False
+  // when the connection failed on the way.
+  bool ParseReplies();
+  // The request whose current send has `cookie`, if it awaits a reply.
+  const nbd::Request* InFlight(uint64_t cookie) const;
   void ZeroFill(uint16_t tag, uint32_t offset, uint32_t len);
   void OnZeroFill(uint64_t user_data, int res);
   void OnBufReg(uint64_t user_data, int res);
-  void FinishReply(uint16_t tag);
+  // The reply to `tag` is complete; `server_result` is 0 or its -errno.
+  void FinishReply(uint16_t tag, int32_t server_result);
   void FailConnection(const absl::Status& why);
   // An invariant of ours broke (a bug, or a kernel completion we cannot
   // explain): logs `what` and fails this queue's I/O with EIO for good, as
   // a forced detach does. Never aborts the daemon.
   void Fault(absl::string_view what);
-  // Where the error chunk being received goes next: its trailer, or the
-  // next reply.
-  absl::Status AfterErrorMessage();
-  absl::Status OnServerError(uint32_t nbd_error);
+
   // Whether a leaving queue can go: nothing it sent awaits a reply, or the
   // connection is gone, or kLeaveGrace has passed.
   bool DoneLeaving();
@@ -272,24 +266,18 @@ class QueueWorker {
   // neighbours'. -1: none.
   int alone_tag_ = -1;
 
-  // Receiving: one reply (or chunk) at a time, into rx_dest_: an address,
-  // or with rx_fixed_ an offset into fixed buffer rx_tag_.
+  // Receiving (queue_worker_recv.cc): the reader, and the staging buffer
+  // its bytes come through, [rx_head_, rx_tail_) not parsed yet.
+  // rx_direct_: the RECV in flight goes straight into a read's buffer.
+  static constexpr size_t kStagingBytes = 128 * 1024;
+  static constexpr uint64_t kDirectPayload = 16 * 1024;  // copy path
   bool connected_ = true;
   bool recv_in_flight_ = false;
-  RxStep rx_step_ = RxStep::kHeader;
-  uint8_t rx_header_[32];
-  uint8_t rx_scratch_[4096 + 16];
-  uintptr_t rx_dest_ = 0;
-  bool rx_fixed_ = false;
-  size_t rx_want_ = 0;
-  size_t rx_got_ = 0;
-  // Bytes of a data chunk's prefix received along with its header.
-  size_t rx_prefetched_ = 0;
-  uint64_t rx_skip_left_ = 0;
-  uint32_t rx_trailer_ = 0;  // an error chunk's bytes after its message
-  nbd::ReplyHeader rx_reply_{};
-  uint16_t rx_tag_ = 0;
-  nbd::Chunk rx_chunk_{};
+  ReplyReader reader_;
+  std::vector<uint8_t> rx_buf_;
+  size_t rx_head_ = 0;
+  size_t rx_tail_ = 0;
+  bool rx_direct_ = false;
   UniqueFd zero_fd_;  // /dev/zero: zero copy fills holes from it
   uint64_t wake_value_ = 0;
 

@@ -174,16 +174,12 @@ void QueueWorker::RequeueUnanswered() {
       continue;
     }
     t.state = TagState::kQueued;
-    t.server_errno = 0;
-    t.coverage.reset();
+    t.fill_errno = 0;
     send_queue_.push_front(tag);
   }
   // The reply being parsed, if any, is gone with its connection.
-  rx_step_ = RxStep::kHeader;
-  rx_got_ = 0;
-  rx_prefetched_ = 0;
-  rx_skip_left_ = 0;
-  rx_trailer_ = 0;
+  reader_.Reset();
+  rx_head_ = rx_tail_ = 0;
 }
 
 void QueueWorker::InstallSocket(UniqueFd socket) {

@@ -97,7 +97,10 @@ void QueueWorker::SubmitChain(bool with_registers) {
   size_t left = 0;
   for (const SendOp& op : chain_) left += op.done ? 0 : 1;
   const size_t registers = with_registers ? chain_registered_.size() : 0;
-  if (io_uring_sq_space_left(ring) < left + registers) io_uring_submit(ring);
+  if (io_uring_sq_space_left(ring) < left + registers) {
+    io_uring_submit(ring);
+    stats_.OnRingEnter();
+  }
   if (io_uring_sq_space_left(ring) < left + registers) {
     // The ring is sized for a whole chain: the kernel takes no submissions.
     Fault("no room in the submission queue for a send chain");

@@ -76,6 +76,8 @@ StatsSnapshot& StatsSnapshot::operator+=(const StatsSnapshot& other) {
   }
   in_flight += other.in_flight;
   reconnects += other.reconnects;
+  recvs += other.recvs;
+  ring_enters += other.ring_enters;
   return *this;
 }
 
@@ -106,6 +108,8 @@ StatsSnapshot QueueStats::Snapshot() const {
   }
   s.in_flight = in_flight_.load(std::memory_order_relaxed);
   s.reconnects = reconnects_.load(std::memory_order_relaxed);
+  s.recvs = recvs_.load(std::memory_order_relaxed);
+  s.ring_enters = ring_enters_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -62,6 +62,10 @@ struct StatsSnapshot {
   std::array<OpSnapshot, kOpKinds> op;
   uint64_t in_flight = 0;   // received from the kernel, not yet completed
   uint64_t reconnects = 0;  // NBD connections re-established
+  // What the data path cost in system interfaces: RECVs from the NBD
+  // sockets, and io_uring_enter calls (submits and waits) of the queues.
+  uint64_t recvs = 0;
+  uint64_t ring_enters = 0;
 
   const OpSnapshot& of(OpKind kind) const { return op[static_cast<int>(kind)]; }
   StatsSnapshot& operator+=(const StatsSnapshot& other);
@@ -74,6 +78,8 @@ class QueueStats {
   // A request of `kind` over `bytes` finished after `latency_ns`.
   void OnComplete(OpKind kind, uint64_t bytes, uint64_t latency_ns, bool error);
   void OnReconnect() { Add(reconnects_, 1); }
+  void OnRecv() { Add(recvs_, 1); }
+  void OnRingEnter() { Add(ring_enters_, 1); }
 
   // Any thread.
   StatsSnapshot Snapshot() const;
@@ -93,6 +99,8 @@ class QueueStats {
   std::array<Op, kOpKinds> op_;
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> recvs_{0};
+  std::atomic<uint64_t> ring_enters_{0};
 };
 
 }  // namespace ublkgw::engine

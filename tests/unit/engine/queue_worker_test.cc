@@ -4,6 +4,7 @@
 // the bytes a read leaves in the request's buffer.
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "engine/worker_harness.h"
 #include "gmock/gmock.h"
@@ -253,6 +254,70 @@ TEST(QueueWorkerTest, ShutdownErrorSendsTheRequestAgainOnANewConnection) {
   ASSERT_TRUE(w.has_value());
   EXPECT_EQ(w->result, 4096);
   EXPECT_EQ(h.connects(), 1);
+}
+
+// Replies in the reverse order of their requests, all in one write: each
+// completes its own request, and they are parsed out of a few RECVs, not
+// two per reply (the receive path reads in bulk).
+TEST(QueueWorkerTest, ManyRepliesAtOnceInAnyOrder) {
+  constexpr int kDepth = 8;
+  WorkerHarness::Options options;
+  options.depth = kDepth;
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        std::vector<Req> reqs(kDepth);
+        for (Req& r : reqs) ASSERT_TRUE(ReadReq(peer, &r));
+        nbd::ByteWriter all;
+        for (auto it = reqs.rbegin(); it != reqs.rend(); ++it) {
+          all.Put(nbd::kSimpleReplyMagic).Put(uint32_t{0}).Put(it->cookie)
+              .PutBytes(Expected(it->offset, it->length));
+        }
+        peer.Write(all.Take());
+        Honest(peer);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  for (uint16_t tag = 0; tag < kDepth; ++tag) {
+    ASSERT_TRUE(h.kernel().Issue(tag, kRead, uint64_t{tag} * 4096 * 3, 4096));
+  }
+  for (uint16_t tag = 0; tag < kDepth; ++tag) {
+    auto c = h.kernel().WaitCommit(tag);
+    ASSERT_TRUE(c.has_value()) << tag;
+    EXPECT_EQ(c->result, 4096) << tag;
+    EXPECT_TRUE(c->data == Expected(uint64_t{tag} * 4096 * 3, 4096)) << tag;
+  }
+  const StatsSnapshot stats = h.worker().stats().Snapshot();
+  EXPECT_LE(stats.recvs, uint64_t{kDepth}) << "more RECVs than replies";
+}
+
+// A server that writes its replies a byte at a time: the worker gathers
+// them across as many RECVs as it takes.
+TEST(QueueWorkerTest, RepliesTrickleInAByteAtATime) {
+  WorkerHarness::Options options;
+  options.info = testing::TestExport(nbd::HeaderMode::kStructured);
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req r;
+        ASSERT_TRUE(ReadReq(peer, &r));
+        const std::string reply =
+            nbd::ByteWriter()
+                .Put(nbd::kStructuredReplyMagic)
+                .Put(nbd::kReplyFlagDone)
+                .Put(nbd::kReplyTypeOffsetData)
+                .Put(r.cookie)
+                .Put(static_cast<uint32_t>(8 + r.length))
+                .Put(r.offset)
+                .PutBytes(Expected(r.offset, r.length))
+                .Take();
+        for (char c : reply) peer.Write(std::string(1, c));
+        Honest(peer);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  auto r = h.Do(3, kRead, 4096 * 5, 2048);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 2048);
+  EXPECT_TRUE(r->data == Expected(4096 * 5, 2048));
 }
 
 }  // namespace
