@@ -1,12 +1,15 @@
-// libFuzzer harness for the NBD reply decoder: the input picks a header
-// mode and a request, and the rest is what a server sends back. The loop
-// is the client's: header, chunk prefix, data placed by offset into the
-// request's buffer. Anything the codec accepts must stay inside the buffer
-// (ASan checks), and a read said complete must have been fully covered.
+// libFuzzer harness for the reply path the queue worker runs: the real
+// engine::ReplyReader, fed the way the worker feeds it. The input picks a
+// header mode, a request (tag 1, cookie 1) and how the stream is split;
+// the rest is what a server sends back. Everything the reader hands out
+// must lie inside the request's buffer (ASan checks the copies), and a
+// read it says is done without an error must have had every byte written.
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
 
+#include "engine/reply_reader.h"
 #include "nbd/bytes.h"
 #include "nbd/codec.h"
 #include "nbd/wire.h"
@@ -14,18 +17,8 @@
 namespace {
 
 using namespace ublkgw::nbd;
-
-struct Input {
-  const uint8_t* p;
-  size_t left;
-  bool Take(size_t n, const uint8_t** out) {
-    if (n > left) return false;
-    *out = p;
-    p += n;
-    left -= n;
-    return true;
-  }
-};
+using ublkgw::engine::ReplyEvent;
+using ublkgw::engine::ReplyReader;
 
 constexpr uint16_t kCommands[] = {kCmdRead, kCmdWrite, kCmdFlush, kCmdTrim, kCmdWriteZeroes, kCmdCache};
 
@@ -34,61 +27,55 @@ constexpr uint16_t kCommands[] = {kCmdRead, kCmdWrite, kCmdFlush, kCmdTrim, kCmd
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 4) return 0;
   const HeaderMode mode = static_cast<HeaderMode>(data[0] % 3);
+  const size_t piece = 1 + (data[0] >> 2);  // how the stream arrives: 1 to 64 bytes at a time
   Request request;
   request.type = kCommands[data[1] % std::size(kCommands)];
-  request.cookie = 1;
+  request.cookie = 1;  // tag 1, first use
   request.offset = 1 << 20;
   request.length = (1 + LoadBe<uint16_t>(data + 2) % 256) * 512;
-  Input in{data + 4, size - 4};
+  std::span<const uint8_t> stream(data + 4, size - 4);
 
-  std::vector<uint8_t> buffer(request.type == kCmdRead ? request.length : 0);
-  ReadCoverage coverage(buffer.size());
-  for (;;) {
-    const uint8_t* magic;
-    if (!in.Take(kReplyMagicSize, &magic)) return 0;
-    auto header_size = ReplyHeaderSize(LoadBe<uint32_t>(magic), mode);
-    if (!header_size.ok()) return 0;
-    const uint8_t* rest;
-    if (!in.Take(*header_size - kReplyMagicSize, &rest)) return 0;
-    uint8_t header_bytes[kExtendedReplySize];
-    std::memcpy(header_bytes, magic, kReplyMagicSize);
-    std::memcpy(header_bytes + kReplyMagicSize, rest, *header_size - kReplyMagicSize);
-    auto header = DecodeReplyHeader({header_bytes, *header_size}, mode);
-    if (!header.ok() || header->cookie != request.cookie) return 0;
-    if (!header->structured) {
-      if (!CheckSimpleReply(*header, request, mode).ok()) return 0;
-      if (header->error == 0 && request.type == kCmdRead) {
-        const uint8_t* payload;
-        if (!in.Take(buffer.size(), &payload)) return 0;
-        std::memcpy(buffer.data(), payload, buffer.size());
+  const bool read = request.type == kCmdRead;
+  std::vector<uint8_t> buffer(read ? request.length : 0);
+  std::vector<bool> written(buffer.size());
+  bool in_flight = true;
+  ReplyReader reader(mode, 4);
+  auto find = [&](uint64_t cookie) -> const Request* {
+    return in_flight && cookie == request.cookie ? &request : nullptr;
+  };
+  while (!stream.empty()) {
+    std::span<const uint8_t> input = stream.first(std::min(piece, stream.size()));
+    stream = stream.subspan(input.size());
+    for (;;) {
+      const ReplyEvent e = reader.Feed(input, find);
+      input = input.subspan(e.consumed);
+      switch (e.kind) {
+        case ReplyEvent::Kind::kNeedMore:
+          break;
+        case ReplyEvent::Kind::kFault:
+          return 0;
+        case ReplyEvent::Kind::kData:
+          if (e.tag != 1 || e.offset + e.bytes.size() > buffer.size()) __builtin_trap();
+          std::memcpy(buffer.data() + e.offset, e.bytes.data(), e.bytes.size());
+          for (size_t i = 0; i < e.bytes.size(); ++i) written[e.offset + i] = true;
+          continue;
+        case ReplyEvent::Kind::kHole:
+          if (e.tag != 1 || e.offset + e.length > buffer.size()) __builtin_trap();
+          std::memset(buffer.data() + e.offset, 0, e.length);
+          for (size_t i = 0; i < e.length; ++i) written[e.offset + i] = true;
+          continue;
+        case ReplyEvent::Kind::kDone:
+          if (e.tag != 1 || !in_flight) __builtin_trap();
+          if (e.result == 0) {
+            for (bool w : written) {
+              if (!w) __builtin_trap();  // a read said complete with bytes never sent
+            }
+          }
+          in_flight = false;  // a second reply for it must be a fault
+          continue;
       }
-      return 0;
+      break;
     }
-    auto prefix_size = ChunkPrefixSize(*header, request, mode);
-    if (!prefix_size.ok()) return 0;
-    const uint8_t* prefix;
-    if (!in.Take(*prefix_size, &prefix)) return 0;
-    auto chunk = DecodeChunk(*header, {prefix, *prefix_size}, request, mode);
-    if (!chunk.ok()) return 0;
-    if (chunk->kind == Chunk::Kind::kData || chunk->kind == Chunk::Kind::kHole) {
-      const uint64_t at = chunk->offset - request.offset;
-      if (!coverage.Add(at, chunk->length).ok()) return 0;
-      if (chunk->kind == Chunk::Kind::kHole) {
-        std::memset(buffer.data() + at, 0, chunk->length);
-      } else {
-        const uint8_t* payload;
-        if (!in.Take(chunk->length, &payload)) return 0;
-        std::memcpy(buffer.data() + at, payload, chunk->length);
-      }
-    } else if (chunk->kind == Chunk::Kind::kError) {
-      const uint8_t* skipped;
-      if (!in.Take(chunk->message_length, &skipped)) return 0;
-      if (header->type == kReplyTypeErrorOffset) {
-        if (!in.Take(8, &skipped) || !CheckErrorOffset({skipped, 8}, request).ok()) return 0;
-      } else if (!in.Take(chunk->trailer_length, &skipped)) {
-        return 0;
-      }
-    }
-    if (header->done()) return 0;
   }
+  return 0;
 }
