@@ -71,6 +71,15 @@ std::string RenderStats(const v1::GetVolumeResponse& r) {
                                     DataPathName(v.data_path()), r.stats().in_flight(),
                                     r.stats().reconnects());
   if (!v.health_detail().empty()) absl::StrAppend(&out, v.health_detail(), "\n");
+  const v1::VolumeStats& s = r.stats();
+  const uint64_t ops = s.read().ops() + s.write().ops() + s.flush().ops() + s.discard().ops() +
+                       s.write_zeroes().ops();
+  auto per_op = [ops](uint64_t n) {
+    return ops == 0 ? std::string("-") : absl::StrFormat("%.2f", static_cast<double>(n) / ops);
+  };
+  absl::StrAppendFormat(&out, "socket recvs %d (%s per request), ring enters %d (%s per request)\n",
+                        s.socket_recvs(), per_op(s.socket_recvs()), s.ring_enters(),
+                        per_op(s.ring_enters()));
   auto seconds = [](uint32_t ms, const char* zero) {
     return ms == 0 ? std::string(zero) : absl::FormatDuration(absl::Milliseconds(ms));
   };

@@ -104,6 +104,17 @@ std::string RenderMetrics(const std::vector<v1::GetVolumeResponse>& volumes,
     absl::StrAppend(&out, "ublkgw_volume_reconnects_total{", VolumeLabels(r.volume()), "} ",
                     r.stats().reconnects(), "\n");
   }
+  Family(out, "ublkgw_volume_socket_recvs_total", "counter", "RECVs from the NBD sockets.");
+  for (const auto& r : volumes) {
+    absl::StrAppend(&out, "ublkgw_volume_socket_recvs_total{", VolumeLabels(r.volume()), "} ",
+                    r.stats().socket_recvs(), "\n");
+  }
+  Family(out, "ublkgw_volume_ring_enters_total", "counter",
+         "io_uring_enter calls of the volume's queues.");
+  for (const auto& r : volumes) {
+    absl::StrAppend(&out, "ublkgw_volume_ring_enters_total{", VolumeLabels(r.volume()), "} ",
+                    r.stats().ring_enters(), "\n");
+  }
   struct Counter {
     const char* name;
     const char* help;

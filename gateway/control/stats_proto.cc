@@ -34,6 +34,8 @@ v1::VolumeStats StatsToProto(const engine::StatsSnapshot& s) {
   }
   out.set_in_flight(s.in_flight);
   out.set_reconnects(s.reconnects);
+  out.set_socket_recvs(s.recvs);
+  out.set_ring_enters(s.ring_enters);
   return out;
 }
 

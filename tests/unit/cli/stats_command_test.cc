@@ -95,6 +95,10 @@ TEST(RenderTest, StatsTableHasEveryOperation) {
   }
   EXPECT_THAT(table, HasSubstr("2.0ms"));
   EXPECT_THAT(table, HasSubstr("io timeout 30s, reconnect deadline 10m0.5s\n"));
+  r.mutable_stats()->set_socket_recvs(14);
+  r.mutable_stats()->set_ring_enters(21);
+  EXPECT_THAT(RenderStats(r),
+              HasSubstr("socket recvs 14 (2.00 per request), ring enters 21 (3.00 per request)\n"));
 }
 
 TEST(ParseSizeTest, BytesAndBinarySuffixes) {
