@@ -5,7 +5,9 @@
 # the same number of connections, and runs every fio job on each in turn
 # (A B C A B C ...), ROUNDS times. Each run leaves fio's JSON in /out/fio/
 # and a line in /out/runs.tsv with the CPU time it cost:
-#   run server system job round guest_busy_ticks daemon_ticks server_ticks hz
+#   run server system job round guest_busy_ticks daemon_ticks server_ticks hz recvs enters
+# (recvs, enters: the RECVs and io_uring_enter calls the ublkgw volume
+# made during the run, from `ublkgw stats`; 0 for kernel nbd)
 # Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS
 #   SERVERS  comma-separated: memory, null
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
@@ -22,7 +24,7 @@ load_module nbd
 wait_for_path /dev/ublk-control 10
 wait_for_path /dev/nbd0 10
 mkdir -p /out/fio
-printf 'run\tserver\tsystem\tjob\tround\tguest_busy_ticks\tdaemon_ticks\tserver_ticks\thz\n' \
+printf 'run\tserver\tsystem\tjob\tround\tguest_busy_ticks\tdaemon_ticks\tserver_ticks\thz\trecvs\tenters\n' \
   >/out/runs.tsv
 hz=100  # USER_HZ: /proc/stat and /proc/PID/stat count in 1/100 s on Linux
 
@@ -43,6 +45,14 @@ fi
 # busy_ticks: every CPU's non-idle time since boot (/proc/stat).
 busy_ticks() {
   awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+# volume_counter DEV SOCKET FIELD: a counter of `ublkgw stats DEV --json`
+# (0 when absent: JSON leaves zeroes out).
+volume_counter() {
+  ublkgw stats "$1" --socket "$2" --json >/tmp/stats.json 2>/dev/null || { echo 0; return; }
+  local v
+  v=$(json_string /tmp/stats.json "$3")
+  echo "${v:-0}"
 }
 # proc_ticks PID: the process's user + system time, all threads.
 proc_ticks() {
@@ -96,14 +106,19 @@ EOF
       all=$systems
       case "$rw" in *write*) [ "$send_variants" = 1 ] && all="$all ublkgw-zc-send ublkgw-zc-sendzc" ;; esac
       for system in $all; do
+        sock=/run/ublkgw/ublkgw.sock
         case $system in
           ublkgw-copy) dev=$copy pid=$daemon ;;
           ublkgw-zero-copy) dev=$zc pid=$daemon ;;
-          ublkgw-zc-send) dev=$zc_send pid=$daemon_send ;;
-          ublkgw-zc-sendzc) dev=$zc_sendzc pid=$daemon_sendzc ;;
+          ublkgw-zc-send) dev=$zc_send pid=$daemon_send sock=/run/ublkgw/send.sock ;;
+          ublkgw-zc-sendzc) dev=$zc_sendzc pid=$daemon_sendzc sock=/run/ublkgw/sendzc.sock ;;
           kernel-nbd) dev=/dev/nbd0 pid=$daemon ;;
         esac
         run=$((run + 1))
+        r0=0 r1=0 e0=0 e1=0
+        if [ $system != kernel-nbd ]; then
+          r0=$(volume_counter "$dev" $sock socket_recvs) e0=$(volume_counter "$dev" $sock ring_enters)
+        fi
         b0=$(busy_ticks) d0=$(proc_ticks $pid) s0=$(proc_ticks $server_pid)
         $fio --name="$job" --filename="$dev" --ioengine=io_uring --direct=1 --rw="$rw" \
           --bs="$bs" --iodepth="$qd" --size=${size_mb}M --time_based --runtime="$runtime" \
@@ -111,9 +126,13 @@ EOF
           --output=/out/fio/$run.json >/dev/null 2>/out/fio/$run.err ||
           fail "fio $job on $system failed: $(cat /out/fio/$run.err)"
         b1=$(busy_ticks) d1=$(proc_ticks $pid) s1=$(proc_ticks $server_pid)
-        if [ $system = kernel-nbd ]; then d1=$d0; fi  # no daemon: the kernel does it all
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run "$server" $system "$job" $round \
-          $((b1 - b0)) $((d1 - d0)) $((s1 - s0)) $hz >>/out/runs.tsv
+        if [ $system = kernel-nbd ]; then
+          d1=$d0  # no daemon: the kernel does it all
+        else
+          r1=$(volume_counter "$dev" $sock socket_recvs) e1=$(volume_counter "$dev" $sock ring_enters)
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run "$server" $system "$job" \
+          $round $((b1 - b0)) $((d1 - d0)) $((s1 - s0)) $hz $((r1 - r0)) $((e1 - e0)) >>/out/runs.tsv
         log "run $run: $server $job round $round on $system done"
       done
       round=$((round + 1))

@@ -58,13 +58,17 @@ def load_runs(guest_out):
                 # What the client side costs: everything but the server.
                 "client_us_per_io": (busy - server) * 1e6 / ios,
                 "client_ns_per_kib": (busy - server) * 1e9 / kib,
+                # The daemon's system interface cost per request (ublkgw only).
+                "recvs_per_io": int(row.get("recvs", 0) or 0) / ios,
+                "enters_per_io": int(row.get("enters", 0) or 0) / ios,
             })
             runs.append(fig)
     return runs
 
 
 METRICS = ["iops", "bw_bytes", "p50_us", "p99_us", "cpu_us_per_io", "daemon_us_per_io",
-           "server_us_per_io", "client_us_per_io", "client_ns_per_kib"]
+           "server_us_per_io", "client_us_per_io", "client_ns_per_kib", "recvs_per_io",
+           "enters_per_io"]
 
 
 def aggregate(runs):
@@ -122,14 +126,18 @@ def targets(means, servers, jobs):
     return server, lines
 
 
+def per_io(system, value):
+    return "-" if system == "kernel-nbd" else f"{value:.2f}"
+
+
 def table(means, servers, jobs, header):
     md = [header, ""]
     for server in servers:
         md.append(f"### nbdkit {server}")
         md.append("")
         md.append("| job | system | IOPS | MiB/s | p50 us | p99 us | CPU us/IO: total (daemon, server) "
-                  "| IOPS vs nbd | p99 vs nbd | client CPU/IO vs nbd |")
-        md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                  "| IOPS vs nbd | p99 vs nbd | client CPU/IO vs nbd | RECVs/IO | enters/IO |")
+        md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for job in jobs:
             base = means.get((server, job, "kernel-nbd"))
             for system in SYSTEMS + VARIANTS:
@@ -142,7 +150,8 @@ def table(means, servers, jobs, header):
                     f"| {m['p50_us']:.0f} | {m['p99_us']:.0f} "
                     f"| {m['cpu_us_per_io']:.0f} ({m['daemon_us_per_io']:.0f}, "
                     f"{m['server_us_per_io']:.0f}) | {rel('iops')} | {rel('p99_us')} "
-                    f"| {rel('client_us_per_io')} |")
+                    f"| {rel('client_us_per_io')} "
+                    f"| {per_io(system, m['recvs_per_io'])} | {per_io(system, m['enters_per_io'])} |")
         md.append("")
     return md
 

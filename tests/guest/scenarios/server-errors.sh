@@ -7,8 +7,9 @@
 # where the block layer has it: ENOMEM, EINVAL, ENOSPC; EIO for EPERM,
 # which it has not). NBD_ESHUTDOWN (the server going away) makes ublkgw
 # reconnect and send the request again: it fails with EIO only after its
-# 5 attempts. (NBD_EOVERFLOW and NBD_ENOTSUP, which nbdkit cannot inject,
-# are covered by the host tests of the worker.)
+# 5 attempts. NBD_EOVERFLOW and NBD_ENOTSUP, which nbdkit cannot inject,
+# come from the hostile server's error-N fault on reads: EOVERFLOW (the
+# block layer carries it) and EOPNOTSUPP.
 . /lib/ublkgw/guest-lib.sh
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
@@ -44,4 +45,22 @@ for case in EPERM:EIO EIO:EIO ENOMEM:ENOMEM EINVAL:EINVAL ENOSPC:ENOSPC ESHUTDOW
   wait "$nbdkit_pid" 2>/dev/null
 done
 grep -q "NBD_ESHUTDOWN" /out/ublkgwd.log || fail "the daemon never logged NBD_ESHUTDOWN"
+
+for case in 75:EOVERFLOW 95:EOPNOTSUPP; do
+  code=${case%:*}
+  want=${case#*:}
+  port=$((port + 1))
+  # Every read fails once told to (SIGUSR1): the attach's own reads pass.
+  hostile_nbd_server $port 16 error-$code 1000000 0 2>/out/hostile-$code.log &
+  hostile=$!
+  wait_for_listen $port 20
+  dev=$(ublkgw attach nbd://127.0.0.1:$port/ --io-timeout 0) || fail "attach (NBD error $code) failed"
+  kill -USR1 $hostile
+  got=$(direct_io read "$dev" 8192 4096)
+  [ "$got" = "$want" ] || fail "read with the server failing it with NBD error $code: want $want, got $got"
+  log "NBD error $code -> read fails with $want"
+  ublkgw detach "$dev" || fail "detach (NBD error $code) failed"
+  kill $hostile
+  wait $hostile 2>/dev/null
+done
 log "ok"

@@ -12,6 +12,9 @@
 //          oversized-chunk   a data chunk longer than the read
 //          truncated         half the data, then the connection closes
 //          stall             no reply at all (the connection stays open)
+//          error-N           the read fails with NBD error N (an error
+//                            chunk, or a simple reply without structured
+//                            replies): not a protocol fault
 //   EVERY  the fault hits every EVERY-th read, counted over all
 //          connections (default 20)
 //   TIMES  at most this many faults in all; 0: no limit (default 3)
@@ -133,6 +136,24 @@ void Serve(int fd, Export& exp, Schedule& schedule) {
     }
     const std::string& f = schedule.fault;
     if (fault && f == "stall") continue;
+    if (fault && f.rfind("error-", 0) == 0) {
+      // A read gets a structured error chunk once they were negotiated.
+      const auto error = static_cast<uint32_t>(std::atoi(f.c_str() + 6));
+      if (structured) {
+        peer.Write(ByteWriter()
+                       .Put(wire::kStructuredReplyMagic)
+                       .Put(wire::kReplyFlagDone)
+                       .Put(wire::kReplyTypeError)
+                       .Put(cookie)
+                       .Put(uint32_t{6})  // error, message length 0
+                       .Put(error)
+                       .Put(uint16_t{0})
+                       .Take());
+      } else {
+        peer.SimpleReply(error, cookie);
+      }
+      continue;
+    }
     if (fault && f == "wrong-magic") {
       peer.Write(ByteWriter().Put(uint32_t{0x12345678}).Put(uint32_t{0}).Put(cookie).Take());
       continue;
