@@ -31,5 +31,13 @@ cmake -S . -B "$root/asan" -G Ninja -DUBLKGW_SANITIZE=ON -DUBLKGW_WERROR=ON \
   -DUBLKGW_FUZZ_DIR="$(pwd)/$root/fuzz/tests/fuzz" >/dev/null
 cmake --build "$root/asan"
 
+echo "==> line coverage of engine/ and ublk/ from the host unit tests, in $root/coverage"
+cmake -S . -B "$root/coverage" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DUBLKGW_COVERAGE=ON >/dev/null
+cmake --build "$root/coverage" --target engine_test ublk_test
+find "$root/coverage" -name '*.gcda' -delete
+"$root/coverage/tests/engine_test" >/dev/null 2>&1 || echo "coverage: engine_test failed (the ASan run below reports it)"
+"$root/coverage/tests/ublk_test" >/dev/null 2>&1 || echo "coverage: ublk_test failed (the ASan run below reports it)"
+scripts/coverage-report.sh "$root/coverage"
+
 cd "$root/asan"
 exec ctest --output-on-failure -j2 "$@"

@@ -114,6 +114,8 @@ io_uring_sqe* QueueWorker::Sqe() {
     // or a kernel that will not take submissions. Nothing more can be
     // done on this queue; a spare SQE keeps the caller's code simple.
     Fault("no free submission queue entry");
+    ring_broken_ = true;
+    if (first_error_.ok()) first_error_ = absl::InternalError("the queue's ring takes no submissions");
     sqe = &spare_sqe_;
   }
   return sqe;
@@ -174,7 +176,7 @@ absl::Status QueueWorker::Run() {
   ready_.Notify();
   if (submitted < 0) return ready_status_;
 
-  while (live_tags_ > 0 && !exit_now_.load()) {
+  while (live_tags_ > 0 && !exit_now_.load() && !ring_broken_) {
     // Wakes at least once a second, for the I/O timeout and the reconnect
     // deadline.
     __kernel_timespec tick{.tv_sec = 1, .tv_nsec = 0};

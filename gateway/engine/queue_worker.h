@@ -180,6 +180,8 @@ class QueueWorker {
     uint32_t len = 0;
     uint32_t iov_begin = 0;  // memory: the iovecs not sent yet
     uint32_t iov_end = 0;
+    uint32_t batch_begin = 0;  // copy path: the tags in send_batch_ whose
+    uint32_t batch_end = 0;    // payloads this op carries
     msghdr msg{};
     bool done = false;
   };
@@ -200,6 +202,7 @@ class QueueWorker {
   void SubmitChain(bool with_registers);
   void OnSend(const io_uring_cqe& cqe);
   void Advance(SendOp& op, size_t sent);
+  void EndChain();
   // queue_worker_recv.cc
   void ArmRecv();
   void OnRecv(int res);
@@ -238,6 +241,7 @@ class QueueWorker {
   // A free SQE; never null (see Fault).
   io_uring_sqe* Sqe();
   io_uring_sqe spare_sqe_{};  // what Sqe() hands out when the ring has none
+  bool ring_broken_ = false;  // it did: the loop ends (nothing it prepares is submitted)
 
   QueueConfig config_;
   nbd::ExportInfo info_;
@@ -269,7 +273,9 @@ class QueueWorker {
   // Receiving (queue_worker_recv.cc): the reader, and the staging buffer
   // its bytes come through, [rx_head_, rx_tail_) not parsed yet.
   // rx_direct_: the RECV in flight goes straight into a read's buffer.
-  static constexpr size_t kStagingBytes = 128 * 1024;
+  // More would copy much of a large payload through staging rather than
+  // receive it in place.
+  static constexpr size_t kStagingBytes = 32 * 1024;
   static constexpr uint64_t kDirectPayload = 16 * 1024;  // copy path
   bool connected_ = true;
   bool recv_in_flight_ = false;

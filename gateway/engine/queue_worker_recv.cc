@@ -4,8 +4,8 @@
 // One RECV is in flight at a time. It goes into the connection's staging
 // buffer, or, for the rest of a read's payload, straight into the
 // request's buffer:
-//   copy path  a RECV takes whatever has arrived (up to the staging
-//              buffer's free space), and every complete reply in it is
+//   copy path  a RECV takes whatever has arrived (up to the 32 KiB
+//              staging buffer's free space), and every complete reply in it is
 //              parsed in the same loop turn; small read payloads are
 //              copied out of staging, and a payload's rest of at least
 //              kDirectPayload goes straight into our buffer.
@@ -47,13 +47,15 @@ void QueueWorker::ArmRecv() {
     const uint16_t tag = reader_.payload_tag();
     const uint64_t at = reader_.payload_offset();
     const auto len = static_cast<unsigned>(payload);
+    // Every byte asked for is the payload's: the kernel may wait for all
+    // of it (one completion, not one per segment that arrives).
     if (!config_.plan.zero_copy) {
-      io_uring_prep_recv(sqe, fd, CopyBuffer(tag) + at, len, 0);
+      io_uring_prep_recv(sqe, fd, CopyBuffer(tag) + at, len, MSG_WAITALL);
     } else if (config_.plan.read == ReadOp::kReadFixed) {
       // A kernel buffer is addressed by its offset from the start.
       io_uring_prep_read_fixed(sqe, fd, reinterpret_cast<void*>(uintptr_t{at}), len, 0, tag);
     } else {
-      io_uring_prep_recv(sqe, fd, reinterpret_cast<void*>(uintptr_t{at}), len, 0);
+      io_uring_prep_recv(sqe, fd, reinterpret_cast<void*>(uintptr_t{at}), len, MSG_WAITALL);
       sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
       sqe->buf_index = tag;
     }
@@ -64,9 +66,22 @@ void QueueWorker::ArmRecv() {
       rx_tail_ -= rx_head_;
       rx_head_ = 0;
     }
+    // Copy path: what has arrived, up to the staging buffer's free space.
+    // Zero copy: exactly what the reader wants, all of it.
     size_t len = rx_buf_.size() - rx_tail_;
-    if (config_.plan.zero_copy) len = std::min(len, reader_.Want());
-    io_uring_prep_recv(sqe, fd, rx_buf_.data() + rx_tail_, len, 0);
+    int flags = 0;
+    if (config_.plan.zero_copy) {
+      len = std::min(len, reader_.Want());
+      flags = MSG_WAITALL;
+    }
+    if (len == 0) {  // a RECV of 0 bytes would read as the server's EOF
+      Fault("the receive path has nothing to receive into");
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, UserData(Op::kRecv));
+      recv_in_flight_ = true;
+      return;
+    }
+    io_uring_prep_recv(sqe, fd, rx_buf_.data() + rx_tail_, len, flags);
   }
   io_uring_sqe_set_data64(sqe, UserData(Op::kRecv));
   recv_in_flight_ = true;

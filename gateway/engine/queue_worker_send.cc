@@ -45,15 +45,18 @@ void QueueWorker::MaybeSend() {
       alone_tag_ = tag;
     }
     send_queue_.pop_front();
-    t.state = TagState::kInFlight;
     // Encoded now: each send has a cookie of its own.
     t.cookie = MakeCookie(++sends_, tag);
     t.request.cookie = t.cookie;
     auto size = nbd::EncodeRequest(t.request, info_.mode, t.header);
     if (!size.ok()) {  // MapRequest validated the request: a bug of ours
-      Fault(absl::StrCat("encoding tag ", tag, "'s request: ", size.status().message()));
-      return;
+      LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": internal error: "
+                 << size.status() << "; failing the request with EIO";
+      if (alone_tag_ == tag) alone_tag_ = -1;
+      Complete(tag, -EIO);
+      continue;
     }
+    t.state = TagState::kInFlight;
     t.header_size = *size;
     t.sent_ns = now_ns_;
     t.send_seq = ++send_seq_;
@@ -61,6 +64,7 @@ void QueueWorker::MaybeSend() {
     if (chain_.empty() || chain_.back().fixed) {
       SendOp op;
       op.iov_begin = op.iov_end = static_cast<uint32_t>(send_iov_.size());
+      op.batch_begin = op.batch_end = static_cast<uint32_t>(send_batch_.size());
       chain_.push_back(op);
     }
     send_iov_.push_back({t.header, t.header_size});
@@ -83,6 +87,7 @@ void QueueWorker::MaybeSend() {
         send_iov_.push_back({CopyBuffer(tag), t.request.length});
         chain_.back().iov_end++;
         send_batch_.push_back(tag);
+        chain_.back().batch_end++;
       }
     }
     if (alone_tag_ == tag) break;
@@ -104,6 +109,7 @@ void QueueWorker::SubmitChain(bool with_registers) {
   if (io_uring_sq_space_left(ring) < left + registers) {
     // The ring is sized for a whole chain: the kernel takes no submissions.
     Fault("no room in the submission queue for a send chain");
+    EndChain();
     return;
   }
   chain_in_kernel_ = left;
@@ -207,10 +213,33 @@ void QueueWorker::OnSend(const io_uring_cqe& cqe) {
       }
     }
   }
-  // The chain is over: all sent, or the connection failed and what was not
-  // sent goes again on the next one (Recover). No op uses the copy path's
-  // payload buffers, or a zero-copy payload it did not send, any more; a
-  // reply that came first can complete now.
+  EndChain();
+}
+
+// The chain is over: all sent, or the connection failed and what was not
+// sent goes again on the next one (Recover). No op uses the copy path's
+// payload buffers, or a zero-copy payload it did not send, any more; a
+// reply that came first can complete now, unless it answered a write
+// whose data never all left: a server that acknowledges what it cannot
+// have received gets EIO for it, never a success.
+void QueueWorker::EndChain() {
+  for (const SendOp& o : chain_) {
+    if (o.done) continue;
+    auto unsent = [this](uint16_t tag) {
+      Tag& t = tags_[tag];
+      if (t.reply_waiting && t.request.type == nbd::kCmdWrite && t.reply_result >= 0) {
+        LOG(ERROR) << "queue " << config_.q_id << " tag " << tag
+                   << ": the server acknowledged a write whose data was not all sent; failing "
+                      "it with EIO";
+        t.reply_result = -EIO;
+      }
+    };
+    if (o.fixed) {
+      unsent(o.tag);
+    } else {
+      for (uint32_t i = o.batch_begin; i < o.batch_end; ++i) unsent(send_batch_[i]);
+    }
+  }
   for (const SendOp& o : chain_) {
     if (o.fixed && !o.done) ReleaseBuffer(o.tag);
   }

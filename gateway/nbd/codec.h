@@ -104,7 +104,7 @@ absl::Status CheckErrorOffset(std::span<const uint8_t> trailer, const Request& r
 // server's tiny chunks cost neither quadratic time nor unbounded memory.
 class ReadCoverage {
  public:
-  static constexpr size_t kMaxFragments = 4096;
+  static constexpr size_t kMaxFragments = 1024;
 
   explicit ReadCoverage(uint64_t length) : length_(length) {}
 

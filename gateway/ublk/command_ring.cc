@@ -4,10 +4,24 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "base/status.h"
 #include "glog/logging.h"
 
 namespace ublkgw::ublk {
+
+CommandRing::~CommandRing() {
+  if (abandoned_.empty()) return;
+  // The ring's teardown does not wait for a command a kernel worker still
+  // runs, which may yet write into its memory: that memory is never freed.
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* kept = new std::vector<std::vector<uint8_t>>;
+  ring_.reset();
+  absl::MutexLock lock(&mu);
+  for (auto& [tag, memory] : abandoned_) kept->push_back(std::move(memory));
+  LOG(WARNING) << "control ring closed with " << abandoned_.size()
+               << " command(s) never completed; their memory is kept";
+}
 
 absl::StatusOr<CommandRing> CommandRing::Create(unsigned flags, absl::Duration cancel_grace) {
   auto ring = Ring::Create(/*entries=*/4, flags);
@@ -59,6 +73,12 @@ absl::StatusOr<int> CommandRing::Run(absl::FunctionRef<void(io_uring_sqe*, void*
     auto cancelled = cancel_grace_ > absl::ZeroDuration()
                          ? WaitFor(tag, absl::Now() + cancel_grace_)
                          : absl::StatusOr<int>(absl::DeadlineExceededError("no grace"));
+    if (cancelled.ok() && *cancelled >= 0) {
+      // It completed after all, before the cancel could stop it: what it
+      // did is done (a device added, a size changed), so it is reported.
+      std::copy(memory.begin(), memory.end(), buffer.begin());
+      return cancelled;
+    }
     if (cancelled.ok()) {
       return absl::DeadlineExceededError(
           absl::StrCat("the command did not complete within ", absl::FormatDuration(timeout),

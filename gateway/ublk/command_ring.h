@@ -13,8 +13,9 @@
 // command) or the ring is torn down.
 //
 // Threads: not thread-safe; one caller at a time.
-// Teardown: the ring goes first (io_uring_queue_exit ends what is still in
-// flight), then the buffers of abandoned commands.
+// Teardown: the ring goes first; the memory of commands abandoned and
+// never completed is kept for the life of the process (a kernel worker may
+// still write into it after the ring's teardown).
 #ifndef UBLKGW_UBLK_COMMAND_RING_H_
 #define UBLKGW_UBLK_COMMAND_RING_H_
 
@@ -49,6 +50,10 @@ class CommandRing {
   // a Status.
   absl::StatusOr<int> Run(absl::FunctionRef<void(io_uring_sqe* sqe, void* memory)> prep,
                           std::span<uint8_t> buffer, absl::Duration timeout);
+
+  CommandRing(CommandRing&&) = default;
+  CommandRing& operator=(CommandRing&&) = default;
+  ~CommandRing();
 
   // Commands abandoned and not completed yet.
   size_t abandoned() const { return abandoned_.size(); }

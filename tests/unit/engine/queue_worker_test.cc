@@ -320,5 +320,24 @@ TEST(QueueWorkerTest, RepliesTrickleInAByteAtATime) {
   EXPECT_TRUE(r->data == Expected(4096 * 5, 2048));
 }
 
+// A server that acknowledges a write before it has its data, then hangs
+// up: the data never all left this host, so the write fails with EIO; it
+// is never reported written.
+TEST(QueueWorkerTest, AWriteAcknowledgedBeforeItsDataLeftFails) {
+  WorkerHarness::Options options;
+  options.send_buffer = 4096;
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req r;
+        ASSERT_TRUE(ReadReq(peer, &r));  // the header only, not the 64 KiB after it
+        peer.SimpleReply(0, r.cookie);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  auto w = h.Do(1, kWrite, 0, 64 * 1024, Fill(64 * 1024, 'w'));
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->result, -EIO);
+}
+
 }  // namespace
 }  // namespace ublkgw::engine

@@ -42,6 +42,9 @@ class WorkerHarness {
     // Scripts for connections after the first; none: no reconnecting (a
     // failed connection fails I/O for good).
     std::vector<Script> reconnect_scripts;
+    // SO_SNDBUF of the worker's first socket (0: the default), to make
+    // large sends come up short.
+    int send_buffer = 0;
   };
 
   WorkerHarness(Script first, Options options)
@@ -65,8 +68,13 @@ class WorkerHarness {
         return servers_.back()->TakeClientStream().Release();
       };
     }
+    UniqueFd socket = servers_.front()->TakeClientStream().Release();
+    if (options_.send_buffer > 0) {
+      setsockopt(socket.get(), SOL_SOCKET, SO_SNDBUF, &options_.send_buffer,
+                 sizeof(options_.send_buffer));
+    }
     worker_ = std::make_unique<QueueWorker>(config, kernel_.MakeQueue(), options_.info,
-                                            servers_.front()->TakeClientStream().Release());
+                                            std::move(socket));
     thread_ = std::thread([this] { run_status_ = worker_->Run(); });
     ready_ = worker_->WaitReady(absl::Seconds(10));
   }
