@@ -4,7 +4,7 @@
 # file, then per directory. Sources the tests never reached count as 0%.
 # Usage: scripts/coverage-report.sh BUILD_DIR
 set -euo pipefail
-build=${1:?usage: coverage-report.sh BUILD_DIR}
+build=$(cd "${1:?usage: coverage-report.sh BUILD_DIR}" && pwd)  # gcov runs elsewhere
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -21,6 +21,9 @@ for name, pct, lines in re.findall(r"File '([^']+)'\nLines executed:([0-9.]+)% o
         continue
     n = int(lines)
     files[rel] = (round(float(pct) * n / 100), n)  # each source once: its own object
+if not files:
+    print(f"coverage: no gcov data for gateway/engine or gateway/ublk (was the build made "
+          f"with -DUBLKGW_COVERAGE=ON, and did its tests run?)", file=sys.stderr)
 dirs = {}
 for rel in sorted(files):
     hit, n = files[rel]
