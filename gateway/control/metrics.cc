@@ -88,32 +88,32 @@ std::string RenderMetrics(const std::vector<v1::GetVolumeResponse>& volumes,
     absl::StrAppend(&out, "ublkgw_volume_up{", VolumeLabels(r.volume()), "} ",
                     r.volume().health() == v1::HEALTH_OK ? 1 : 0, "\n");
   }
-  Family(out, "ublkgw_volume_size_bytes", "gauge", "The device's size.");
-  for (const auto& r : volumes) {
-    absl::StrAppend(&out, "ublkgw_volume_size_bytes{", VolumeLabels(r.volume()), "} ",
-                    r.volume().size_bytes(), "\n");
-  }
-  Family(out, "ublkgw_volume_in_flight_requests", "gauge",
-         "Requests received from the kernel and not yet completed.");
-  for (const auto& r : volumes) {
-    absl::StrAppend(&out, "ublkgw_volume_in_flight_requests{", VolumeLabels(r.volume()), "} ",
-                    r.stats().in_flight(), "\n");
-  }
-  Family(out, "ublkgw_volume_reconnects_total", "counter", "NBD connections re-established.");
-  for (const auto& r : volumes) {
-    absl::StrAppend(&out, "ublkgw_volume_reconnects_total{", VolumeLabels(r.volume()), "} ",
-                    r.stats().reconnects(), "\n");
-  }
-  Family(out, "ublkgw_volume_socket_recvs_total", "counter", "RECVs from the NBD sockets.");
-  for (const auto& r : volumes) {
-    absl::StrAppend(&out, "ublkgw_volume_socket_recvs_total{", VolumeLabels(r.volume()), "} ",
-                    r.stats().socket_recvs(), "\n");
-  }
-  Family(out, "ublkgw_volume_ring_enters_total", "counter",
-         "io_uring_enter calls of the volume's queues.");
-  for (const auto& r : volumes) {
-    absl::StrAppend(&out, "ublkgw_volume_ring_enters_total{", VolumeLabels(r.volume()), "} ",
-                    r.stats().ring_enters(), "\n");
+  // One sample per volume of each of these.
+  struct PerVolume {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*get)(const v1::GetVolumeResponse&);
+  };
+  const PerVolume per_volume[] = {
+      {"ublkgw_volume_size_bytes", "gauge", "The device's size.",
+       [](const v1::GetVolumeResponse& r) { return r.volume().size_bytes(); }},
+      {"ublkgw_volume_in_flight_requests", "gauge",
+       "Requests received from the kernel and not yet completed.",
+       [](const v1::GetVolumeResponse& r) { return r.stats().in_flight(); }},
+      {"ublkgw_volume_reconnects_total", "counter", "NBD connections re-established.",
+       [](const v1::GetVolumeResponse& r) { return r.stats().reconnects(); }},
+      {"ublkgw_volume_socket_recvs_total", "counter", "RECVs from the NBD sockets.",
+       [](const v1::GetVolumeResponse& r) { return r.stats().socket_recvs(); }},
+      {"ublkgw_volume_ring_enters_total", "counter",
+       "io_uring_enter calls of the volume's queues.",
+       [](const v1::GetVolumeResponse& r) { return r.stats().ring_enters(); }},
+  };
+  for (const PerVolume& m : per_volume) {
+    Family(out, m.name, m.type, m.help);
+    for (const auto& r : volumes) {
+      absl::StrAppend(&out, m.name, "{", VolumeLabels(r.volume()), "} ", m.get(r), "\n");
+    }
   }
   struct Counter {
     const char* name;

@@ -258,7 +258,7 @@ absl::StatusOr<v1::Volume> VolumeManager::Attach(const v1::AttachRequest& reques
   }
   // Neither the network part nor the device's creation holds a lock:
   // other calls go on meanwhile.
-  auto connected = engine::Device::Connect(*options);
+  auto connected = engine::ConnectExport(*options);
   MayOutlive(*options);
   auto device = CreateDevice(*options, std::nullopt, std::move(connected));
   absl::MutexLock ctrl_lock(&ctrl_mu_);
@@ -576,13 +576,13 @@ void VolumeManager::RestoreOne(uint32_t id) {
         options->queues = static_cast<uint16_t>(left.dev.nr_hw_queues);
         options->depth = left.dev.queue_depth;
         options->device_cookie = record.device_cookie();
-        connected = engine::Device::Connect(*options);
+        connected = engine::ConnectExport(*options);
         break;
       case LeftVerdict::kNone:
         // The volume keeps its mark: were this daemon to crash before the
         // record is saved again, the next one still knows the device.
         MayOutlive(*options, record.device_cookie());
-        connected = engine::Device::Connect(*options);
+        connected = engine::ConnectExport(*options);
         break;
       case LeftVerdict::kWait:
       case LeftVerdict::kRetry:

@@ -8,7 +8,6 @@
 #include "engine/request_mapping.h"
 #include "glog/logging.h"
 #include "nbd/blocking_client.h"
-#include "nbd/stream.h"
 #include "nbd/wire.h"
 #include "ublk/io_queue.h"
 #include "ublk/params_check.h"
@@ -29,29 +28,6 @@ std::string DescribeParams(const ublk::ublk_params& p) {
                     ", max_write_zeroes_sectors ", p.discard.max_write_zeroes_sectors);
   }
   return out;
-}
-
-// Every connection of a device must see the same export.
-absl::Status SameExport(const nbd::ExportInfo& a, const nbd::ExportInfo& b) {
-  if (a.size != b.size || a.flags != b.flags || a.mode != b.mode) {
-    return absl::FailedPreconditionError(
-        "the server described the export differently on a second connection");
-  }
-  return absl::OkStatus();
-}
-
-// `cancel_fd`: see nbd::Connect (-1: none).
-absl::StatusOr<std::pair<UniqueFd, nbd::ExportInfo>> ConnectOne(const nbd::Uri& uri,
-                                                                 absl::Duration timeout,
-                                                                 int cancel_fd = -1) {
-  auto fd = nbd::Connect(uri, timeout, cancel_fd);
-  if (!fd.ok()) return fd.status();
-  nbd::Stream stream(*std::move(fd), timeout, cancel_fd);
-  nbd::HandshakeOptions options;
-  options.export_name = uri.export_name;
-  auto info = nbd::Negotiate(stream, options);
-  if (!info.ok()) return info.status();
-  return std::pair{stream.Release(), *std::move(info)};
 }
 
 // ADD_DEV with the id `options` asks for; ids others hold (EEXIST) are
@@ -139,44 +115,6 @@ constexpr uint64_t kRecoveryFlags = ublk::kFUserRecovery | ublk::kFUserRecoveryR
 }  // namespace
 
 std::string Device::block_path() const { return ublk::BlockDevicePath(id_); }
-
-absl::StatusOr<ConnectedExport> Device::Connect(const AttachOptions& options) {
-  auto uri = nbd::ParseUri(options.uri);
-  if (!uri.ok()) return uri.status();
-  if (options.queues < 1 || options.queues > kMaxQueues) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("queues must be 1 to ", kMaxQueues, ", not ", options.queues));
-  }
-  if (options.depth < 1 || options.depth > kMaxDepth) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("depth must be 1 to ", kMaxDepth, ", not ", options.depth));
-  }
-
-  // The first connection tells what the export is.
-  auto first = ConnectOne(*uri, options.connect_timeout);
-  if (!first.ok()) return first.status();
-  ConnectedExport c;
-  c.uri = uri->ToString();
-  c.info = first->second;
-  c.sockets.push_back(std::move(first->first));
-  uint16_t queues = options.queues;
-  if (queues > 1 && !c.info.can(nbd::kFlagCanMultiConn)) {
-    c.note = absl::StrCat("the server does not set CAN_MULTI_CONN: using 1 queue, not ", queues);
-    LOG(WARNING) << c.uri << ": " << c.note;
-    queues = 1;
-  }
-  c.max_io = IoBufferBytes(c.info, static_cast<uint32_t>(sysconf(_SC_PAGESIZE)), kMaxIoBytes);
-  auto params = ParamsForExport(c.info, c.max_io, options.read_only);
-  if (!params.ok()) return params.status();
-  c.params = *params;
-  for (uint16_t q = 1; q < queues; ++q) {
-    auto more = ConnectOne(*uri, options.connect_timeout);
-    if (!more.ok()) return more.status();
-    if (absl::Status s = SameExport(c.info, more->second); !s.ok()) return s;
-    c.sockets.push_back(std::move(more->first));
-  }
-  return c;
-}
 
 absl::StatusOr<std::unique_ptr<Device>> Device::Create(const std::string& control_path,
                                                        const AttachOptions& options,
@@ -342,7 +280,7 @@ absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport&
   if (!uri.ok()) return uri.status();
   Connector connector = [uri = *uri, timeout = options.connect_timeout, attached = info,
                          shape](uint64_t device_size, int cancel_fd) -> absl::StatusOr<UniqueFd> {
-    auto c = ConnectOne(uri, timeout, cancel_fd);
+    auto c = ConnectAndNegotiate(uri, timeout, cancel_fd);
     if (!c.ok()) return c.status();
     DeviceShape now = shape;
     now.size = device_size;

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "engine/data_path.h"
+#include "engine/export_connection.h"
 #include "engine/queue_worker.h"
 #include "engine/stats.h"
 #include "nbd/handshake.h"
@@ -25,45 +26,6 @@
 
 namespace ublkgw::engine {
 
-struct AttachOptions {
-  std::string uri;
-  uint16_t queues = 1;
-  uint16_t depth = 128;
-  bool read_only = false;
-  absl::Duration connect_timeout = absl::Seconds(10);
-  // The N of /dev/ublkbN to ask for: this one (a restored volume keeps its
-  // name); if it is unset or taken, the lowest free one not in
-  // `reserved_ids`.
-  std::optional<uint32_t> device_id;
-  std::set<uint32_t> reserved_ids;  // ids recorded for volumes being restored
-  // Copy, zero copy, or (auto) the best this kernel really supports.
-  DataPathMode data_path = DataPathMode::kAuto;
-  DataPathTuning tuning;
-  ReconnectPolicy reconnect;  // what each queue does when its connection fails
-  // Make a device that outlives this daemon (user recovery, where the
-  // driver has it), marked with `device_cookie` (kept by the kernel in
-  // ublksrv_flags) so the next daemon knows it for its own. Only for a
-  // volume that is recorded: nothing else could take it over. Otherwise
-  // `why_not_outlive` says why, in the volume's note.
-  bool outlive_daemon = false;
-  uint64_t device_cookie = 0;
-  std::string why_not_outlive;
-};
-
-// An export connected and negotiated, not yet a device: one socket per
-// queue, and what they agreed on. Needs no kernel.
-struct ConnectedExport {
-  std::string uri;  // canonical
-  nbd::ExportInfo info;
-  std::vector<UniqueFd> sockets;
-  std::string note;  // e.g. why fewer queues than asked
-  uint32_t max_io = 0;
-  ublk::ublk_params params{};
-};
-
-inline constexpr uint16_t kMaxQueues = 64;
-inline constexpr uint16_t kMaxDepth = 1024;
-inline constexpr uint32_t kMaxIoBytes = 512 * 1024;
 // How long a graceful detach waits for requests in flight (a server that
 // stopped answering) before it fails them with EIO.
 inline constexpr absl::Duration kGracefulStopTimeout = absl::Seconds(30);
@@ -87,9 +49,8 @@ class Device {
   // can present), UNAVAILABLE (server unreachable), NOT_FOUND (no such
   // export), FAILED_PRECONDITION (no ublk driver; zero copy asked for on a
   // kernel without it), ...
-  // In two steps: Connect talks only to the server; Create only to the
-  // kernel (and, through the new device's partition scan, the server).
-  static absl::StatusOr<ConnectedExport> Connect(const AttachOptions& options);
+  // The kernel half of an attach, for an export ConnectExport connected
+  // (and, through the new device's partition scan, the server).
   static absl::StatusOr<std::unique_ptr<Device>> Create(const std::string& control_path,
                                                         const AttachOptions& options,
                                                         ConnectedExport connected);
