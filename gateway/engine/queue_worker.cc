@@ -60,6 +60,9 @@ QueueWorker::QueueWorker(QueueConfig config, std::unique_ptr<UblkQueue> queue,
       info_(std::move(info)),
       socket_(std::move(socket)),
       queue_(std::move(queue)),
+      tags_(config_.depth),
+      conn_(config_.connector && config_.reconnect.reconnect_deadline > absl::ZeroDuration()),
+      chain_(2 * kMaxBatch),
       reader_(info_.mode, config_.depth),
       size_limit_(info_.size) {
   wake_fd_.Reset(eventfd(0, EFD_CLOEXEC));
@@ -79,17 +82,17 @@ std::string QueueWorker::connection_error() const {
 }
 
 void QueueWorker::Abort() {
-  abort_.store(true);
+  orders_.fetch_or(kOrderAbort);
   Wake();
 }
 
 void QueueWorker::ExitNow() {
-  exit_now_.store(true);
+  orders_.fetch_or(kOrderExit);
   Wake();
 }
 
 void QueueWorker::Leave() {
-  leaving_.store(true);
+  orders_.fetch_or(kOrderLeave);
   Wake();
 }
 
@@ -152,11 +155,7 @@ absl::Status QueueWorker::Setup() {
     if (mem == MAP_FAILED) return ErrnoToStatus(errno, "mmap of the queue's buffers");
     buffers_ = static_cast<uint8_t*>(mem);
   }
-  tags_ = std::vector<Tag>(config_.depth);
   rx_buf_.resize(kStagingBytes);
-  live_tags_ = config_.depth;
-  send_iov_.reserve(2 * kMaxBatch);
-  chain_.reserve(2 * kMaxBatch);
   return absl::OkStatus();
 }
 
@@ -176,7 +175,7 @@ absl::Status QueueWorker::Run() {
   ready_.Notify();
   if (submitted < 0) return ready_status_;
 
-  while (live_tags_ > 0 && !exit_now_.load() && !ring_broken_) {
+  while (tags_.live() > 0 && !ring_broken_) {
     // Wakes at least once a second, for the I/O timeout and the reconnect
     // deadline.
     __kernel_timespec tick{.tv_sec = 1, .tv_nsec = 0};
@@ -188,6 +187,8 @@ absl::Status QueueWorker::Run() {
       break;
     }
     now_ns_ = MonotonicNs();
+    TakeOrders();
+    if (conn_.state() == ConnState::kExited) break;
     io_uring_cqe* cqe;
     unsigned head;
     unsigned seen = 0;
@@ -196,48 +197,24 @@ absl::Status QueueWorker::Run() {
       ++seen;
     }
     io_uring_cq_advance(ring_->get(), seen);
-    if (connected_) {
+    if (conn_.socket_live()) {
       CheckReplyTimeout();
-    } else {
+    } else if (!conn_.over()) {
       Recover();
     }
-    if (leaving_.load() && DoneLeaving()) break;
+    if (conn_.state() == ConnState::kLeaving) MaybeLeave();
+    if (conn_.over()) break;
     MaybeSend();
   }
-  // Commits prepared in the last turn complete their requests now, rather
-  // than have the next daemon issued them again.
-  if (leaving_.load()) io_uring_submit(ring_->get());
   // Leaving for the next daemon, which is issued what had no reply here:
-  // nothing still queued on this connection may reach the server after it.
-  if ((exit_now_.load() || leaving_.load()) && connected_) AbortSocket();
+  // commits prepared in the last turn complete their requests now, rather
+  // than have the next daemon issued them again; and nothing still queued
+  // on this connection may reach the server after it.
+  if (conn_.state() == ConnState::kLeft) io_uring_submit(ring_->get());
+  if (conn_.over()) AbortSocket();
   StopReconnecting();
   if (reconnect_thread_.joinable()) reconnect_thread_.join();
   return first_error_;
-}
-
-bool QueueWorker::DoneLeaving() {
-  const auto in_flight = std::count_if(tags_.begin(), tags_.end(), [](const Tag& t) {
-    return t.state == TagState::kInFlight;
-  });
-  if (leave_deadline_ns_ == 0) {
-    leave_deadline_ns_ = now_ns_ + absl::ToInt64Nanoseconds(kLeaveGrace);
-    leave_in_flight_ = in_flight;
-  }
-  if (!connected_) {  // nothing of ours can reach the server any more
-    LOG(INFO) << "queue " << config_.q_id
-              << ": leaving while disconnected; the next daemon sends its requests";
-    return true;
-  }
-  if (in_flight == 0) {
-    LOG(INFO) << "queue " << config_.q_id << ": leaving with every request it sent answered ("
-              << leave_in_flight_ << " in flight when told to leave)";
-    return true;
-  }
-  if (now_ns_ < leave_deadline_ns_) return false;
-  LOG(WARNING) << "queue " << config_.q_id << ": leaving with " << in_flight
-               << " requests unanswered after " << absl::FormatDuration(kLeaveGrace)
-               << "; the next daemon sends them again";
-  return true;
 }
 
 void QueueWorker::PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result) {
@@ -287,27 +264,30 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
 }
 
 void QueueWorker::OnIoCmd(uint16_t tag, int res) {
-  Tag& t = tags_[tag];
-  if (res == -ENODEV) {  // UBLK_IO_RES_ABORT: the device is stopping
-    t.state = TagState::kAborted;
-    --live_tags_;
+  if (res == ublk::kIoResOk) {
+    StartRequest(tag);
     return;
   }
-  if (res != ublk::kIoResOk) {
+  // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping. Anything else is
+  // an error of the command itself; either way the tag is done.
+  if (res != -ENODEV) {
     LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": ublk command failed: " << res;
     if (first_error_.ok()) first_error_ = ErrnoToStatus(-res, "ublk I/O command");
-    t.state = TagState::kAborted;
-    --live_tags_;
-    return;
   }
-  StartRequest(tag);
+  if (!tags_.Abort(tag)) {
+    Fault(absl::StrCat("tag ", tag, " aborted while not fetching (",
+                       static_cast<int>(tags_[tag].state), ")"));
+  }
 }
 
 void QueueWorker::StartRequest(uint16_t tag) {
+  if (!tags_.Arrive(tag, queue_->Desc(tag), now_ns_)) {
+    Fault(absl::StrCat("a request for tag ", tag, ", which the kernel did not owe one (",
+                       static_cast<int>(tags_[tag].state), ")"));
+    return;
+  }
   Tag& t = tags_[tag];
-  t.iod = queue_->Desc(tag);
   t.kind = KindOf(t.iod);
-  t.start_ns = now_ns_;
   if (t.kind) stats_.OnStart();
   info_.size = size_limit_.load(std::memory_order_relaxed);
   MappedRequest mapped = MapRequest(t.iod, info_);
@@ -315,7 +295,7 @@ void QueueWorker::StartRequest(uint16_t tag) {
     Complete(tag, mapped.error);
     return;
   }
-  if (failing_io_) {
+  if (conn_.fails_io()) {
     Complete(tag, -EIO);
     return;
   }
@@ -336,23 +316,20 @@ void QueueWorker::StartRequest(uint16_t tag) {
     Complete(tag, -EIO);
     return;
   }
-  t.request = mapped.request;
-  t.fill_errno = 0;
-  t.buffer_users = 0;
-  t.reply_waiting = false;
-  t.attempts = 0;
-  t.register_failed = false;
-  t.state = TagState::kQueued;
+  tags_.Queue(tag, mapped.request);  // kOwned, from Arrive
   send_queue_.push_back(tag);
 }
 
 void QueueWorker::Complete(uint16_t tag, int32_t result) {
   Tag& t = tags_[tag];
+  if (!tags_.Commit(tag)) {
+    Fault(absl::StrCat("a commit of tag ", tag, ", which holds no request (",
+                       static_cast<int>(t.state), ")"));
+    return;
+  }
   if (t.kind) {
     stats_.OnComplete(*t.kind, uint64_t{t.iod.nr_sectors} << 9, now_ns_ - t.start_ns, result < 0);
   }
-  t.state = TagState::kFetching;
-  if (alone_tag_ == tag) alone_tag_ = -1;  // its reply came: the others may follow
   if (t.registered) {
     // Empty slot `tag` before the commit, linked so the commit follows it
     // (even if it fails: a hard link), and in one submit with it.
@@ -394,15 +371,12 @@ void QueueWorker::OnBufReg(uint64_t user_data, int res) {
 }
 
 void QueueWorker::ReleaseBuffer(uint16_t tag) {
-  Tag& t = tags_[tag];
-  if (t.buffer_users == 0) {
+  bool commit_due = false;
+  if (!tags_.ReleaseBuffer(tag, &commit_due)) {
     Fault(absl::StrCat("tag ", tag, "'s buffer released more often than it was taken"));
     return;
   }
-  if (--t.buffer_users == 0 && t.reply_waiting) {
-    t.reply_waiting = false;
-    Complete(tag, t.reply_result);
-  }
+  if (commit_due) Complete(tag, tags_[tag].result);
 }
 
 void QueueWorker::FinishReply(uint16_t tag, int32_t server_result) {
@@ -410,15 +384,14 @@ void QueueWorker::FinishReply(uint16_t tag, int32_t server_result) {
   const int32_t result = server_result != 0 ? server_result
                          : t.fill_errno != 0 ? t.fill_errno
                                              : SuccessResult(t.iod);
-  if (t.buffer_users > 0) {
-    // The server answered before our send (or SEND_ZC's notification) let
-    // go of this write's buffer, or a hole is still being zeroed: commit
-    // only once nothing uses it (ReleaseBuffer).
-    t.reply_waiting = true;
-    t.reply_result = result;
+  if (!tags_.Answer(tag, result)) {  // the reader only finds requests in flight
+    Fault(absl::StrCat("a reply to tag ", tag, ", which is not in flight"));
     return;
   }
-  Complete(tag, result);
+  // The server may answer before our send (or SEND_ZC's notification) lets
+  // go of a write's buffer, or while a hole is still being zeroed: then the
+  // commit waits for the last of them (ReleaseBuffer).
+  if (t.buffer_users == 0) Complete(tag, result);
 }
 
 }  // namespace ublkgw::engine

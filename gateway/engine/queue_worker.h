@@ -1,7 +1,12 @@
 // One ublk hardware queue served over one NBD connection, by one thread.
 //
-// The worker owns its io_uring, its I/O descriptor mapping and the NBD
-// socket. Block data takes one of two paths (engine/data_path.h):
+// The worker is the driver of pure parts, each the one owner of its state:
+//   TagTable         (tag_table.h)         each tag's request and lifecycle
+//   SendChain        (send_chain.h)        the linked ops of the send in flight
+//   ReplyReader      (reply_reader.h)      the reply stream: bytes in, events out
+//   ConnectionState  (connection_state.h)  up, lost, draining, failing, leaving
+// and moves bytes and completions between them and the kernel on its own
+// io_uring. Block data takes one of two paths (engine/data_path.h):
 //   copy       a buffer of ours per tag; the kernel copies between it and
 //              the request, the socket ops use it.
 //   zero copy  the request's pages are fixed buffer `tag` of this ring: the
@@ -13,8 +18,8 @@
 // A request's path, all on the ring:
 //   FETCH_REQ completes with a tag -> the descriptor becomes an NBD request
 //   -> its header (and a write's data) joins the next send chain -> the
-//   reply header is received, then a read's data straight into the request's
-//   buffer (each structured chunk at its offset; holes zeroed) ->
+//   reply is received and parsed, a read's data into the request's buffer
+//   (each structured chunk at its offset; holes zeroed) ->
 //   COMMIT_AND_FETCH_REQ with the result, once nothing uses the buffer.
 // Every loop turn submits once. One send chain is in flight at a time (its
 // ops linked, so requests never interleave on the stream); one RECV is in
@@ -28,20 +33,22 @@
 // Every send gets a cookie of its own (MakeCookie: a per-queue count of
 // sends and the tag): a reply that does not carry the cookie of its tag's
 // current send (late, replayed, for another use of the tag) is a protocol
-// fault, never a completion. Requests wait meanwhile, until the reconnect deadline: then
-// they, and new ones, fail with EIO until a connection is back. A request
-// sent `max_attempts` times without a reply fails with EIO.
+// fault, never a completion. Requests wait meanwhile, until the reconnect
+// deadline: then they, and new ones, fail with EIO until a connection is
+// back. A request sent `max_attempts` times without a reply fails with EIO;
+// one sent twice, each time on a connection that failed, goes alone after
+// that (kSuspectAttempts), so only a request that itself breaks the server
+// uses up its attempts.
 // Limits: a server that loses writes it acknowledged (a crash with a
 // volatile cache) cannot be noticed by a client; and a write that timed
 // out may still land on a slow server after it was sent again.
 //
 // Threads: Run() is the worker's thread and the only one touching its
-// state. Abort() may be called from any thread (it writes an eventfd); the
-// reconnect thread hands over a new socket under link_mu_ and reports its
-// failed attempts in connection_error_ (under error_mu_).
-// A request sent twice, each time on a connection that failed, goes alone
-// after that, so only a request that itself breaks the server uses up its
-// attempts.
+// state. Abort(), Leave() and ExitNow() may be called from any thread: they
+// post an order (an atomic) and write an eventfd, and the worker applies
+// the order to its ConnectionState on its next turn. The reconnect thread
+// hands over a new socket under link_mu_ and reports its failed attempts in
+// connection_error_ (under error_mu_).
 #ifndef UBLKGW_ENGINE_QUEUE_WORKER_H_
 #define UBLKGW_ENGINE_QUEUE_WORKER_H_
 
@@ -63,13 +70,16 @@
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "base/uring.h"
+#include "engine/connection_state.h"
 #include "engine/data_path.h"
 #include "engine/reconnect.h"
 #include "engine/reply_reader.h"
+#include "engine/send_chain.h"
 #include "engine/stats.h"
+#include "engine/tag_table.h"
+#include "engine/ublk_queue.h"
 #include "nbd/codec.h"
 #include "nbd/handshake.h"
-#include "engine/ublk_queue.h"
 
 namespace ublkgw::engine {
 
@@ -80,13 +90,6 @@ struct QueueConfig {
   DataPathPlan plan;                   // copy unless plan.zero_copy
   ReconnectPolicy reconnect;
   Connector connector;  // unset: a failed connection fails all I/O for good
-};
-
-// A queue's connection, as the API reports it.
-enum class Link : uint8_t {
-  kUp,            // connected
-  kReconnecting,  // lost; requests wait for the next connection
-  kFailingIo,     // lost past the reconnect deadline (or for good): I/O fails with EIO
 };
 
 class QueueWorker {
@@ -134,57 +137,8 @@ class QueueWorker {
   std::string connection_error() const;
 
  private:
-  enum class TagState : uint8_t {
-    kFetching,    // FETCH_REQ or COMMIT_AND_FETCH_REQ in the kernel
-    kQueued,      // waiting for the next SENDMSG batch
-    kInFlight,    // sent (or being sent); waiting for its reply
-    kAborted,     // the kernel aborted the fetch: the device is stopping
-  };
-  struct Tag {
-    TagState state = TagState::kFetching;
-    ublk::ublksrv_io_desc iod{};
-    nbd::Request request{};
-    uint8_t header[32];  // the encoded NBD request header
-    size_t header_size = 0;
-    uint64_t cookie = 0;     // of its current send
-    int32_t fill_errno = 0;  // a hole could not be zeroed: the read fails so
-    // Operations still using the request's buffer (a write's payload in a
-    // send, SEND_ZC's notification to come, a hole being zeroed): the
-    // request is committed only once there are none. A reply that comes
-    // earlier waits here.
-    uint16_t buffer_users = 0;
-    bool reply_waiting = false;
-    // Explicit registration: a REGISTER_IO_BUF for this request was queued,
-    // so its commit must be preceded by an UNREGISTER_IO_BUF.
-    bool registered = false;
-    // Its REGISTER_IO_BUF failed (not just cancelled): the slot's state is
-    // unknown, so the request fails rather than being sent again.
-    bool register_failed = false;
-    // Sending: when it last went out, in which order, and how many times.
-    uint64_t sent_ns = 0;
-    uint64_t send_seq = 0;
-    int attempts = 0;
-    int32_t reply_result = 0;
-    // For statistics: what the kernel asked for, and when it arrived.
-    std::optional<OpKind> kind;
-    uint64_t start_ns = 0;
-  };
-
-  // One SQE of the send chain: user memory (headers; in the copy path,
-  // payloads too) sent with SENDMSG, or part of a request's fixed buffer.
-  struct SendOp {
-    bool fixed = false;
-    WriteOp op = WriteOp::kSend;  // fixed only
-    uint16_t tag = 0;             // fixed: whose buffer
-    uint32_t offset = 0;          // fixed: the part not sent yet
-    uint32_t len = 0;
-    uint32_t iov_begin = 0;  // memory: the iovecs not sent yet
-    uint32_t iov_end = 0;
-    uint32_t batch_begin = 0;  // copy path: the tags in send_batch_ whose
-    uint32_t batch_end = 0;    // payloads this op carries
-    msghdr msg{};
-    bool done = false;
-  };
+  // Orders from other threads (orders_), applied by TakeOrders.
+  enum Order : uint8_t { kOrderAbort = 1, kOrderLeave = 2, kOrderExit = 4 };
 
   absl::Status Setup();
   void SubmitFetchAll();
@@ -192,6 +146,7 @@ class QueueWorker {
   void HandleCqe(const io_uring_cqe& cqe);
   void OnIoCmd(uint16_t tag, int res);
   void StartRequest(uint16_t tag);
+  // Commits `result` for `tag` (COMMIT_AND_FETCH_REQ, prepared now).
   void Complete(uint16_t tag, int32_t result);
   void ReleaseBuffer(uint16_t tag);
   uint8_t* CopyBuffer(uint16_t tag) const {
@@ -200,8 +155,8 @@ class QueueWorker {
   // queue_worker_send.cc
   void MaybeSend();
   void SubmitChain(bool with_registers);
+  void PrepChainOp(io_uring_sqe* sqe, size_t index, int flags);
   void OnSend(const io_uring_cqe& cqe);
-  void Advance(SendOp& op, size_t sent);
   void EndChain();
   // queue_worker_recv.cc
   void ArmRecv();
@@ -209,35 +164,41 @@ class QueueWorker {
   // Acts on every complete reply (or part) in the staging buffer. False
   // when the connection failed on the way.
   bool ParseReplies();
-  // The request whose current send has `cookie`, if it awaits a reply.
-  const nbd::Request* InFlight(uint64_t cookie) const;
   void ZeroFill(uint16_t tag, uint32_t offset, uint32_t len);
   void OnZeroFill(uint64_t user_data, int res);
   void OnBufReg(uint64_t user_data, int res);
   // The reply to `tag` is complete; `server_result` is 0 or its -errno.
   void FinishReply(uint16_t tag, int32_t server_result);
+  // queue_worker_link.cc
+  // The socket failed: it is shut down, and reconnecting starts (or its
+  // I/O fails for good).
   void FailConnection(const absl::Status& why);
+  // For good: no more reconnecting, every request fails with EIO.
+  void CloseForGood(const absl::Status& why);
   // An invariant of ours broke (a bug, or a kernel completion we cannot
   // explain): logs `what` and fails this queue's I/O with EIO for good, as
   // a forced detach does. Never aborts the daemon.
   void Fault(absl::string_view what);
-
-  // Whether a leaving queue can go: nothing it sent awaits a reply, or the
-  // connection is gone, or kLeaveGrace has passed.
-  bool DoneLeaving();
+  void TakeOrders();
+  // Leaving: goes once nothing on the wire awaits a reply, or the grace
+  // is over.
+  void MaybeLeave();
   // Shuts the socket down and drops what is still queued on it.
   void AbortSocket();
-  // queue_worker_link.cc
   void Wake();
   void OnWake();
+  // Every turn while the socket is down: the deadline, the drain, a new
+  // socket.
   void Recover();
+  void FailWaiting();
   void RequeueUnanswered();
   void InstallSocket(UniqueFd socket);
   void CheckReplyTimeout();
   void StartReconnecting(int wait_first);
   void StopReconnecting();
   void ReconnectLoop(int wait_first);
-  void SetLink(Link link, const absl::Status& why);
+  // Publishes conn_'s Link, with `why` as the connection error.
+  void PublishLink(const absl::Status& why);
   // A free SQE; never null (see Fault).
   io_uring_sqe* Sqe();
   io_uring_sqe spare_sqe_{};  // what Sqe() hands out when the ring has none
@@ -247,28 +208,22 @@ class QueueWorker {
   nbd::ExportInfo info_;
   UniqueFd socket_;
   uint64_t sends_ = 0;  // every send so far: the cookies' use counter
-  UniqueFd wake_fd_;  // eventfd: Abort() -> the worker
+  UniqueFd wake_fd_;    // eventfd: orders and new sockets -> the worker
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<UblkQueue> queue_;
   uint8_t* buffers_ = nullptr;  // copy path: depth * max_io_bytes
-  std::vector<Tag> tags_;
-  int live_tags_ = 0;
+  TagTable tags_;
   absl::Status first_error_;
+  ConnectionState conn_;
+  std::atomic<uint8_t> orders_{0};
+  int64_t leave_on_wire_ = 0;  // requests on the wire when told to leave
 
-  // Sending: the chain in flight (or being resent after a short send).
+  // Sending: requests waiting for the next chain, and the chain in flight
+  // (or being resent after a short send).
   std::deque<uint16_t> send_queue_;
-  std::vector<SendOp> chain_;
-  size_t chain_in_kernel_ = 0;        // its ops not completed yet
-  std::vector<iovec> send_iov_;
-  std::vector<uint16_t> send_batch_;  // copy path: tags whose payload is in it
-  // Explicit registration: the tags whose REGISTER_IO_BUF heads the chain.
-  std::vector<uint16_t> chain_registered_;
+  SendChain chain_;
   uint64_t send_seq_ = 0;
-  // A request sent twice already, each time on a connection that then
-  // failed, goes alone, and nothing follows it until its reply: a request
-  // that brings the server down uses up its own attempts, not its
-  // neighbours'. -1: none.
-  int alone_tag_ = -1;
+  std::vector<uint16_t> unsent_, release_;  // EndChain's, kept for their memory
 
   // Receiving (queue_worker_recv.cc): the reader, and the staging buffer
   // its bytes come through, [rx_head_, rx_tail_) not parsed yet.
@@ -277,7 +232,6 @@ class QueueWorker {
   // receive it in place.
   static constexpr size_t kStagingBytes = 32 * 1024;
   static constexpr uint64_t kDirectPayload = 16 * 1024;  // copy path
-  bool connected_ = true;
   bool recv_in_flight_ = false;
   ReplyReader reader_;
   std::vector<uint8_t> rx_buf_;
@@ -287,17 +241,6 @@ class QueueWorker {
   UniqueFd zero_fd_;  // /dev/zero: zero copy fills holes from it
   uint64_t wake_value_ = 0;
 
-  // The connection lost: since when, whether the old socket's ops are all
-  // done (drained_), and whether requests now fail (the deadline passed,
-  // or for good).
-  uint64_t down_since_ns_ = 0;
-  // A connection that fails within a second of being made counts as a
-  // quick failure; after some in a row, reconnecting waits first (a server
-  // that drops every connection at once is not hammered).
-  uint64_t up_since_ns_ = 0;
-  int quick_failures_ = 0;
-  bool drained_ = true;
-  bool failing_io_ = false;
   uint64_t next_timeout_check_ns_ = 0;
   std::thread reconnect_thread_;
   absl::Mutex link_mu_;
@@ -307,11 +250,6 @@ class QueueWorker {
   // ends at once rather than at its timeout.
   UniqueFd stop_fd_;
 
-  std::atomic<bool> abort_{false};
-  std::atomic<bool> exit_now_{false};
-  std::atomic<bool> leaving_{false};
-  uint64_t leave_deadline_ns_ = 0;  // set by the first turn that sees leaving_
-  int64_t leave_in_flight_ = 0;     // requests on the wire then
   absl::Notification ready_;
   absl::Status ready_status_;  // written before ready_ is notified
 

@@ -28,7 +28,8 @@ absl::Duration Since(uint64_t then_ns, uint64_t now_ns) {
 
 }  // namespace
 
-void QueueWorker::SetLink(Link link, const absl::Status& why) {
+void QueueWorker::PublishLink(const absl::Status& why) {
+  const Link link = conn_.link();
   {
     absl::MutexLock lock(&error_mu_);
     connection_error_ = link == Link::kUp ? "" : std::string(why.message());
@@ -37,34 +38,63 @@ void QueueWorker::SetLink(Link link, const absl::Status& why) {
 }
 
 void QueueWorker::FailConnection(const absl::Status& why) {
-  if (!connected_) return;
-  connected_ = false;
-  down_since_ns_ = now_ns_;
-  drained_ = false;
-  quick_failures_ = Since(up_since_ns_, now_ns_) < absl::Seconds(1) ? quick_failures_ + 1 : 0;
-  const bool retry = config_.connector && config_.reconnect.reconnect_deadline > absl::ZeroDuration() &&
-                     !abort_.load();
+  if (!conn_.socket_live()) return;
+  const bool leaving = conn_.state() == ConnState::kLeaving;
+  const bool retry = conn_.Lose(now_ns_);
+  AbortSocket();  // pending RECV and sends complete with errors
+  if (leaving) {
+    LOG(INFO) << "queue " << config_.q_id << ": leaving; the connection failed (" << why
+              << "); the next daemon sends what had no reply";
+    return;
+  }
   LOG(ERROR) << "queue " << config_.q_id << ": dropping the NBD connection: " << why
              << (retry ? "; reconnecting, requests wait" : "; its I/O fails with EIO");
-  if (!retry) failing_io_ = true;
-  SetLink(retry ? Link::kReconnecting : Link::kFailingIo, why);
-  // Pending RECV and sends complete with errors; Recover waits for them
-  // before anything is sent again.
-  AbortSocket();
-  if (retry) StartReconnecting(quick_failures_);
+  PublishLink(why);
+  // Recover waits for the socket's ops before anything is sent again.
+  if (retry) StartReconnecting(conn_.quick_failures());
+}
+
+void QueueWorker::CloseForGood(const absl::Status& why) {
+  StopReconnecting();
+  if (conn_.Close()) {
+    LOG(ERROR) << "queue " << config_.q_id << ": dropping the NBD connection: " << why
+               << "; its I/O fails with EIO";
+    AbortSocket();
+  }
+  PublishLink(why);
 }
 
 void QueueWorker::Fault(absl::string_view what) {
   LOG(ERROR) << "queue " << config_.q_id << ": internal error: " << what
              << "; failing this queue's I/O with EIO (other volumes are not affected)";
-  abort_.store(true);
-  failing_io_ = true;
-  StopReconnecting();
-  const absl::Status why = absl::InternalError(absl::StrCat("internal error: ", what));
-  if (connected_) {
-    FailConnection(why);
+  CloseForGood(absl::InternalError(absl::StrCat("internal error: ", what)));
+}
+
+void QueueWorker::TakeOrders() {
+  const uint8_t orders = orders_.exchange(0);
+  if (orders == 0) return;
+  if ((orders & kOrderExit) != 0) conn_.ExitNow();
+  if ((orders & kOrderAbort) != 0) CloseForGood(absl::CancelledError("forced detach"));
+  if ((orders & kOrderLeave) != 0 && !conn_.over()) {
+    leave_on_wire_ = tags_.on_wire();
+    conn_.Leave(now_ns_, kLeaveGrace);
+    if (conn_.over()) {
+      LOG(INFO) << "queue " << config_.q_id
+                << ": leaving while disconnected; the next daemon sends its requests";
+    }
+  }
+}
+
+void QueueWorker::MaybeLeave() {
+  const int64_t awaiting = tags_.on_wire();
+  if (!conn_.MaybeLeft(now_ns_, awaiting)) return;
+  if (awaiting == 0) {
+    LOG(INFO) << "queue " << config_.q_id << ": leaving with every request it sent answered ("
+              << leave_on_wire_ << " in flight when told to leave)";
   } else {
-    SetLink(Link::kFailingIo, why);
+    LOG(WARNING) << "queue " << config_.q_id << ": leaving with " << awaiting
+                 << " requests unanswered after " << absl::FormatDuration(kLeaveGrace)
+                 << "; the next daemon sends them again";
   }
 }
 
@@ -85,60 +115,49 @@ void QueueWorker::Wake() {
   (void)!write(wake_fd_.get(), &one, sizeof(one));
 }
 
-// The eventfd was written: a forced detach, or a new connection is ready
-// (Recover takes it). Reads it again for the next time.
+// The eventfd was written (an order, or a new connection is ready): the
+// loop turn that this completion ends takes them. Reads it again for the
+// next time.
 void QueueWorker::OnWake() {
-  if (abort_.load()) {
-    failing_io_ = true;
-    StopReconnecting();
-    if (connected_) {
-      FailConnection(absl::CancelledError("forced detach"));
-    } else {
-      SetLink(Link::kFailingIo, absl::CancelledError("forced detach"));
-    }
-  }
   io_uring_sqe* wake = Sqe();
   io_uring_prep_read(wake, wake_fd_.get(), &wake_value_, sizeof(wake_value_), 0);
   io_uring_sqe_set_data64(wake, UserData(Op::kWake));
 }
 
-// Called every loop turn while the connection is down.
-void QueueWorker::Recover() {
-  if (!failing_io_ && config_.reconnect.reconnect_deadline > absl::ZeroDuration() &&
-      Since(down_since_ns_, now_ns_) >= config_.reconnect.reconnect_deadline) {
-    failing_io_ = true;
-    const std::string why = absl::StrCat("no connection for ",
-                                         absl::FormatDuration(config_.reconnect.reconnect_deadline),
-                                         " (the reconnect deadline): I/O fails with EIO",
-                                         config_.reconnect.keep_reconnecting
-                                             ? " until the server is back"
-                                             : "; reconnecting has stopped");
-    LOG(ERROR) << "queue " << config_.q_id << ": " << why;
-    SetLink(Link::kFailingIo, absl::UnavailableError(why));
-    if (!config_.reconnect.keep_reconnecting) StopReconnecting();
+// Requests never sent hold nothing of the old connection: once I/O fails
+// they fail at once; those sent on it wait for the drain.
+void QueueWorker::FailWaiting() {
+  while (conn_.fails_io() && !send_queue_.empty()) {
+    const uint16_t tag = send_queue_.front();
+    send_queue_.pop_front();
+    Complete(tag, -EIO);
   }
-  // Requests never sent hold nothing of the old connection: they fail at
-  // once; those sent on it wait for the drain.
-  auto fail_waiting = [this] {
-    while (failing_io_ && !send_queue_.empty()) {
-      const uint16_t tag = send_queue_.front();
-      send_queue_.pop_front();
-      Complete(tag, -EIO);
-    }
-  };
-  fail_waiting();
-  if (!drained_) {
+}
+
+void QueueWorker::Recover() {
+  const ReconnectPolicy& policy = config_.reconnect;
+  if (conn_.CheckDeadline(now_ns_, policy.reconnect_deadline, policy.keep_reconnecting)) {
+    const std::string why = absl::StrCat(
+        "no connection for ", absl::FormatDuration(policy.reconnect_deadline),
+        " (the reconnect deadline): I/O fails with EIO",
+        policy.keep_reconnecting ? " until the server is back" : "; reconnecting has stopped");
+    LOG(ERROR) << "queue " << config_.q_id << ": " << why;
+    if (!policy.keep_reconnecting) StopReconnecting();
+    PublishLink(absl::UnavailableError(why));
+  }
+  FailWaiting();
+  if (conn_.draining()) {
     // Nothing may be sent again while an op of the old connection could
     // still touch its buffer or its stream.
-    if (chain_in_kernel_ > 0 || !chain_.empty() || recv_in_flight_) return;
-    for (const Tag& t : tags_) {
-      if (t.state == TagState::kInFlight && !t.reply_waiting && t.buffer_users > 0) return;
+    if (chain_.in_kernel() > 0 || !chain_.empty() || recv_in_flight_ ||
+        tags_.AnyUnansweredBufferInUse()) {
+      return;
     }
-    drained_ = true;
+    conn_.Drained();
     RequeueUnanswered();
-    fail_waiting();
+    FailWaiting();
   }
-  if (abort_.load()) return;
+  if (!conn_.accepts_socket()) return;
   UniqueFd socket;
   {
     absl::MutexLock lock(&link_mu_);
@@ -151,16 +170,10 @@ void QueueWorker::Recover() {
 // to the front of the queue, in the order it was sent; one sent too often
 // fails.
 void QueueWorker::RequeueUnanswered() {
-  std::vector<uint16_t> again;
-  for (uint16_t tag = 0; tag < config_.depth; ++tag) {
+  const std::vector<uint16_t> again = tags_.UnansweredBySend();
+  for (auto it = again.rbegin(); it != again.rend(); ++it) {  // newest first, each to the front
+    const uint16_t tag = *it;
     const Tag& t = tags_[tag];
-    if (t.state == TagState::kInFlight && !t.reply_waiting) again.push_back(tag);
-  }
-  std::sort(again.begin(), again.end(),
-            [this](uint16_t a, uint16_t b) { return tags_[a].send_seq > tags_[b].send_seq; });
-  alone_tag_ = -1;
-  for (uint16_t tag : again) {  // newest first, each to the front
-    Tag& t = tags_[tag];
     if (t.register_failed) {
       Complete(tag, -EIO);  // logged by OnBufReg
       continue;
@@ -173,8 +186,7 @@ void QueueWorker::RequeueUnanswered() {
       Complete(tag, -EIO);
       continue;
     }
-    t.state = TagState::kQueued;
-    t.fill_errno = 0;
+    tags_.Requeue(tag);
     send_queue_.push_front(tag);
   }
   // The reply being parsed, if any, is gone with its connection.
@@ -184,13 +196,11 @@ void QueueWorker::RequeueUnanswered() {
 
 void QueueWorker::InstallSocket(UniqueFd socket) {
   if (reconnect_thread_.joinable()) reconnect_thread_.join();  // it is done
-  const absl::Duration down = Since(down_since_ns_, now_ns_);
+  const absl::Duration down = Since(conn_.down_since_ns(), now_ns_);
+  if (!conn_.Up(now_ns_)) return;  // closed meanwhile: the socket just closes
   socket_ = std::move(socket);
-  connected_ = true;
-  up_since_ns_ = now_ns_;
-  failing_io_ = false;
   stats_.OnReconnect();
-  SetLink(Link::kUp, absl::OkStatus());
+  PublishLink(absl::OkStatus());
   LOG(WARNING) << "queue " << config_.q_id << ": reconnected after "
                << absl::FormatDuration(absl::Trunc(down, absl::Milliseconds(1)))
                << "; sending the " << send_queue_.size() << " waiting request(s)";
@@ -203,14 +213,11 @@ void QueueWorker::CheckReplyTimeout() {
   const absl::Duration timeout = config_.reconnect.io_timeout;
   if (timeout <= absl::ZeroDuration() || now_ns_ < next_timeout_check_ns_) return;
   next_timeout_check_ns_ = now_ns_ + 1000000000;
-  for (const Tag& t : tags_) {
-    if (t.state == TagState::kInFlight && !t.reply_waiting &&
-        Since(t.sent_ns, now_ns_) > timeout) {
-      FailConnection(absl::DeadlineExceededError(
-          absl::StrCat("no reply from the NBD server within ", absl::FormatDuration(timeout),
-                       " (the I/O timeout)")));
-      return;
-    }
+  const auto timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(timeout));
+  if (now_ns_ > timeout_ns && tags_.AnyUnansweredSince(now_ns_ - timeout_ns)) {
+    FailConnection(absl::DeadlineExceededError(
+        absl::StrCat("no reply from the NBD server within ", absl::FormatDuration(timeout),
+                     " (the I/O timeout)")));
   }
 }
 
@@ -229,8 +236,7 @@ void QueueWorker::StartReconnecting(int wait_first) {
   } catch (const std::system_error& e) {
     LOG(ERROR) << "queue " << config_.q_id << ": cannot start reconnecting (" << e.what()
                << "): its I/O fails with EIO";
-    failing_io_ = true;
-    SetLink(Link::kFailingIo, absl::ResourceExhaustedError("no thread to reconnect with"));
+    CloseForGood(absl::ResourceExhaustedError("no thread to reconnect with"));
   }
 }
 

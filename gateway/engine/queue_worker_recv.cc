@@ -37,7 +37,7 @@ using worker_ops::TagOf;
 using worker_ops::UserData;
 
 void QueueWorker::ArmRecv() {
-  if (!connected_ || recv_in_flight_) return;
+  if (!conn_.socket_live() || recv_in_flight_) return;
   io_uring_sqe* sqe = Sqe();
   const int fd = socket_.get();
   const uint64_t payload = reader_.PayloadLeft();
@@ -46,16 +46,16 @@ void QueueWorker::ArmRecv() {
   if (rx_direct_) {
     const uint16_t tag = reader_.payload_tag();
     const uint64_t at = reader_.payload_offset();
+    void* const fixed_at = reinterpret_cast<void*>(queue_->FixedBufferBase(tag) + at);
     const auto len = static_cast<unsigned>(payload);
     // Every byte asked for is the payload's: the kernel may wait for all
     // of it (one completion, not one per segment that arrives).
     if (!config_.plan.zero_copy) {
       io_uring_prep_recv(sqe, fd, CopyBuffer(tag) + at, len, MSG_WAITALL);
     } else if (config_.plan.read == ReadOp::kReadFixed) {
-      // A kernel buffer is addressed by its offset from the start.
-      io_uring_prep_read_fixed(sqe, fd, reinterpret_cast<void*>(uintptr_t{at}), len, 0, tag);
+      io_uring_prep_read_fixed(sqe, fd, fixed_at, len, 0, tag);
     } else {
-      io_uring_prep_recv(sqe, fd, reinterpret_cast<void*>(uintptr_t{at}), len, MSG_WAITALL);
+      io_uring_prep_recv(sqe, fd, fixed_at, len, MSG_WAITALL);
       sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
       sqe->buf_index = tag;
     }
@@ -90,7 +90,7 @@ void QueueWorker::ArmRecv() {
 
 void QueueWorker::OnRecv(int res) {
   recv_in_flight_ = false;
-  if (!connected_) return;
+  if (!conn_.socket_live()) return;
   if (res <= 0) {
     FailConnection(res == 0 ? absl::UnavailableError("the NBD server closed the connection")
                             : ErrnoToStatus(-res, "recv from the NBD server"));
@@ -104,17 +104,8 @@ void QueueWorker::OnRecv(int res) {
   if (ParseReplies()) ArmRecv();
 }
 
-const nbd::Request* QueueWorker::InFlight(uint64_t cookie) const {
-  // Only the cookie of a tag's current send, while it awaits its reply.
-  const uint16_t tag = CookieTag(cookie);
-  if (tag >= config_.depth) return nullptr;
-  const Tag& t = tags_[tag];
-  if (t.state != TagState::kInFlight || t.cookie != cookie || t.reply_waiting) return nullptr;
-  return &t.request;
-}
-
 bool QueueWorker::ParseReplies() {
-  auto find = [this](uint64_t cookie) { return InFlight(cookie); };
+  auto find = [this](uint64_t cookie) { return tags_.InFlight(cookie); };
   for (;;) {
     std::span<const uint8_t> staged(rx_buf_.data() + rx_head_, rx_tail_ - rx_head_);
     const ReplyEvent e = reader_.Feed(staged, find);
@@ -153,10 +144,11 @@ void QueueWorker::ZeroFill(uint16_t tag, uint32_t offset, uint32_t len) {
   if (len == 0) return;
   VLOG(2) << "queue " << config_.q_id << " tag " << tag << ": zeroing a hole of " << len
           << " bytes at " << offset << " in the kernel";
-  ++tags_[tag].buffer_users;
+  tags_.TakeBuffer(tag);
   io_uring_sqe* sqe = Sqe();
-  io_uring_prep_read_fixed(sqe, zero_fd_.get(), reinterpret_cast<void*>(uintptr_t{offset}), len,
-                           0, tag);
+  io_uring_prep_read_fixed(sqe, zero_fd_.get(),
+                           reinterpret_cast<void*>(queue_->FixedBufferBase(tag) + offset), len, 0,
+                           tag);
   io_uring_sqe_set_data64(sqe, FillData(tag, offset, len));
 }
 
@@ -170,7 +162,7 @@ void QueueWorker::OnZeroFill(uint64_t user_data, int res) {
   } else if (res <= 0) {
     LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": zeroing a hole failed: " << res;
     if (t.fill_errno == 0) t.fill_errno = res < 0 ? res : -EIO;
-    if (t.reply_waiting) t.reply_result = -EIO;  // the reply ended first
+    if (t.state == TagState::kAnswered) t.result = -EIO;  // the reply ended first
   } else if (static_cast<uint32_t>(res) < len) {
     ZeroFill(tag, offset + static_cast<uint32_t>(res), len - static_cast<uint32_t>(res));
   }

@@ -30,78 +30,55 @@ using worker_ops::SendIndexOf;
 using worker_ops::TagOf;
 
 void QueueWorker::MaybeSend() {
-  if (!chain_.empty() || send_queue_.empty() || !connected_ || alone_tag_ >= 0) return;
-  if (leaving_.load(std::memory_order_relaxed)) return;  // the next daemon sends it
-  send_iov_.clear();
-  send_batch_.clear();
-  chain_registered_.clear();
+  if (!chain_.empty() || send_queue_.empty() || !conn_.may_send()) return;
+  if (tags_.suspect_in_flight()) return;  // nothing follows a suspect until its reply
   const bool explicit_reg =
       config_.plan.zero_copy && config_.plan.registration == BufferRegistration::kExplicit;
   for (size_t n = 0; n < kMaxBatch && !send_queue_.empty(); ++n) {
     const uint16_t tag = send_queue_.front();
     Tag& t = tags_[tag];
-    if (t.attempts >= 2) {  // a suspect: it goes alone (alone_tag_)
-      if (n > 0) break;
-      alone_tag_ = tag;
-    }
+    if (t.attempts >= kSuspectAttempts && n > 0) break;  // a suspect goes alone
     send_queue_.pop_front();
     // Encoded now: each send has a cookie of its own.
-    t.cookie = MakeCookie(++sends_, tag);
-    t.request.cookie = t.cookie;
+    const uint64_t cookie = MakeCookie(++sends_, tag);
+    t.request.cookie = cookie;
     auto size = nbd::EncodeRequest(t.request, info_.mode, t.header);
     if (!size.ok()) {  // MapRequest validated the request: a bug of ours
       LOG(ERROR) << "queue " << config_.q_id << " tag " << tag << ": internal error: "
                  << size.status() << "; failing the request with EIO";
-      if (alone_tag_ == tag) alone_tag_ = -1;
       Complete(tag, -EIO);
       continue;
     }
-    t.state = TagState::kInFlight;
-    t.header_size = *size;
-    t.sent_ns = now_ns_;
-    t.send_seq = ++send_seq_;
-    ++t.attempts;
-    if (chain_.empty() || chain_.back().fixed) {
-      SendOp op;
-      op.iov_begin = op.iov_end = static_cast<uint32_t>(send_iov_.size());
-      op.batch_begin = op.batch_end = static_cast<uint32_t>(send_batch_.size());
-      chain_.push_back(op);
+    if (!tags_.Send(tag, cookie, now_ns_, ++send_seq_)) {
+      Fault(absl::StrCat("tag ", tag, " in the send queue but not queued"));
+      return;
     }
-    send_iov_.push_back({t.header, t.header_size});
-    chain_.back().iov_end++;
+    t.header_size = *size;
+    chain_.AddMemory(t.header, t.header_size);
     const bool data = t.request.type == nbd::kCmdRead || t.request.type == nbd::kCmdWrite;
     if (explicit_reg && data && t.request.length > 0 && !t.registered) {  // not if resent
       t.registered = true;
-      chain_registered_.push_back(tag);
+      chain_.AddRegister(tag);
     }
     if (t.request.type == nbd::kCmdWrite) {
-      ++t.buffer_users;  // until its payload is out
+      tags_.TakeBuffer(tag);  // until its payload is out
       if (config_.plan.zero_copy) {
-        SendOp op;
-        op.fixed = true;
-        op.op = config_.plan.WriteOpFor(t.request.length);
-        op.tag = tag;
-        op.len = t.request.length;
-        chain_.push_back(op);
+        chain_.AddFixed(tag, config_.plan.WriteOpFor(t.request.length), t.request.length);
       } else {
-        send_iov_.push_back({CopyBuffer(tag), t.request.length});
-        chain_.back().iov_end++;
-        send_batch_.push_back(tag);
-        chain_.back().batch_end++;
+        chain_.AddMemoryPayload(tag, CopyBuffer(tag), t.request.length);
       }
     }
-    if (alone_tag_ == tag) break;
+    if (t.alone) break;
   }
-  SubmitChain(/*with_registers=*/true);
+  if (!chain_.empty()) SubmitChain(/*with_registers=*/true);
 }
 
 // Queues every op of the chain not sent yet, linked, in one go: the first
 // time behind the REGISTER_IO_BUFs of its requests.
 void QueueWorker::SubmitChain(bool with_registers) {
   io_uring* ring = ring_->get();
-  size_t left = 0;
-  for (const SendOp& op : chain_) left += op.done ? 0 : 1;
-  const size_t registers = with_registers ? chain_registered_.size() : 0;
+  size_t left = chain_.Pending();
+  const size_t registers = with_registers ? chain_.registers().size() : 0;
   if (io_uring_sq_space_left(ring) < left + registers) {
     io_uring_submit(ring);
     stats_.OnRingEnter();
@@ -112,69 +89,47 @@ void QueueWorker::SubmitChain(bool with_registers) {
     EndChain();
     return;
   }
-  chain_in_kernel_ = left;
+  chain_.Submitted(left);
   for (size_t i = 0; i < registers; ++i) {
-    const uint16_t tag = chain_registered_[i];
+    const uint16_t tag = chain_.registers()[i];
     io_uring_sqe* sqe = io_uring_get_sqe(ring);
     queue_->Prep(sqe, ublk::kIoRegisterIoBuf, tag, 0, /*addr=*/tag,  // the slot
                  worker_ops::BufRegData(tag, /*unregister=*/false));
     // A failed registration cancels the sends after it.
     sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
   }
-  const int fd = socket_.get();
   for (size_t i = 0; i < chain_.size(); ++i) {
-    SendOp& op = chain_[i];
-    if (op.done) continue;
+    if (chain_.op(i).done) continue;
     // More follows in this chain: let TCP fill whole segments rather than
     // push each op's bytes on their own.
-    const int flags = MSG_NOSIGNAL | MSG_WAITALL | (left > 1 ? MSG_MORE : 0);
     io_uring_sqe* sqe = io_uring_get_sqe(ring);
-    if (!op.fixed) {
-      op.msg = {};
-      op.msg.msg_iov = send_iov_.data() + op.iov_begin;
-      op.msg.msg_iovlen = op.iov_end - op.iov_begin;
-      io_uring_prep_sendmsg(sqe, fd, &op.msg, flags);
-    } else {
-      // A kernel buffer is addressed by its offset from the start.
-      void* at = reinterpret_cast<void*>(uintptr_t{op.offset});
-      switch (op.op) {
-        case WriteOp::kSend:
-          io_uring_prep_send(sqe, fd, at, op.len, flags);
-          sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
-          sqe->buf_index = op.tag;
-          break;
-        case WriteOp::kSendZc:
-          io_uring_prep_send_zc_fixed(sqe, fd, at, op.len, flags, 0, op.tag);
-          break;
-        case WriteOp::kWriteFixed:
-          io_uring_prep_write_fixed(sqe, fd, at, op.len, 0, op.tag);
-          break;
-      }
-    }
-    io_uring_sqe_set_data64(sqe, SendData(op.tag, static_cast<uint16_t>(i)));
+    PrepChainOp(sqe, i, MSG_NOSIGNAL | MSG_WAITALL | (left > 1 ? MSG_MORE : 0));
     if (--left > 0) sqe->flags |= IOSQE_IO_LINK;
   }
 }
 
-// `sent` bytes of `op` went out; on a short send the rest goes again.
-void QueueWorker::Advance(SendOp& op, size_t sent) {
-  if (op.fixed) {
-    op.offset += static_cast<uint32_t>(sent);
-    op.len -= static_cast<uint32_t>(sent);
-    op.done = op.len == 0;
-    if (op.done) ReleaseBuffer(op.tag);
-    return;
+void QueueWorker::PrepChainOp(io_uring_sqe* sqe, size_t index, int flags) {
+  const int fd = socket_.get();
+  const SendChain::Op& op = chain_.op(index);
+  if (!op.fixed) {
+    io_uring_prep_sendmsg(sqe, fd, chain_.Msg(index), flags);
+  } else {
+    void* at = reinterpret_cast<void*>(queue_->FixedBufferBase(op.tag) + op.offset);
+    switch (op.write) {
+      case WriteOp::kSend:
+        io_uring_prep_send(sqe, fd, at, op.len, flags);
+        sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
+        sqe->buf_index = op.tag;
+        break;
+      case WriteOp::kSendZc:
+        io_uring_prep_send_zc_fixed(sqe, fd, at, op.len, flags, 0, op.tag);
+        break;
+      case WriteOp::kWriteFixed:
+        io_uring_prep_write_fixed(sqe, fd, at, op.len, 0, op.tag);
+        break;
+    }
   }
-  while (op.iov_begin < op.iov_end && sent >= send_iov_[op.iov_begin].iov_len) {
-    sent -= send_iov_[op.iov_begin].iov_len;
-    ++op.iov_begin;
-  }
-  if (op.iov_begin < op.iov_end) {
-    iovec& partial = send_iov_[op.iov_begin];
-    partial.iov_base = static_cast<uint8_t*>(partial.iov_base) + sent;
-    partial.iov_len -= sent;
-  }
-  op.done = op.iov_begin == op.iov_end;
+  io_uring_sqe_set_data64(sqe, SendData(op.tag, static_cast<uint16_t>(index)));
 }
 
 void QueueWorker::OnSend(const io_uring_cqe& cqe) {
@@ -185,33 +140,28 @@ void QueueWorker::OnSend(const io_uring_cqe& cqe) {
     return;
   }
   const size_t index = SendIndexOf(cqe.user_data);
-  if (index >= chain_.size() || chain_in_kernel_ == 0) {
-    LOG(DFATAL) << "queue " << config_.q_id << ": send completion outside a chain";
+  if (!chain_.Completed(index)) {
+    Fault(absl::StrCat("a send completion (op ", index, ") outside the send chain"));
     return;
   }
-  --chain_in_kernel_;
-  SendOp& op = chain_[index];
+  const SendChain::Op& op = chain_.op(index);
   const int res = cqe.res;
-  if (op.fixed && op.op == WriteOp::kSendZc && (cqe.flags & IORING_CQE_F_MORE) != 0) {
-    ++tags_[tag].buffer_users;  // until the notification, which comes in any case
+  if (op.fixed && op.write == WriteOp::kSendZc && (cqe.flags & IORING_CQE_F_MORE) != 0) {
+    tags_.TakeBuffer(op.tag);  // until the notification, which comes in any case
   }
-  if (connected_) {
+  if (conn_.socket_live()) {
     if (res == 0) {
       FailConnection(absl::UnavailableError("a send to the NBD server made no progress"));
     } else if (res < 0 && res != -ECANCELED) {  // cancelled: an earlier op came up short
       FailConnection(ErrnoToStatus(-res, "send to the NBD server"));
-    } else if (res > 0) {
-      Advance(op, static_cast<size_t>(res));
+    } else if (res > 0 && chain_.Advance(index, static_cast<size_t>(res))) {
+      ReleaseBuffer(op.tag);  // a fixed payload all sent
     }
   }
-  if (chain_in_kernel_ > 0) return;
-  if (connected_) {
-    for (const SendOp& o : chain_) {
-      if (!o.done) {
-        SubmitChain(/*with_registers=*/false);  // a short send: the rest again, in order
-        return;
-      }
-    }
+  if (chain_.in_kernel() > 0) return;
+  if (conn_.socket_live() && chain_.Pending() > 0) {
+    SubmitChain(/*with_registers=*/false);  // a short send: the rest again, in order
+    return;
   }
   EndChain();
 }
@@ -223,30 +173,17 @@ void QueueWorker::OnSend(const io_uring_cqe& cqe) {
 // whose data never all left: a server that acknowledges what it cannot
 // have received gets EIO for it, never a success.
 void QueueWorker::EndChain() {
-  for (const SendOp& o : chain_) {
-    if (o.done) continue;
-    auto unsent = [this](uint16_t tag) {
-      Tag& t = tags_[tag];
-      if (t.reply_waiting && t.request.type == nbd::kCmdWrite && t.reply_result >= 0) {
-        LOG(ERROR) << "queue " << config_.q_id << " tag " << tag
-                   << ": the server acknowledged a write whose data was not all sent; failing "
-                      "it with EIO";
-        t.reply_result = -EIO;
-      }
-    };
-    if (o.fixed) {
-      unsent(o.tag);
-    } else {
-      for (uint32_t i = o.batch_begin; i < o.batch_end; ++i) unsent(send_batch_[i]);
+  chain_.End(&unsent_, &release_);
+  for (uint16_t tag : unsent_) {
+    Tag& t = tags_[tag];
+    if (t.state == TagState::kAnswered && t.request.type == nbd::kCmdWrite && t.result >= 0) {
+      LOG(ERROR) << "queue " << config_.q_id << " tag " << tag
+                 << ": the server acknowledged a write whose data was not all sent; failing "
+                    "it with EIO";
+      t.result = -EIO;
     }
   }
-  for (const SendOp& o : chain_) {
-    if (o.fixed && !o.done) ReleaseBuffer(o.tag);
-  }
-  for (uint16_t t : send_batch_) ReleaseBuffer(t);
-  chain_.clear();
-  chain_registered_.clear();
-  send_batch_.clear();
+  for (uint16_t tag : release_) ReleaseBuffer(tag);
 }
 
 }  // namespace ublkgw::engine

@@ -37,6 +37,12 @@ class UblkQueue {
   // completion carries.
   virtual void Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int32_t result,
                     uint64_t addr, uint64_t user_data) = 0;
+
+  // Zero copy: the address at which fixed buffer `tag` starts, as the
+  // ring's fixed-buffer ops name a place in it. A request's pages are a
+  // kernel buffer, addressed by offset from 0; a fake's buffer in user
+  // memory is addressed by its own address.
+  virtual uint64_t FixedBufferBase(uint16_t /*tag*/) const { return 0; }
 };
 
 // The real thing: /dev/ublkcN's queue `q_id`. `char_fd` must outlive it.

@@ -7,7 +7,11 @@
 // data into the tag's buffer, the copy path's), then posts the completion
 // the kernel would, into the worker's ring, with IORING_OP_MSG_RING from a
 // ring of its own. A commit is recorded with its result (and a read's data,
-// from the tag's buffer) for the test to wait on. Copy path only.
+// from the tag's buffer) for the test to wait on.
+// Zero copy: the fake puts a buffer of its own per tag into the worker's
+// fixed-buffer table at slot `tag` (as UBLK_F_AUTO_BUF_REG puts the
+// request's pages there) when the worker first fetches on the tag; writes'
+// data go there and reads' data are taken from there.
 //
 // Threads: the worker calls the UblkQueue side on its thread; tests call
 // the rest from theirs. Everything is under one mutex.
@@ -42,9 +46,14 @@ struct Commit {
 
 class FakeUblkKernel {
  public:
-  explicit FakeUblkKernel(uint16_t depth) : tags_(depth) {
+  // `zero_copy_bytes` > 0: the zero-copy fake, with buffers that large.
+  explicit FakeUblkKernel(uint16_t depth, uint32_t zero_copy_bytes = 0)
+      : tags_(depth), zero_copy_bytes_(zero_copy_bytes) {
     auto ring = Ring::Create(8, 0);
     if (ring.ok()) ring_.emplace(*std::move(ring));
+    if (zero_copy_bytes_ > 0) {
+      for (TagSlot& t : tags_) t.pages.resize(zero_copy_bytes_);
+    }
   }
 
   // The queue to hand to the worker; it refers to this kernel, which must
@@ -68,8 +77,11 @@ class FakeUblkKernel {
     t.desc.start_sector = offset >> 9;
     t.desc.addr = t.addr;
     t.op = op;
-    if (op == ublk::kIoOpWrite && t.addr != 0) {
-      std::memcpy(reinterpret_cast<void*>(t.addr), data.data(), std::min<size_t>(data.size(), length));
+    uint8_t* buffer = Buffer(t);
+    if (op == ublk::kIoOpWrite && buffer != nullptr) {
+      std::memcpy(buffer, data.data(), std::min<size_t>(data.size(), length));
+    } else if (op == ublk::kIoOpRead && buffer != nullptr) {
+      std::memset(buffer, '?', length);  // a read must overwrite every byte
     }
     return Post(t.user_data, 0);
   }
@@ -133,7 +145,16 @@ class FakeUblkKernel {
     uint64_t addr = 0;
     uint8_t op = 0;
     ublk::ublksrv_io_desc desc{};
+    std::vector<uint8_t> pages;  // zero copy: the "request's pages"
+    bool registered = false;     // zero copy: in the worker's table
   };
+
+  // Where the kernel would copy a request's data: the worker's buffer
+  // (copy), or the tag's pages (zero copy).
+  static uint8_t* Buffer(TagSlot& t) {
+    if (!t.pages.empty()) return t.pages.data();
+    return reinterpret_cast<uint8_t*>(t.addr);
+  }
 
   // Posts a CQE (res, user_data) into the worker's ring.
   bool Post(uint64_t user_data, int32_t res) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -149,8 +170,13 @@ class FakeUblkKernel {
   }
 
   // The worker's side (FakeUblkQueue).
+  uint64_t PagesOf(uint16_t tag) {
+    absl::MutexLock lock(&mu_);
+    return reinterpret_cast<uintptr_t>(tags_[tag].pages.data());
+  }
   void Open(io_uring* ring) {
     absl::MutexLock lock(&mu_);
+    worker_ring_ = ring;
     worker_ring_fd_ = ring->ring_fd;
   }
   ublk::ublksrv_io_desc Desc(uint16_t tag) {
@@ -167,12 +193,17 @@ class FakeUblkKernel {
     TagSlot& t = tags_[tag];
     if (cmd_op == ublk::kIoCommitAndFetchReq) {
       Commit c{tag, result, ""};
-      if (t.op == ublk::kIoOpRead && result > 0 && addr != 0) {
-        c.data.assign(reinterpret_cast<const char*>(addr), static_cast<size_t>(result));
+      if (t.op == ublk::kIoOpRead && result > 0 && Buffer(t) != nullptr) {
+        c.data.assign(reinterpret_cast<const char*>(Buffer(t)), static_cast<size_t>(result));
       }
       commits_.push_back(std::move(c));
     }
-    t.addr = addr;
+    t.addr = t.pages.empty() ? addr : 0;
+    if (!t.pages.empty() && !t.registered) {
+      // Called on the worker's thread, the ring's single issuer.
+      iovec iov{t.pages.data(), t.pages.size()};
+      t.registered = io_uring_register_buffers_update_tag(worker_ring_, tag, &iov, nullptr, 1) == 1;
+    }
     t.user_data = user_data;
     if (stopping_) {
       Post(user_data, -ENODEV);
@@ -183,8 +214,10 @@ class FakeUblkKernel {
 
   absl::Mutex mu_;
   std::optional<Ring> ring_;
+  io_uring* worker_ring_ ABSL_GUARDED_BY(mu_) = nullptr;
   int worker_ring_fd_ ABSL_GUARDED_BY(mu_) = -1;
   std::vector<TagSlot> tags_ ABSL_GUARDED_BY(mu_);
+  const uint32_t zero_copy_bytes_;
   std::deque<Commit> commits_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -201,6 +234,7 @@ class FakeUblkQueue final : public UblkQueue {
             uint64_t user_data) override {
     kernel_.Prep(sqe, cmd_op, tag, result, addr, user_data);
   }
+  uint64_t FixedBufferBase(uint16_t tag) const override { return kernel_.PagesOf(tag); }
 
  private:
   FakeUblkKernel& kernel_;

@@ -45,16 +45,23 @@ class WorkerHarness {
     // SO_SNDBUF of the worker's first socket (0: the default), to make
     // large sends come up short.
     int send_buffer = 0;
+    // Copy unless plan.zero_copy: then the fake kernel lends buffers of
+    // its own as the requests' pages (fake_ublk_queue.h).
+    DataPathPlan plan;
   };
 
+  static constexpr uint32_t kMaxIoBytes = 64 * 1024;
+
   WorkerHarness(Script first, Options options)
-      : options_(std::move(options)), kernel_(options_.depth) {
+      : options_(std::move(options)),
+        kernel_(options_.depth, options_.plan.zero_copy ? kMaxIoBytes : 0) {
     servers_.push_back(std::make_unique<nbd::testing::FakeServer>(std::move(first)));
     for (auto& s : options_.reconnect_scripts) later_.push_back(std::move(s));
     QueueConfig config;
     config.q_id = 0;
     config.depth = options_.depth;
-    config.max_io_bytes = 64 * 1024;
+    config.max_io_bytes = kMaxIoBytes;
+    config.plan = options_.plan;
     config.reconnect = options_.reconnect;
     config.reconnect.backoff_min = absl::Milliseconds(1);
     config.reconnect.backoff_max = absl::Milliseconds(10);
