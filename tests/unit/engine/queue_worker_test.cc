@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/worker_harness.h"
+#include "engine/worker_scripts.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nbd/bytes.h"
@@ -19,67 +20,7 @@ using nbd::testing::FakePeer;
 using testing::Commit;
 using testing::WorkerHarness;
 using ::ublkgw::testing::IsOk;
-
-constexpr uint8_t kRead = ublk::kIoOpRead;
-constexpr uint8_t kWrite = ublk::kIoOpWrite;
-
-struct Req {
-  uint16_t type = 0;
-  uint64_t cookie = 0;
-  uint64_t offset = 0;
-  uint32_t length = 0;
-};
-
-bool ReadReq(FakePeer& peer, Req* r) {
-  return peer.ReadRequest(&r->type, &r->cookie, &r->offset, &r->length);
-}
-
-// Reads one request and, for a write, its payload into `payload`.
-bool ReadReqAndPayload(FakePeer& peer, Req* r, std::string* payload = nullptr) {
-  if (!ReadReq(peer, r)) return false;
-  std::string data;
-  if (r->type == nbd::kCmdWrite && !peer.Read(r->length, &data)) return false;
-  if (payload) *payload = data;
-  return true;
-}
-
-std::string Fill(size_t n, char c) { return std::string(n, c); }
-
-std::string DataChunk(uint64_t offset, const std::string& data) {
-  return nbd::ByteWriter().Put(offset).PutBytes(data).Take();
-}
-std::string ErrorChunk(uint32_t error, const std::string& message) {
-  return nbd::ByteWriter()
-      .Put(error)
-      .Put(static_cast<uint16_t>(message.size()))
-      .PutBytes(message)
-      .Take();
-}
-
-// A server that answers reads with bytes naming their offset (the byte at
-// X is 'a' + X / 4096 % 26) and writes with success, until the client goes.
-void Honest(FakePeer& peer) {
-  Req r;
-  while (ReadReqAndPayload(peer, &r)) {
-    if (r.type == nbd::kCmdRead) {
-      std::string data;
-      for (uint64_t at = r.offset; at < r.offset + r.length; ++at) {
-        data.push_back(static_cast<char>('a' + at / 4096 % 26));
-      }
-      peer.SimpleReply(0, r.cookie, data);
-    } else {
-      peer.SimpleReply(0, r.cookie);
-    }
-  }
-}
-
-std::string Expected(uint64_t offset, uint32_t length) {
-  std::string data;
-  for (uint64_t at = offset; at < offset + length; ++at) {
-    data.push_back(static_cast<char>('a' + at / 4096 % 26));
-  }
-  return data;
-}
+using namespace testing::scripts;  // NOLINT: the tests' vocabulary
 
 TEST(QueueWorkerTest, ReadsAndWritesCompleteWithTheirData) {
   WorkerHarness h(Honest, {});

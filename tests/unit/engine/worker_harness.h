@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "engine/fake_ublk_queue.h"
 #include "engine/queue_worker.h"
 #include "nbd/fake_server.h"
@@ -40,8 +41,10 @@ class WorkerHarness {
     nbd::ExportInfo info = TestExport();
     ReconnectPolicy reconnect;
     // Scripts for connections after the first; none: no reconnecting (a
-    // failed connection fails I/O for good).
+    // failed connection fails I/O for good), unless `reconnect_fails`:
+    // then every attempt after the scripts fails.
     std::vector<Script> reconnect_scripts;
+    bool reconnect_fails = false;
     // SO_SNDBUF of the worker's first socket (0: the default), to make
     // large sends come up short.
     int send_buffer = 0;
@@ -65,7 +68,7 @@ class WorkerHarness {
     config.reconnect = options_.reconnect;
     config.reconnect.backoff_min = absl::Milliseconds(1);
     config.reconnect.backoff_max = absl::Milliseconds(10);
-    if (!later_.empty()) {
+    if (!later_.empty() || options_.reconnect_fails) {
       config.connector = [this](uint64_t, int) -> absl::StatusOr<UniqueFd> {
         absl::MutexLock lock(&mu_);
         ++connects_;
@@ -82,7 +85,10 @@ class WorkerHarness {
     }
     worker_ = std::make_unique<QueueWorker>(config, kernel_.MakeQueue(), options_.info,
                                             std::move(socket));
-    thread_ = std::thread([this] { run_status_ = worker_->Run(); });
+    thread_ = std::thread([this] {
+      run_status_ = worker_->Run();
+      run_done_.Notify();
+    });
     ready_ = worker_->WaitReady(absl::Seconds(10));
   }
 
@@ -100,6 +106,10 @@ class WorkerHarness {
   }
 
   const absl::Status& ready() const { return ready_; }
+  // Whether Run() returned within `timeout`.
+  bool WaitRunDone(absl::Duration timeout = absl::Seconds(10)) {
+    return run_done_.WaitForNotificationWithTimeout(timeout);
+  }
   FakeUblkKernel& kernel() { return kernel_; }
   QueueWorker& worker() { return *worker_; }
   int connects() {
@@ -124,6 +134,7 @@ class WorkerHarness {
   std::unique_ptr<QueueWorker> worker_;
   std::thread thread_;
   absl::Status run_status_;
+  absl::Notification run_done_;
   absl::Status ready_;
 };
 

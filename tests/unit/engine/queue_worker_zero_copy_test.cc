@@ -1,0 +1,190 @@
+// The real queue worker on its zero-copy path, on the host: the fake ublk
+// kernel lends a buffer of its own per tag as the request's pages, in slot
+// `tag` of the worker's fixed-buffer table, and every payload moves
+// between that slot and the socket through fixed-buffer ops. Each socket
+// op the worker may use is run where the host kernel performs it on this
+// socket type (ProbeFixedBuffers), and skipped, saying so, where not.
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <string>
+#include <tuple>
+
+#include "engine/data_path_probe.h"
+#include "engine/worker_harness.h"
+#include "engine/worker_scripts.h"
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+
+namespace ublkgw::engine {
+namespace {
+
+using testing::WorkerHarness;
+using ::ublkgw::testing::IsOk;
+using namespace testing::scripts;  // NOLINT: the tests' vocabulary
+
+const FixedBufferSupport& Support() {
+  static const FixedBufferSupport support = [] {
+    auto probed = ProbeFixedBuffers(AF_UNIX);  // the harness's sockets
+    return probed.ok() ? *probed : FixedBufferSupport{};
+  }();
+  return support;
+}
+
+bool Supported(WriteOp op) {
+  switch (op) {
+    case WriteOp::kSend:
+      return Support().send;
+    case WriteOp::kSendZc:
+      return Support().send_zc;
+    case WriteOp::kWriteFixed:
+      return Support().write_fixed;
+  }
+  return false;
+}
+bool Supported(ReadOp op) {
+  return op == ReadOp::kRecv ? Support().recv : Support().read_fixed;
+}
+
+class ZeroCopyTest : public ::testing::TestWithParam<std::tuple<WriteOp, ReadOp>> {
+ protected:
+  void SetUp() override {
+    const auto [write, read] = GetParam();
+    if (!Supported(write) || !Supported(read)) {
+      GTEST_SKIP() << "the host kernel does not perform this pair of fixed-buffer ops on a "
+                      "unix socket: "
+                   << Support().detail;
+    }
+  }
+
+  WorkerHarness::Options Options(nbd::HeaderMode mode = nbd::HeaderMode::kSimple) const {
+    const auto [write, read] = GetParam();
+    WorkerHarness::Options options;
+    options.info = testing::TestExport(mode);
+    options.plan.zero_copy = true;
+    options.plan.registration = BufferRegistration::kAuto;
+    options.plan.small_write = options.plan.large_write = write;
+    options.plan.read = read;
+    return options;
+  }
+};
+
+TEST_P(ZeroCopyTest, ReadsAndWritesMoveThroughTheRequestsPages) {
+  std::string written;
+  WorkerHarness h(
+      [&written](FakePeer& peer) {
+        Req r;
+        std::string payload;
+        while (ReadReqAndPayload(peer, &r, &payload)) {
+          if (r.type == nbd::kCmdWrite) {
+            written = payload;
+            peer.SimpleReply(0, r.cookie);
+          } else {
+            peer.SimpleReply(0, r.cookie, Expected(r.offset, r.length));
+          }
+        }
+      },
+      Options());
+  ASSERT_THAT(h.ready(), IsOk());
+  std::string data;
+  for (int i = 0; i < 16384; ++i) data.push_back(static_cast<char>('A' + i % 23));
+  auto w = h.Do(0, kWrite, 8192, 16384, data);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->result, 16384);
+  EXPECT_TRUE(written == data) << "the server got other bytes than the request's pages held";
+  auto r = h.Do(1, kRead, 40960, 32768);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 32768);
+  EXPECT_TRUE(r->data == Expected(40960, 32768));
+}
+
+// Chunks out of order and a hole: each chunk is received into the pages
+// at its offset, and the hole is zeroed in place (from /dev/zero).
+TEST_P(ZeroCopyTest, StructuredChunksLandAtTheirOffsetsAndHolesAreZeroed) {
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req r;
+        ASSERT_TRUE(ReadReq(peer, &r));
+        peer.Chunk(0, nbd::kReplyTypeOffsetData, r.cookie,
+                   DataChunk(r.offset + 6144, Fill(2048, 'd')));
+        peer.Chunk(0, nbd::kReplyTypeOffsetHole, r.cookie,
+                   nbd::ByteWriter().Put(r.offset + 1024).Put(uint32_t{5120}).Take());
+        peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, r.cookie,
+                   DataChunk(r.offset, Fill(1024, 'a')));
+        Honest(peer);
+      },
+      Options(nbd::HeaderMode::kStructured));
+  ASSERT_THAT(h.ready(), IsOk());
+  auto r = h.Do(3, kRead, 4096, 8192);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 8192);
+  EXPECT_TRUE(r->data == Fill(1024, 'a') + std::string(5120, '\0') + Fill(2048, 'd'));
+}
+
+// A write larger than the socket takes at once comes up short: the rest
+// goes from where it stopped, and the server gets every byte in order.
+TEST_P(ZeroCopyTest, AShortSendGoesOnFromWhereItStopped) {
+  WorkerHarness::Options options = Options();
+  options.send_buffer = 4096;
+  std::string written;
+  WorkerHarness h(
+      [&written](FakePeer& peer) {
+        Req r;
+        std::string payload;
+        while (ReadReqAndPayload(peer, &r, &payload)) {
+          written = payload;
+          peer.SimpleReply(0, r.cookie);
+        }
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  std::string data;
+  for (int i = 0; i < 65536; ++i) data.push_back(static_cast<char>(i * 7 % 251));
+  auto w = h.Do(2, kWrite, 0, 65536, data);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->result, 65536);
+  EXPECT_TRUE(written == data);
+}
+
+// The connection fails with a read's payload half received into the pages
+// and a write unanswered: both go again on the next connection, and the
+// read's pages end up holding the right bytes.
+TEST_P(ZeroCopyTest, AReconnectSendsAgainWhatHadNoReply) {
+  WorkerHarness::Options options = Options();
+  options.reconnect_scripts.push_back(Honest);
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req a, b;
+        ASSERT_TRUE(ReadReqAndPayload(peer, &a));
+        ASSERT_TRUE(ReadReqAndPayload(peer, &b));
+        const Req& read = a.type == nbd::kCmdRead ? a : b;
+        peer.SimpleReply(0, read.cookie, Fill(read.length / 2, 'X'));  // and hangs up
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  ASSERT_TRUE(h.kernel().Issue(0, kRead, 4096, 8192));
+  ASSERT_TRUE(h.kernel().Issue(1, kWrite, 0, 4096, Fill(4096, 'w')));
+  auto r = h.kernel().WaitCommit(0);
+  auto w = h.kernel().WaitCommit(1);
+  ASSERT_TRUE(r && w);
+  EXPECT_EQ(r->result, 8192);
+  EXPECT_TRUE(r->data == Expected(4096, 8192));
+  EXPECT_EQ(w->result, 4096);
+  EXPECT_EQ(h.connects(), 1);
+}
+
+std::string Name(const ::testing::TestParamInfo<std::tuple<WriteOp, ReadOp>>& info) {
+  const auto [write, read] = info.param;
+  const char* w = write == WriteOp::kSend ? "Send" : write == WriteOp::kSendZc ? "SendZc" : "WriteFixed";
+  const char* r = read == ReadOp::kRecv ? "Recv" : "ReadFixed";
+  return std::string(w) + r;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryOp, ZeroCopyTest,
+                         ::testing::Values(std::make_tuple(WriteOp::kWriteFixed, ReadOp::kReadFixed),
+                                           std::make_tuple(WriteOp::kSend, ReadOp::kRecv),
+                                           std::make_tuple(WriteOp::kSendZc, ReadOp::kReadFixed)),
+                         Name);
+
+}  // namespace
+}  // namespace ublkgw::engine

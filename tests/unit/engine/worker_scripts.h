@@ -1,0 +1,96 @@
+// What the host tests of the queue worker say to it and to their scripted
+// NBD servers (worker_harness.h): requests read off the wire, honest
+// replies, recognisable data.
+#ifndef UBLKGW_TESTS_UNIT_ENGINE_WORKER_SCRIPTS_H_
+#define UBLKGW_TESTS_UNIT_ENGINE_WORKER_SCRIPTS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "nbd/bytes.h"
+#include "nbd/fake_server.h"
+#include "nbd/wire.h"
+#include "ublk/uapi.h"
+
+namespace ublkgw::engine::testing::scripts {
+
+using nbd::testing::FakePeer;
+
+constexpr uint8_t kRead = ublk::kIoOpRead;
+constexpr uint8_t kWrite = ublk::kIoOpWrite;
+
+struct Req {
+  uint16_t type = 0;
+  uint64_t cookie = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+
+inline bool ReadReq(FakePeer& peer, Req* r) {
+  return peer.ReadRequest(&r->type, &r->cookie, &r->offset, &r->length);
+}
+
+// Reads one request and, for a write, its payload into `payload`.
+inline bool ReadReqAndPayload(FakePeer& peer, Req* r, std::string* payload = nullptr) {
+  if (!ReadReq(peer, r)) return false;
+  std::string data;
+  if (r->type == nbd::kCmdWrite && !peer.Read(r->length, &data)) return false;
+  if (payload) *payload = data;
+  return true;
+}
+
+inline std::string Fill(size_t n, char c) { return std::string(n, c); }
+
+inline std::string DataChunk(uint64_t offset, const std::string& data) {
+  return nbd::ByteWriter().Put(offset).PutBytes(data).Take();
+}
+inline std::string ErrorChunk(uint32_t error, const std::string& message) {
+  return nbd::ByteWriter()
+      .Put(error)
+      .Put(static_cast<uint16_t>(message.size()))
+      .PutBytes(message)
+      .Take();
+}
+
+// A server that answers reads with bytes naming their offset (the byte at
+// X is 'a' + X / 4096 % 26) and writes with success, until the client goes.
+inline void Honest(FakePeer& peer) {
+  Req r;
+  while (ReadReqAndPayload(peer, &r)) {
+    if (r.type == nbd::kCmdRead) {
+      std::string data;
+      for (uint64_t at = r.offset; at < r.offset + r.length; ++at) {
+        data.push_back(static_cast<char>('a' + at / 4096 % 26));
+      }
+      peer.SimpleReply(0, r.cookie, data);
+    } else {
+      peer.SimpleReply(0, r.cookie);
+    }
+  }
+}
+
+inline std::string Expected(uint64_t offset, uint32_t length) {
+  std::string data;
+  for (uint64_t at = offset; at < offset + length; ++at) {
+    data.push_back(static_cast<char>('a' + at / 4096 % 26));
+  }
+  return data;
+}
+
+// Honest, for structured replies: a read's data comes as one OFFSET_DATA
+// chunk that ends the reply.
+inline void HonestStructured(FakePeer& peer) {
+  Req r;
+  while (ReadReqAndPayload(peer, &r)) {
+    if (r.type == nbd::kCmdRead) {
+      peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, r.cookie,
+                 DataChunk(r.offset, Expected(r.offset, r.length)));
+    } else {
+      peer.SimpleReply(0, r.cookie);
+    }
+  }
+}
+
+}  // namespace ublkgw::engine::testing::scripts
+
+#endif  // UBLKGW_TESTS_UNIT_ENGINE_WORKER_SCRIPTS_H_
