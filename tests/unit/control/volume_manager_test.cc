@@ -68,7 +68,7 @@ TEST_F(VolumeManagerTest, BadRequestsAreInvalidArguments) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a day")));
 }
 
-TEST_F(VolumeManagerTest, AGoodRequestNeedsTheUblkDriver) {
+TEST_F(VolumeManagerTest, AGoodRequestNeedsTheUblkHost) {
   EXPECT_THAT(volumes_.Attach(Request("nbd://127.0.0.1:1/x", 2, 64)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ublk")));
   EXPECT_THAT(volumes_.List(), IsEmpty());
@@ -86,7 +86,7 @@ TEST_F(VolumeManagerTest, DetachNamesWhatIsMissing) {
   EXPECT_THAT(volumes_.Detach(by_id), StatusIs(absl::StatusCode::kNotFound, HasSubstr("ublkgw list")));
 }
 
-TEST_F(VolumeManagerTest, FeaturesNeedTheUblkDriver) {
+TEST_F(VolumeManagerTest, FeaturesNeedTheUblkHost) {
   EXPECT_THAT(volumes_.GetFeatures(), StatusIs(absl::StatusCode::kFailedPrecondition));
   v1::DaemonInfo info;
   volumes_.DescribeDaemon(info);
