@@ -197,4 +197,44 @@ absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
   return mask;
 }
 
+absl::StatusOr<DataPathPlan> PlanDataPath(DataPathMode mode, uint64_t have,
+                                          const DataPathTuning& tuning, int socket) {
+  if (mode == DataPathMode::kCopy) return ChooseDataPath(DataPathMode::kCopy, 0, {});
+  auto family = SocketFamily(socket);
+  if (!family.ok()) return family.status();
+  auto probe = CachedProbe(*family);
+  if (!probe.ok()) {
+    LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
+    probe = FixedBufferSupport{};  // nothing proven: zero copy is off
+  }
+  return ChooseDataPath(mode, have, WithoutOps(*probe, tuning.disabled_ops),
+                        tuning.send_zc_min_bytes, PeerIsLocal(socket));
+}
+
+uint64_t DeviceFlags(const DataPathPlan& plan) {
+  if (!plan.zero_copy) return 0;
+  return plan.registration == BufferRegistration::kAuto ? ublk::kFAutoBufReg
+                                                        : ublk::kFSupportZeroCopy;
+}
+
+absl::StatusOr<DataPathPlan> PlanForDevice(uint64_t features, const DataPathTuning& tuning,
+                                           uint64_t device_flags, int socket) {
+  constexpr uint64_t kZeroCopyFlags = ublk::kFAutoBufReg | ublk::kFSupportZeroCopy;
+  const uint64_t has = device_flags & kZeroCopyFlags;
+  if (has == 0) return ChooseDataPath(DataPathMode::kCopy, 0, {});
+  uint64_t offer = features;
+  if ((has & ublk::kFAutoBufReg) == 0) offer &= ~ublk::kFAutoBufReg;
+  DataPathTuning device_tuning = tuning;
+  device_tuning.disabled_ublk_features = 0;  // the device's flags decide
+  auto plan = PlanDataPath(DataPathMode::kZeroCopy, offer, device_tuning, socket);
+  if (!plan.ok() || DeviceFlags(*plan) != has) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the device was made for zero copy (flags 0x", absl::Hex(has),
+        ") and this daemon cannot serve it that way",
+        plan.ok() ? "" : absl::StrCat(": ", plan.status().message()),
+        "; start ublkgwd without --disable-socket-ops, or detach the volume"));
+  }
+  return plan;
+}
+
 }  // namespace ublkgw::engine

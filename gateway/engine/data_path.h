@@ -116,6 +116,20 @@ struct DataPathTuning {
   uint64_t disabled_ublk_features = 0;        // ublk features ruled out (ParseUblkFeatures)
 };
 
+// The data path for a new device whose connections are sockets like
+// `socket`, decided before ADD_DEV (zero copy changes the device's flags):
+// from the ublk features `have` and what the fixed-buffer probe (cached)
+// proves on the socket's family, less what `tuning` rules out.
+absl::StatusOr<DataPathPlan> PlanDataPath(DataPathMode mode, uint64_t have,
+                                          const DataPathTuning& tuning, int socket);
+// The data path for a device that already has its `device_flags`: a
+// restarted daemon serves it the way its buffers are registered, with the
+// driver's `features`. FAILED_PRECONDITION when it cannot.
+absl::StatusOr<DataPathPlan> PlanForDevice(uint64_t features, const DataPathTuning& tuning,
+                                           uint64_t device_flags, int socket);
+// The ublk device flags (ADD_DEV) a plan needs.
+uint64_t DeviceFlags(const DataPathPlan& plan);
+
 }  // namespace ublkgw::engine
 
 #endif  // UBLKGW_ENGINE_DATA_PATH_H_

@@ -7,7 +7,6 @@
 #include "absl/synchronization/notification.h"
 #include "engine/request_mapping.h"
 #include "glog/logging.h"
-#include "nbd/blocking_client.h"
 #include "nbd/wire.h"
 #include "ublk/io_queue.h"
 #include "ublk/params_check.h"
@@ -32,7 +31,7 @@ std::string DescribeParams(const ublk::ublk_params& p) {
 
 // ADD_DEV with the id `options` asks for; ids others hold (EEXIST) are
 // skipped.
-absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
+absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(UblkDriver& ctrl,
                                                       ublk::ublksrv_ctrl_dev_info dev,
                                                       const AttachOptions& options) {
   if (options.device_id.has_value()) {
@@ -54,59 +53,6 @@ absl::StatusOr<ublk::ublksrv_ctrl_dev_info> AddWithId(ublk::ControlDevice& ctrl,
       absl::StrCat("every ublk device id below ", kMaxIds, " is taken"));
 }
 
-// The data path for a device whose connections are `socket`, decided
-// before ADD_DEV (zero copy changes the device's flags), from the ublk
-// features `have` and what the fixed-buffer probe proves.
-absl::StatusOr<DataPathPlan> PlanDataPath(DataPathMode mode, uint64_t have,
-                                          const DataPathTuning& tuning, int socket) {
-  if (mode == DataPathMode::kCopy) return ChooseDataPath(DataPathMode::kCopy, 0, {});
-  auto family = SocketFamily(socket);
-  if (!family.ok()) return family.status();
-  auto probe = CachedProbe(*family);
-  if (!probe.ok()) {
-    LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
-    probe = FixedBufferSupport{};  // nothing proven: zero copy is off
-  }
-  return ChooseDataPath(mode, have, WithoutOps(*probe, tuning.disabled_ops),
-                        tuning.send_zc_min_bytes, PeerIsLocal(socket));
-}
-
-// The ublk device flags a data path needs.
-uint64_t DeviceFlags(const DataPathPlan& plan) {
-  if (!plan.zero_copy) return 0;
-  return plan.registration == BufferRegistration::kAuto ? ublk::kFAutoBufReg
-                                                        : ublk::kFSupportZeroCopy;
-}
-
-// The kernel's ublk features (none before GET_FEATURES, 6.4).
-uint64_t KernelFeatures(ublk::ControlDevice& ctrl) {
-  auto features = ctrl.GetFeatures();
-  return features.ok() ? *features : 0;
-}
-
-// The data path for a device that already has its flags: a restarted
-// daemon serves it the way its buffers are registered.
-absl::StatusOr<DataPathPlan> PlanForDevice(ublk::ControlDevice& ctrl, const AttachOptions& options,
-                                           uint64_t device_flags, int socket) {
-  constexpr uint64_t kZeroCopyFlags = ublk::kFAutoBufReg | ublk::kFSupportZeroCopy;
-  const uint64_t has = device_flags & kZeroCopyFlags;
-  if (has == 0) return ChooseDataPath(DataPathMode::kCopy, 0, {});
-  auto features = ctrl.GetFeatures();
-  uint64_t offer = features.ok() ? *features : 0;
-  if ((has & ublk::kFAutoBufReg) == 0) offer &= ~ublk::kFAutoBufReg;
-  DataPathTuning tuning = options.tuning;
-  tuning.disabled_ublk_features = 0;  // the device's flags decide
-  auto plan = PlanDataPath(DataPathMode::kZeroCopy, offer, tuning, socket);
-  if (!plan.ok() || DeviceFlags(*plan) != has) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the device was made for zero copy (flags 0x", absl::Hex(has),
-        ") and this daemon cannot serve it that way",
-        plan.ok() ? "" : absl::StrCat(": ", plan.status().message()),
-        "; start ublkgwd without --disable-socket-ops, or detach the volume"));
-  }
-  return plan;
-}
-
 // The recovery flags a device gets where the driver has them: a device
 // that outlives its daemon, with requests in flight at its exit issued
 // again to the next one.
@@ -116,13 +62,30 @@ constexpr uint64_t kRecoveryFlags = ublk::kFUserRecovery | ublk::kFUserRecoveryR
 
 std::string Device::block_path() const { return ublk::BlockDevicePath(id_); }
 
+uint64_t KernelFeatures(UblkDriver& driver) {
+  auto features = driver.GetFeatures();
+  return features.ok() ? *features : 0;
+}
+
+absl::StatusOr<std::unique_ptr<UblkDriver>> OpenDriver(const std::string& control_path) {
+  auto opened = ublk::ControlDevice::Open(control_path);
+  if (!opened.ok()) return opened.status();
+  return KernelUblkDriver(*std::move(opened));
+}
+
 absl::StatusOr<std::unique_ptr<Device>> Device::Create(const std::string& control_path,
                                                        const AttachOptions& options,
                                                        ConnectedExport connected) {
-  auto opened = ublk::ControlDevice::Open(control_path);
-  if (!opened.ok()) return opened.status();
-  std::unique_ptr<Device> device(new Device(*std::move(opened)));
-  ublk::ControlDevice& ctrl = device->ctrl_;
+  auto driver = OpenDriver(control_path);
+  if (!driver.ok()) return driver.status();
+  return Create(*std::move(driver), options, std::move(connected));
+}
+
+absl::StatusOr<std::unique_ptr<Device>> Device::Create(std::unique_ptr<UblkDriver> driver,
+                                                       const AttachOptions& options,
+                                                       ConnectedExport connected) {
+  std::unique_ptr<Device> device(new Device(std::move(driver)));
+  UblkDriver& ctrl = *device->driver_;
   const nbd::ExportInfo& info = connected.info;
   const uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
   const uint32_t max_io = connected.max_io;
@@ -203,64 +166,6 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(const std::string& contro
   return device;
 }
 
-absl::StatusOr<std::unique_ptr<Device>> Device::Adopt(const std::string& control_path,
-                                                      const AttachOptions& options,
-                                                      ConnectedExport connected) {
-  if (!options.device_id.has_value()) return absl::InvalidArgumentError("no device to adopt");
-  const uint32_t id = *options.device_id;
-  auto opened = ublk::ControlDevice::Open(control_path);
-  if (!opened.ok()) return opened.status();
-  std::unique_ptr<Device> device(new Device(*std::move(opened)));
-  device->id_ = id;
-  ublk::ControlDevice& ctrl = device->ctrl_;
-  auto dev = ctrl.GetDevInfo(id);
-  if (!dev.ok()) return dev.status();
-  if (options.device_cookie == 0 || dev->ublksrv_flags != options.device_cookie) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(ublk::BlockDevicePath(id), " is not the device made for this volume"));
-  }
-  auto params = ctrl.GetParams(id);
-  if (!params.ok()) return params.status();
-  DeviceNeeds needs = NeedsOfDevice(*dev, *params);
-  const uint16_t queues = dev->nr_hw_queues;
-  if (connected.sockets.size() != queues) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        ublk::BlockDevicePath(id), " has ", queues, " queues but the server gave ",
-        connected.sockets.size(), " connection(s) (does it still set CAN_MULTI_CONN?)"));
-  }
-  needs.needed.mode = connected.info.mode;
-  if (absl::Status s = CheckReconnectedExport(needs.needed, connected.info, needs.shape); !s.ok()) {
-    return s;
-  }
-  auto plan = PlanForDevice(ctrl, options, dev->flags, connected.sockets[0].get());
-  if (!plan.ok()) return plan.status();
-  // Fails while the old daemon still holds /dev/ublkcN (it is exiting).
-  if (absl::Status s = ctrl.StartUserRecovery(id); !s.ok()) return s;
-
-  device->recoverable_ = true;
-  device->note_ = connected.note;
-  AttachOptions shaped = options;
-  shaped.depth = dev->queue_depth;
-  shaped.read_only = needs.shape.read_only;
-  connected.max_io = dev->max_io_buf_bytes;
-  const nbd::ExportInfo info = connected.info;
-  if (absl::Status s = device->StartWorkers(shaped, connected, *plan, info, needs.shape); !s.ok()) {
-    device->StopWorkers();  // the device waits, quiesced, for the next try
-    return s;
-  }
-  // Held and reissued requests go to the new queues from here on.
-  if (absl::Status s = ctrl.EndUserRecovery(id, getpid()); !s.ok()) {
-    device->StopWorkers();
-    return s;
-  }
-  device->size_ = needs.shape.size;
-  device->attached_ = true;
-  LOG(INFO) << "took over " << device->block_path() << " from the previous ublkgwd: "
-            << connected.uri << " (" << needs.shape.size << " bytes, " << queues
-            << " queue(s) of depth " << dev->queue_depth << "); data path: " << plan->detail;
-  return device;
-}
-
 absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport& connected,
                                   const DataPathPlan& plan, const nbd::ExportInfo& info,
                                   const DeviceShape& shape) {
@@ -270,9 +175,7 @@ absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport&
   depth_ = options.depth;
   read_only_ = shape.read_only;
   plan_ = plan;
-  auto char_fd = ublk::OpenCharDevice(id_, absl::Seconds(10));
-  if (!char_fd.ok()) return char_fd.status();
-  char_fd_ = *std::move(char_fd);
+  if (absl::Status s = driver_->OpenQueues(id_); !s.ok()) return s;
 
   // Each queue reconnects on its own, to the same export, as long as it can
   // still serve this device.
@@ -291,7 +194,7 @@ absl::Status Device::StartWorkers(const AttachOptions& options, ConnectedExport&
     const auto q_id = static_cast<uint16_t>(q);
     QueueConfig config{q_id, options.depth, connected.max_io, plan, options.reconnect, connector};
     workers_.push_back(std::make_unique<QueueWorker>(
-        config, std::make_unique<KernelUblkQueue>(char_fd_.get(), q_id, options.depth), info,
+        config, driver_->MakeQueue(q_id, options.depth), info,
         std::move(connected.sockets[q])));
   }
   for (auto& worker : workers_) {
@@ -328,7 +231,7 @@ void Device::JoinWorkers() {
   for (auto& thread : threads_) thread.join();
   threads_.clear();
   workers_.clear();  // their rings close, cancelling their ublk commands
-  char_fd_.Reset();
+  driver_->CloseQueues();
 }
 
 absl::Status Device::Leave() {
@@ -368,7 +271,7 @@ absl::Status Device::Teardown(bool force, bool started) {
         for (auto& worker : workers_) worker->Abort();
       }
     });
-    status = ctrl_.StopDev(id_);
+    status = driver_->StopDev(id_);
     stopped.Notify();
     watchdog.join();
     if (!status.ok()) {
@@ -385,8 +288,8 @@ absl::Status Device::Teardown(bool force, bool started) {
   for (auto& thread : threads_) thread.join();
   threads_.clear();
   workers_.clear();
-  char_fd_.Reset();  // DEL_DEV waits until /dev/ublkcN is closed
-  absl::Status deleted = ctrl_.DelDev(id_);
+  driver_->CloseQueues();  // DEL_DEV waits until /dev/ublkcN is closed
+  absl::Status deleted = driver_->DelDev(id_);
   return status.ok() ? deleted : status;
 }
 
@@ -415,68 +318,6 @@ Device::LinkHealth Device::Health() const {
     absl::StrAppend(&health.problem, "queue ", q, ": ", workers_[q]->connection_error());
   }
   return health;
-}
-
-absl::Status Device::Resize(uint64_t size_bytes) {
-  absl::MutexLock lock(&op_mu_);
-  if (!attached_) return absl::FailedPreconditionError(absl::StrCat(block_path(), " is detached"));
-  auto features = ctrl_.GetFeatures();
-  if (!features.ok()) return features.status();
-  if ((*features & ublk::kFUpdateSize) == 0) {
-    return absl::FailedPreconditionError(
-        "this kernel's ublk driver cannot resize a live device (it lacks UBLK_F_UPDATE_SIZE, "
-        "added in Linux 6.14): detach and attach again to see a new size");
-  }
-  // Within what the connections negotiated, the server need not be asked
-  // (a server that takes one client at a time could not answer anyway).
-  nbd::ExportInfo current = info_;
-  if (size_bytes == 0 || size_bytes > info_.size) {
-    auto uri = nbd::ParseUri(uri_);
-    if (!uri.ok()) return uri.status();
-    nbd::ClientOptions probe;
-    probe.timeout = absl::Seconds(10);
-    auto client = nbd::BlockingClient::Connect(*uri, probe);
-    if (!client.ok()) return client.status();
-    current = client->info();
-    (void)client->Disconnect();
-    if (current.flags != info_.flags || current.mode != info_.mode) {
-      return absl::FailedPreconditionError(
-          "the server now describes the export with other flags; detach and attach again");
-    }
-  }
-  const uint64_t target = size_bytes == 0 ? current.size : size_bytes;
-  const uint64_t block = std::max<uint64_t>(512, info_.min_block);
-  if (target == 0 || target % block != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the size must be a positive multiple of the block size (", block,
-                     " bytes), not ", target));
-  }
-  if (target > current.size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the export is ", current.size, " bytes; the device cannot be larger (",
-                     target, "): grow the export on the server first"));
-  }
-  // NBD fixes an export's size for the life of a connection: the server
-  // refuses requests past the size it told this device's connections.
-  if (target > info_.size) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the export is now ", current.size, " bytes, but this device's NBD connections were "
-        "opened when it was ", info_.size, " and the server holds each connection to that size; "
-        "growing past it needs new connections: detach and attach again"));
-  }
-  // Growing: the workers accept the new range before the kernel sends it.
-  // Shrinking: the kernel stops sending it before the workers refuse it.
-  if (target > size()) {
-    for (auto& w : workers_) w->SetSizeLimit(target);
-  }
-  if (absl::Status s = ctrl_.UpdateSize(id_, target >> 9); !s.ok()) {
-    for (auto& w : workers_) w->SetSizeLimit(size());
-    return s;
-  }
-  for (auto& w : workers_) w->SetSizeLimit(target);
-  LOG(INFO) << block_path() << ": resized from " << size() << " to " << target << " bytes";
-  size_ = target;
-  return absl::OkStatus();
 }
 
 Device::~Device() {

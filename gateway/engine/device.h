@@ -20,6 +20,7 @@
 #include "engine/export_connection.h"
 #include "engine/queue_worker.h"
 #include "engine/stats.h"
+#include "engine/ublk_driver.h"
 #include "nbd/handshake.h"
 #include "nbd/uri.h"
 #include "ublk/control_device.h"
@@ -31,7 +32,9 @@ namespace ublkgw::engine {
 inline constexpr absl::Duration kGracefulStopTimeout = absl::Seconds(30);
 
 // Teardown order: workers stop (STOP_DEV aborts their fetches), threads are
-// joined, /dev/ublkcN is closed, then DEL_DEV.
+// joined, /dev/ublkcN is closed, then DEL_DEV. The kernel is reached only
+// through a UblkDriver (the real one from `control_path`, or a test's).
+//
 //
 // Each device has a ublk control device of its own (opened from
 // `control_path`), so nothing it waits for (a STOP_DEV that drains the
@@ -40,6 +43,11 @@ inline constexpr absl::Duration kGracefulStopTimeout = absl::Seconds(30);
 // Threads: Detach, Leave and Resize may be called from any thread and are
 // serialised per device; Stats and Health from any thread while the device
 // is attached (not concurrently with Detach or Leave).
+// Helpers of Device's files: the driver's ublk features (0 when it cannot
+// say), and the real driver of `control_path`.
+uint64_t KernelFeatures(UblkDriver& driver);
+absl::StatusOr<std::unique_ptr<UblkDriver>> OpenDriver(const std::string& control_path);
+
 class Device {
  public:
   // Connects and negotiates (one connection per queue; several queues only
@@ -54,6 +62,10 @@ class Device {
   static absl::StatusOr<std::unique_ptr<Device>> Create(const std::string& control_path,
                                                         const AttachOptions& options,
                                                         ConnectedExport connected);
+  // The same through `driver` (a test's fake).
+  static absl::StatusOr<std::unique_ptr<Device>> Create(std::unique_ptr<UblkDriver> driver,
+                                                        const AttachOptions& options,
+                                                        ConnectedExport connected);
   // Takes over /dev/ublkb<options.device_id>, left by a daemon that exited
   // or crashed (a device made with user recovery, now quiesced), with the
   // connections `connected` (one per queue the device has): checks that the
@@ -64,6 +76,9 @@ class Device {
   // daemon still holds the device (retry); FAILED_PRECONDITION when the
   // export no longer fits; the device stays, waiting, on any error.
   static absl::StatusOr<std::unique_ptr<Device>> Adopt(const std::string& control_path,
+                                                       const AttachOptions& options,
+                                                       ConnectedExport connected);
+  static absl::StatusOr<std::unique_ptr<Device>> Adopt(std::unique_ptr<UblkDriver> driver,
                                                        const AttachOptions& options,
                                                        ConnectedExport connected);
   ~Device();
@@ -120,7 +135,7 @@ class Device {
   absl::Status Resize(uint64_t size_bytes);
 
  private:
-  explicit Device(ublk::ControlDevice ctrl) : ctrl_(std::move(ctrl)) {}
+  explicit Device(std::unique_ptr<UblkDriver> driver) : driver_(std::move(driver)) {}
   // Stops workers and deletes the ublk device; used by Detach and by a
   // failed Attach (`started`: whether START_DEV succeeded). A graceful stop
   // that takes longer than kGracefulStopTimeout becomes a forced one.
@@ -135,7 +150,7 @@ class Device {
   // Waits for the queue threads (told to stop) and closes the device.
   void JoinWorkers();
 
-  ublk::ControlDevice ctrl_;  // this device's own
+  std::unique_ptr<UblkDriver> driver_;  // this device's own control device and queues
   uint32_t id_ = 0;
   absl::Mutex op_mu_;  // serialises Detach, Leave and Resize
   nbd::ExportInfo info_;
@@ -145,7 +160,6 @@ class Device {
   uint16_t depth_ = 0;
   bool read_only_ = false;
   DataPathPlan plan_;
-  UniqueFd char_fd_;
   std::vector<std::unique_ptr<QueueWorker>> workers_;
   std::vector<std::thread> threads_;
   bool attached_ = false;
