@@ -276,8 +276,9 @@ absl::Status Device::Teardown(bool force, bool started) {
     watchdog.join();
     if (!status.ok()) {
       // The kernel did not stop the device, so it will not abort the
-      // queues' fetches: tell them to exit (they fail what they hold), so
-      // the joins below end; DEL_DEV then stops the device itself.
+      // queues' fetches: tell them to exit, so the joins below end (the
+      // kernel fails the requests they held once /dev/ublkcN closes);
+      // DEL_DEV then stops the device itself.
       LOG(ERROR) << "ublk device " << id_ << ": " << status << "; stopping its queues anyway";
       for (auto& worker : workers_) {
         worker->Abort();

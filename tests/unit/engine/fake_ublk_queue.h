@@ -48,13 +48,15 @@ class FakeUblkKernel {
  public:
   // `zero_copy_bytes` > 0: the zero-copy fake, with buffers that large.
   explicit FakeUblkKernel(uint16_t depth, uint32_t zero_copy_bytes = 0)
-      : tags_(depth), zero_copy_bytes_(zero_copy_bytes) {
+      : depth_(depth), tags_(depth), zero_copy_bytes_(zero_copy_bytes) {
     auto ring = Ring::Create(8, 0);
     if (ring.ok()) ring_.emplace(*std::move(ring));
     if (zero_copy_bytes_ > 0) {
       for (TagSlot& t : tags_) t.pages.resize(zero_copy_bytes_);
     }
   }
+
+  uint16_t depth() const { return depth_; }
 
   // The queue to hand to the worker; it refers to this kernel, which must
   // outlive it.
@@ -212,6 +214,7 @@ class FakeUblkKernel {
     }
   }
 
+  const uint16_t depth_;
   absl::Mutex mu_;
   std::optional<Ring> ring_;
   io_uring* worker_ring_ ABSL_GUARDED_BY(mu_) = nullptr;
