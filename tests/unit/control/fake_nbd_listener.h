@@ -1,5 +1,6 @@
 // An NBD server on a unix socket, for host tests that reach a server by
-// URI: each connection gets a whole handshake for a 1 MiB export, or, when
+// URI: each connection gets a whole handshake for a 1 MiB export (with the
+// given flags), or, when
 // `silent`, nothing at all (a server that accepts and never answers).
 // Connections stay open until HangUp or the destructor.
 #ifndef UBLKGW_TESTS_UNIT_CONTROL_FAKE_NBD_LISTENER_H_
@@ -26,7 +27,9 @@ namespace ublkgw::control::testing {
 
 class FakeNbdListener {
  public:
-  FakeNbdListener(std::string path, bool silent) : path_(std::move(path)), silent_(silent) {
+  // `flags`: the export's transmission flags, as each connection is told.
+  FakeNbdListener(std::string path, bool silent, uint16_t flags = nbd::kFlagHasFlags)
+      : path_(std::move(path)), silent_(silent), flags_(flags) {
     listen_.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     stop_.Reset(::eventfd(0, EFD_CLOEXEC));
     sockaddr_un addr{};
@@ -74,7 +77,7 @@ class FakeNbdListener {
         // A client that stops mid-handshake does not hold this thread up.
         const timeval limit{5, 0};
         ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-        nbd::testing::FakePeer(conn.get()).AcceptGo(1 << 20, nbd::kFlagHasFlags);
+        nbd::testing::FakePeer(conn.get()).AcceptGo(1 << 20, flags_);
       }
       absl::MutexLock lock(&mu_);
       accepted_.push_back(std::move(conn));
@@ -83,6 +86,7 @@ class FakeNbdListener {
 
   const std::string path_;
   const bool silent_;
+  const uint16_t flags_;
   bool ok_ = false;
   UniqueFd listen_;
   UniqueFd stop_;
