@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -52,8 +53,13 @@ std::vector<RecordedVolume> RecordedVolumes(const std::vector<v1::AttachmentReco
 void Restorer::Start() {
   absl::MutexLock lock(&mu_);
   if (started_ || stopping_) return;
-  started_ = true;
-  loop_ = std::thread([this] { Loop(); });
+  try {
+    loop_ = std::thread([this] { Loop(); });
+    started_ = true;
+  } catch (const std::system_error& e) {
+    LOG(ERROR) << "no thread to restore recorded volumes with (" << e.what()
+               << "); they stay listed as restoring until the daemon restarts";
+  }
 }
 
 void Restorer::Stop() {
@@ -106,11 +112,24 @@ absl::Time Restorer::StartDue() {
     }
     std::optional<RestoreClaim> claim = host_.ClaimForRestore(id);
     if (!claim.has_value()) continue;
-    // A claimed volume always gets its attempt (Stop joins it), so no claim
-    // is left without an end.
-    absl::MutexLock lock(&mu_);
-    const uint64_t key = next_key_++;
-    attempts_.emplace(key, std::thread([this, key, claim = *std::move(claim)] { Run(key, claim); }));
+    // A claimed volume always gets its attempt (Stop joins it), or, with
+    // no thread to run it on, an end that retries it later: no claim is
+    // left without an end, and no daemon dies of a thread it cannot have.
+    {
+      absl::MutexLock lock(&mu_);
+      const uint64_t key = next_key_++;
+      try {
+        std::thread& slot = attempts_[key];
+        slot = std::thread([this, key, claim = *claim] { Run(key, claim); });
+        continue;
+      } catch (const std::system_error& e) {
+        attempts_.erase(key);
+        LOG(ERROR) << "no thread to restore volume " << id << " with: " << e.what();
+      }
+    }
+    RestoreResult failed;
+    failed.device = absl::ResourceExhaustedError("no thread to restore the volume with");
+    Finish(*claim, std::move(failed));
   }
   return schedule.next;
 }

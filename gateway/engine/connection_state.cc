@@ -143,6 +143,7 @@ bool ConnectionState::Close() {
 }
 
 void ConnectionState::Leave(uint64_t now_ns, absl::Duration grace) {
+  if (state_ == ConnState::kLeaving) return;  // told again: the first grace holds
   if (state_ == ConnState::kUp) {
     state_ = ConnState::kLeaving;
     leave_deadline_ns_ = now_ns + static_cast<uint64_t>(absl::ToInt64Nanoseconds(grace));

@@ -85,7 +85,8 @@ class ConnectionState {
   // Returns whether the socket was live (the caller must abort it).
   bool Close();
   // Told to leave for the next daemon: kLeaving while up (answers awaited
-  // until `now_ns + grace`), kLeft at once otherwise.
+  // until `now_ns + grace`), kLeft at once otherwise; told again while
+  // leaving, nothing changes.
   void Leave(uint64_t now_ns, absl::Duration grace);
   // While leaving: nothing on the wire awaits a reply (or the grace is
   // over): kLeft. Returns whether it left.

@@ -50,6 +50,7 @@ void QueueWorker::MaybeSend() {
       continue;
     }
     if (!tags_.Send(tag, cookie, now_ns_, ++send_seq_)) {
+      EndChain();  // what was built is never submitted: the drain must not wait for it
       Fault(absl::StrCat("tag ", tag, " in the send queue but not queued"));
       return;
     }

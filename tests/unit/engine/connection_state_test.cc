@@ -132,6 +132,17 @@ TEST(ConnectionStateTest, LeavingStopsSendingAndLeavesOnceAnswered) {
   EXPECT_TRUE(c.over());
 }
 
+// Shutdown tells a device's queues to leave twice (BeginLeave for every
+// device, then Leave): the second order must not cut the first one's wait.
+TEST(ConnectionStateTest, ASecondLeaveKeepsTheFirstGrace) {
+  ConnectionState c(/*reconnect=*/true);
+  c.Leave(10 * kSecond, absl::Seconds(5));
+  c.Leave(11 * kSecond, absl::Seconds(5));
+  EXPECT_EQ(c.state(), ConnState::kLeaving);
+  EXPECT_FALSE(c.MaybeLeft(14 * kSecond, 1));
+  EXPECT_TRUE(c.MaybeLeft(15 * kSecond, 1));
+}
+
 TEST(ConnectionStateTest, LeavingEndsAfterTheGraceWithRequestsUnanswered) {
   ConnectionState c(/*reconnect=*/true);
   c.Leave(10 * kSecond, absl::Seconds(5));

@@ -153,10 +153,21 @@ TEST(QueueWorkerLinkTest, ARequestThatBreaksEveryServerFailsAloneAfterItsAttempt
   EXPECT_EQ(h.worker().link(), Link::kUp);
 }
 
+// Reads one request, says so, and answers nothing.
+Script SilentAfterReading(absl::Notification* read) {
+  return [read](FakePeer& peer) {
+    Req r;
+    if (ReadReq(peer, &r)) read->Notify();
+    Silent(peer);
+  };
+}
+
 TEST(QueueWorkerLinkTest, AForcedDetachFailsWhatWaitsForASilentServer) {
-  WorkerHarness h(Silent, {});
+  absl::Notification read;
+  WorkerHarness h(SilentAfterReading(&read), {});
   ASSERT_THAT(h.ready(), IsOk());
   ASSERT_TRUE(h.kernel().Issue(0, kRead, 0, 4096));
+  ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(10)));  // on the wire
   h.worker().Abort();
   auto r = h.kernel().WaitCommit(0);
   ASSERT_TRUE(r.has_value());
@@ -190,6 +201,11 @@ TEST(QueueWorkerLinkTest, LeavingWaitsForTheRepliesToWhatWasSent) {
   // Both on the wire before the order: the server has read them.
   ASSERT_TRUE(both_read.WaitForNotificationWithTimeout(absl::Seconds(10)));
   h.worker().Leave();
+  // Told again in a later turn (shutdown does so: BeginLeave, then Leave):
+  // a request arriving now, seen by the worker, marks that turn.
+  ASSERT_TRUE(h.kernel().Issue(2, kRead, 8192, 4096));
+  ASSERT_TRUE(WaitFor([&h] { return h.worker().stats().Snapshot().in_flight == 3; }));
+  h.worker().Leave();
   told_to_leave.Notify();
   ASSERT_TRUE(h.WaitRunDone()) << "Run() did not return after leaving";
   auto a = h.kernel().WaitCommit(0);
@@ -197,17 +213,13 @@ TEST(QueueWorkerLinkTest, LeavingWaitsForTheRepliesToWhatWasSent) {
   ASSERT_TRUE(a && b);
   EXPECT_EQ(a->result, 4096);
   EXPECT_EQ(b->result, 4096);
+  EXPECT_FALSE(h.kernel().WaitCommit(2, absl::Milliseconds(100)).has_value())
+      << "a request never sent was committed: the next daemon would never get it";
 }
 
 TEST(QueueWorkerLinkTest, LeavingAfterTheGraceLeavesTheUnansweredToTheNextDaemon) {
   absl::Notification read;
-  WorkerHarness h(
-      [&read](FakePeer& peer) {
-        Req r;
-        if (ReadReq(peer, &r)) read.Notify();
-        Silent(peer);
-      },
-      {});
+  WorkerHarness h(SilentAfterReading(&read), {});
   ASSERT_THAT(h.ready(), IsOk());
   ASSERT_TRUE(h.kernel().Issue(0, kRead, 0, 4096));
   ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(10)));
@@ -232,9 +244,11 @@ TEST(QueueWorkerLinkTest, LeavingWhileDisconnectedIsAtOnce) {
 }
 
 TEST(QueueWorkerLinkTest, ExitNowReturnsWithoutFailingAnything) {
-  WorkerHarness h(Silent, {});
+  absl::Notification read;
+  WorkerHarness h(SilentAfterReading(&read), {});
   ASSERT_THAT(h.ready(), IsOk());
   ASSERT_TRUE(h.kernel().Issue(0, kRead, 0, 4096));
+  ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(10)));  // on the wire
   h.worker().ExitNow();
   ASSERT_TRUE(h.WaitRunDone(absl::Seconds(3)));
   EXPECT_FALSE(h.kernel().WaitCommit(0, absl::Milliseconds(100)).has_value());
@@ -303,6 +317,7 @@ TEST_P(HostileServerTest, CostsAConnectionNeverData) {
   // it must not complete the next use of the tag.
   auto next = h.Do(2, kRead, 0, 4096);
   ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->result, 4096);
   EXPECT_TRUE(next->data == Expected(0, 4096));
   EXPECT_EQ(h.connects(), 1);
 }
