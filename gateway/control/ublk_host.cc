@@ -6,6 +6,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "control/remedy_words.h"
 #include "glog/logging.h"
 #include "ublk/control_device.h"
 #include "ublk/io_queue.h"
@@ -43,11 +44,15 @@ class KernelUblkHost final : public UblkHost {
   }
   absl::StatusOr<std::unique_ptr<engine::Device>> Create(
       const engine::AttachOptions& options, engine::ConnectedExport connected) override {
-    return engine::Device::Create(path_, options, std::move(connected));
+    auto device = engine::Device::Create(path_, options, std::move(connected));
+    if (!device.ok()) return Explain(device.status());
+    return device;
   }
   absl::StatusOr<std::unique_ptr<engine::Device>> Adopt(
       const engine::AttachOptions& options, engine::ConnectedExport connected) override {
-    return engine::Device::Adopt(path_, options, std::move(connected));
+    auto device = engine::Device::Adopt(path_, options, std::move(connected));
+    if (!device.ok()) return Explain(device.status());
+    return device;
   }
 
  private:

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "control/remedy_words.h"
 #include "control/stats_proto.h"
 #include "control/volume_request.h"
 #include "nbd/handshake.h"
@@ -78,14 +79,14 @@ v1::Volume DescribeAttached(const engine::Device& device, const v1::AttachReques
   v.set_queues(device.queues());
   v.set_depth(device.depth());
   v.set_data_path(device.data_path().zero_copy ? v1::DATA_PATH_ZERO_COPY : v1::DATA_PATH_COPY);
-  v.set_data_path_detail(device.data_path().detail);
+  v.set_data_path_detail(Explain(device.data_path().detail, device.data_path().remedy));
   v.set_read_only(device.read_only());
   v.set_size_bytes(device.size());
   SetPolicy(asked, daemon, v);
   for (const auto& name : nbd::TransmissionFlagNames(device.export_info().flags)) {
     v.add_transmission_flags(name);
   }
-  v.set_note(device.note());
+  v.set_note(Explain(device.note(), device.note_remedy()));
   const engine::StatsSnapshot snapshot = stats ? *stats : device.Stats();
   uint64_t ops = 0, errors = 0;
   for (const auto& op : snapshot.op) {

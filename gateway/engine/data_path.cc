@@ -66,9 +66,9 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
   if (!missing.empty()) {
     const std::string why = absl::StrJoin(missing, "; ");
     if (mode == DataPathMode::kZeroCopy) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the zero-copy data path is not possible on this kernel: ", why,
-          ". Use --data-path auto (or copy) to attach with the copy data path"));
+      return WithRemedy(absl::FailedPreconditionError(absl::StrCat(
+                            "the zero-copy data path is not possible on this kernel: ", why)),
+                        Remedy::kUseCopyDataPath);
     }
     plan.detail = absl::StrCat("copy: zero copy is not possible (", why, ")");
     return plan;
@@ -95,10 +95,13 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
       ", straight from and into the request's pages, ",
       auto_reg ? "registered by the driver" : "registered with REGISTER_IO_BUF per request");
   if (skip_zc && probe.send_zc) {
-    absl::StrAppend(&plan.detail,
-                    local_peer ? " (no SEND_ZC: the server is on this host, where it would copy "
-                                 "anyway)"
-                               : " (no SEND_ZC unless asked: see ublkgwd --send-zc-min-bytes)");
+    if (local_peer) {
+      absl::StrAppend(&plan.detail,
+                      " (no SEND_ZC: the server is on this host, where it would copy anyway)");
+    } else {
+      absl::StrAppend(&plan.detail, " (no SEND_ZC unless asked)");
+      plan.remedy = Remedy::kEnableSendZc;
+    }
   }
   return plan;
 }
@@ -190,7 +193,7 @@ absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown or unsupported ublk feature '", std::string(name),
-          "': ublkgwd can do without auto-buf-reg (UBLK_F_AUTO_BUF_REG), zero-copy "
+          "': those that can be ruled out are auto-buf-reg (UBLK_F_AUTO_BUF_REG), zero-copy "
           "(UBLK_F_SUPPORT_ZERO_COPY) and user-recovery (UBLK_F_USER_RECOVERY)"));
     }
   }
@@ -228,11 +231,11 @@ absl::StatusOr<DataPathPlan> PlanForDevice(uint64_t features, const DataPathTuni
   device_tuning.disabled_ublk_features = 0;  // the device's flags decide
   auto plan = PlanDataPath(DataPathMode::kZeroCopy, offer, device_tuning, socket);
   if (!plan.ok() || DeviceFlags(*plan) != has) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the device was made for zero copy (flags 0x", absl::Hex(has),
-        ") and this daemon cannot serve it that way",
-        plan.ok() ? "" : absl::StrCat(": ", plan.status().message()),
-        "; start ublkgwd without --disable-socket-ops, or detach the volume"));
+    return WithRemedy(absl::FailedPreconditionError(absl::StrCat(
+                          "the device was made for zero copy (flags 0x", absl::Hex(has),
+                          ") and this daemon cannot serve it that way",
+                          plan.ok() ? "" : absl::StrCat(": ", plan.status().message()))),
+                      Remedy::kAllowSocketOps);
   }
   return plan;
 }

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/data_path_probe.h"
+#include "engine/remedy.h"
 
 namespace ublkgw::engine {
 
@@ -52,16 +53,18 @@ struct DataPathPlan {
   WriteOp large_write = WriteOp::kSend;
   uint32_t send_zc_min_bytes = 0;
   ReadOp read = ReadOp::kRecv;
-  // One line for logs and the API: what was chosen and why.
+  // One line for logs and the API: what was chosen and why; and what the
+  // operator could change about it (control/ says how).
   std::string detail;
+  Remedy remedy = Remedy::kNone;
 
   WriteOp WriteOpFor(uint32_t bytes) const {
     return bytes >= send_zc_min_bytes ? large_write : small_write;
   }
 };
 
-// The SEND_ZC threshold the docs suggest to an operator who enables it
-// (--send-zc-min-bytes 65536); never used by default: see ChooseDataPath.
+// The SEND_ZC threshold the docs suggest to an operator who enables it;
+// never used by default: see ChooseDataPath.
 inline constexpr uint32_t kDefaultSendZcMinBytes = 64 * 1024;
 
 // Decides the path for a device. `ublk_features` is GET_FEATURES' answer;
@@ -91,16 +94,15 @@ absl::StatusOr<int> SocketFamily(int fd);
 // loopback address (127/8, ::1, ::ffff:127/104).
 bool PeerIsLocal(int fd);
 
-// Socket operations an operator rules out (ublkgwd --disable-socket-ops),
-// as if the probe had failed them: e.g. "send,recv" makes a 7.2 kernel
+// Socket operations an operator rules out, as if the probe had failed them: e.g. "send,recv" makes a 7.2 kernel
 // choose like 6.16 to 7.1 do. Names: send, send-zc, recv, write-fixed,
 // read-fixed. INVALID_ARGUMENT for any other name.
 absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list);
 // `probe` without the operations set in `disabled`.
 FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled);
 
-// ublk features an operator rules out for new devices (ublkgwd
-// --disable-ublk-features), as if GET_FEATURES lacked them: "auto-buf-reg"
+// ublk features an operator rules out for new devices, as if GET_FEATURES
+// lacked them: "auto-buf-reg"
 // makes a 6.16+ kernel register buffers the way 6.15 does; "zero-copy" as
 // well leaves only the copy path; "user-recovery" makes devices that go
 // away with their daemon. Names: auto-buf-reg, zero-copy, user-recovery
@@ -109,7 +111,7 @@ FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport
 // mask; INVALID_ARGUMENT for any other name.
 absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list);
 
-// The operator's say in the choice (ublkgwd's flags), for every device.
+// The operator's say in the choice, for every device.
 struct DataPathTuning {
   std::optional<uint32_t> send_zc_min_bytes;  // unset: automatic (ChooseDataPath)
   FixedBufferSupport disabled_ops;            // socket ops ruled out (ParseSocketOps)

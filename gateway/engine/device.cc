@@ -108,9 +108,11 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(std::unique_ptr<UblkDrive
     // A driver that takes the flag but does not keep it (ADD_DEV echoes
     // what it kept) has no zero copy after all.
     (void)ctrl.DelDev(added->dev_id);
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the ublk driver did not keep the zero-copy flags (asked for 0x", absl::Hex(DeviceFlags(*plan)),
-        ", kept 0x", absl::Hex(added->flags), "). Use --data-path copy"));
+    return WithRemedy(absl::FailedPreconditionError(absl::StrCat(
+                          "the ublk driver did not keep the zero-copy flags (asked for 0x",
+                          absl::Hex(DeviceFlags(*plan)), ", kept 0x", absl::Hex(added->flags),
+                          ")")),
+                      Remedy::kUseCopyDataPath);
   }
 
   device->id_ = added->dev_id;
@@ -125,7 +127,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(std::unique_ptr<UblkDrive
     } else if ((kernel & kRecoveryFlags) != kRecoveryFlags) {
       why += "this kernel's ublk driver lacks user recovery (UBLK_F_USER_RECOVERY_REISSUE)";
     } else if ((offered & kRecoveryFlags) != kRecoveryFlags) {
-      why += "user recovery is ruled out (ublkgwd --disable-ublk-features user-recovery)";
+      why += "user recovery is ruled out by the operator";
+      device->note_remedy_ = Remedy::kAllowUserRecovery;
     } else {
       why += absl::StrCat("the driver did not keep user recovery (kept flags 0x",
                           absl::Hex(added->flags), ")");

@@ -105,6 +105,7 @@ class Device {
   uint16_t queues() const { return static_cast<uint16_t>(workers_.size()); }
   const nbd::ExportInfo& export_info() const { return info_; }
   const std::string& note() const { return note_; }  // e.g. why one queue
+  Remedy note_remedy() const { return note_remedy_; }  // what the operator could change
   const std::string& uri() const { return uri_; }    // canonical
   uint16_t depth() const { return depth_; }
   bool read_only() const { return read_only_; }
@@ -156,6 +157,7 @@ class Device {
   nbd::ExportInfo info_;
   std::atomic<uint64_t> size_{0};
   std::string note_;
+  Remedy note_remedy_ = Remedy::kNone;
   std::string uri_;
   uint16_t depth_ = 0;
   bool read_only_ = false;

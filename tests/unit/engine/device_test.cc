@@ -181,7 +181,8 @@ TEST_F(DeviceTest, RecoveryRuledOutByTheOperatorIsNamed) {
   o.tuning.disabled_ublk_features = ublk::kFUserRecovery | ublk::kFUserRecoveryReissue;
   auto device = Create(o, Connect(1));
   ASSERT_THAT(device.status(), IsOk());
-  EXPECT_THAT((*device)->note(), HasSubstr("--disable-ublk-features user-recovery"));
+  EXPECT_THAT((*device)->note(), HasSubstr("user recovery is ruled out by the operator"));
+  EXPECT_EQ((*device)->note_remedy(), Remedy::kAllowUserRecovery);
 }
 
 // A device the previous daemon left: Adopt checks it is this volume's, then
