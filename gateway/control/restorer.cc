@@ -1,5 +1,8 @@
 #include "control/restorer.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <string>
 #include <system_error>
@@ -50,6 +53,15 @@ std::vector<RecordedVolume> RecordedVolumes(const std::vector<v1::AttachmentReco
   return out;
 }
 
+Restorer::Restorer(RestoreHost& host, UblkHost& driver, const ManagerOptions& options,
+                   bool recording)
+    : host_(host), driver_(driver), options_(options), recording_(recording) {
+  cancel_.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!cancel_.valid()) {
+    PLOG(WARNING) << "eventfd: a stop will wait for the restores still connecting";
+  }
+}
+
 void Restorer::Start() {
   absl::MutexLock lock(&mu_);
   if (started_ || stopping_) return;
@@ -69,6 +81,13 @@ void Restorer::Stop() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     loop = std::move(loop_);
+  }
+  // Their result would be thrown away: the attempts still connecting (to a
+  // server that drops packets, say) end now, not at their connect timeout.
+  // The eventfd is never read, so it stays readable.
+  if (cancel_.valid()) {
+    const uint64_t one = 1;
+    if (::write(cancel_.get(), &one, sizeof(one)) != sizeof(one)) PLOG(ERROR) << "eventfd write";
   }
   // The loop starts no attempt once it has seen stopping_; after it is
   // joined, attempts_ only shrinks.
@@ -193,7 +212,7 @@ std::optional<RestoreResult> Restorer::Attempt(const RestoreClaim& claim) {
   }
   result.cookie = options->device_cookie;
   // No lock held: a server slow to answer holds up this volume alone.
-  auto connected = engine::ConnectExport(*options);
+  auto connected = engine::ConnectExport(*options, cancel_.get());
   if (!connected.ok()) {
     result.device = connected.status();
     return result;
@@ -229,6 +248,10 @@ void Restorer::Finish(const RestoreClaim& claim, RestoreResult result) {
         LOG(ERROR) << "detaching " << path << ": " << s;
       }
     }
+    return;
+  }
+  if (status.code() == absl::StatusCode::kCancelled) {  // Stop: nothing is retried
+    LOG(INFO) << "stopped restoring " << uri << " as " << path;
     return;
   }
   if (!status.ok()) {

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/unique_fd.h"
 #include "control/manager_options.h"
 #include "control/ublk_host.h"
 #include "control/volume_view.h"
@@ -107,24 +108,24 @@ class RestoreHost {
 // are slow holds up no other (kMaxAttempts at most at once). An attempt
 // connects and makes its device holding no lock of the table's.
 // Threads: Start and Stop from the owner's; the loop and the attempts call
-// the host and the driver. Teardown: Stop joins the loop, then every
-// attempt (each ends what it made that nobody wants).
+// the host and the driver. Teardown: Stop cancels the connects under way
+// (through an eventfd every attempt's connections watch), joins the loop,
+// then every attempt (each ends what it made that nobody wants).
 class Restorer {
  public:
   static constexpr size_t kMaxAttempts = 16;
 
   // `host`, `driver` and `options` must outlive the restorer. `recording`:
   // the daemon records its volumes, so their devices may outlive it.
-  Restorer(RestoreHost& host, UblkHost& driver, const ManagerOptions& options, bool recording)
-      : host_(host), driver_(driver), options_(options), recording_(recording) {}
+  Restorer(RestoreHost& host, UblkHost& driver, const ManagerOptions& options, bool recording);
   ~Restorer() { Stop(); }
 
   // Starts restoring (once; nothing after Stop).
   void Start() ABSL_LOCKS_EXCLUDED(mu_);
-  // Stops restoring and waits for the attempts under way. Each is bounded:
-  // by its connections' connect timeout (engine::AttachOptions) and by the
-  // kernel's command timeouts, never by another volume. Any thread but the
-  // restorer's own.
+  // Stops restoring and waits for the attempts under way. An attempt still
+  // connecting stops at once (CANCELLED, its volume left as it was); one
+  // making its device is bounded by the kernel's command timeouts, never by
+  // another volume. Any thread but the restorer's own.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_, stop_mu_);
 
  private:
@@ -146,6 +147,9 @@ class Restorer {
   UblkHost& driver_;
   const ManagerOptions& options_;
   const bool recording_;
+  // Readable once Stop has begun: ends every attempt's connecting (-1 when
+  // no eventfd could be had; connects are then bounded by their timeout).
+  UniqueFd cancel_;
 
   absl::Mutex stop_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serialises Stop
   absl::Mutex mu_;

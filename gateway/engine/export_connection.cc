@@ -36,7 +36,7 @@ absl::StatusOr<std::pair<UniqueFd, nbd::ExportInfo>> ConnectAndNegotiate(const n
   return std::pair{stream.Release(), *std::move(info)};
 }
 
-absl::StatusOr<ConnectedExport> ConnectExport(const AttachOptions& options) {
+absl::StatusOr<ConnectedExport> ConnectExport(const AttachOptions& options, int cancel_fd) {
   auto uri = nbd::ParseUri(options.uri);
   if (!uri.ok()) return uri.status();
   if (options.queues < 1 || options.queues > kMaxQueues) {
@@ -49,7 +49,7 @@ absl::StatusOr<ConnectedExport> ConnectExport(const AttachOptions& options) {
   }
 
   // The first connection tells what the export is.
-  auto first = ConnectAndNegotiate(*uri, options.connect_timeout);
+  auto first = ConnectAndNegotiate(*uri, options.connect_timeout, cancel_fd);
   if (!first.ok()) return first.status();
   ConnectedExport c;
   c.uri = uri->ToString();
@@ -66,7 +66,7 @@ absl::StatusOr<ConnectedExport> ConnectExport(const AttachOptions& options) {
   if (!params.ok()) return params.status();
   c.params = *params;
   for (uint16_t q = 1; q < queues; ++q) {
-    auto more = ConnectAndNegotiate(*uri, options.connect_timeout);
+    auto more = ConnectAndNegotiate(*uri, options.connect_timeout, cancel_fd);
     if (!more.ok()) return more.status();
     if (absl::Status s = SameExport(c.info, more->second); !s.ok()) return s;
     c.sockets.push_back(std::move(more->first));

@@ -65,8 +65,10 @@ inline constexpr uint32_t kMaxIoBytes = 512 * 1024;
 // queue (several only when the server sets CAN_MULTI_CONN, else one, with a
 // note), each seeing the same export. INVALID_ARGUMENT (URI, queues,
 // depth, an export no block device can present), UNAVAILABLE (server
-// unreachable), NOT_FOUND (no such export), ...
-absl::StatusOr<ConnectedExport> ConnectExport(const AttachOptions& options);
+// unreachable), NOT_FOUND (no such export), ... CANCELLED as soon as
+// `cancel_fd` (an eventfd, say; -1: none) is readable, with no connection
+// left open.
+absl::StatusOr<ConnectedExport> ConnectExport(const AttachOptions& options, int cancel_fd = -1);
 
 // One connection to `uri`, past the handshake, and what it negotiated.
 // `cancel_fd`: see nbd::Connect (-1: none).

@@ -1,8 +1,11 @@
 // A ublk driver for host tests (control::UblkHost). The shared control
-// device answers from what the test set (a device a previous daemon left);
-// Create and Adopt make no device: they fail with UNAVAILABLE, after
-// waiting, for the ids the test holds, until it lets them go, so a test can
-// see what the manager does while a device is being made.
+// device answers from what the test set (a device a previous daemon left).
+// Create and Adopt wait, for the ids the test holds, until it lets them go,
+// so a test can see what the manager does while a device is being made.
+// Then they make no device (UNAVAILABLE), or, for a host made with
+// `make_devices`, Create makes a real engine::Device through a fake ublk
+// driver (engine/fake_ublk_driver.h, one FakeUblk each) whose state the
+// test reads (Ublk). Adopt never makes one.
 #ifndef UBLKGW_TESTS_UNIT_CONTROL_FAKE_UBLK_HOST_H_
 #define UBLKGW_TESTS_UNIT_CONTROL_FAKE_UBLK_HOST_H_
 
@@ -10,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -18,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "control/ublk_host.h"
+#include "engine/fake_ublk_driver.h"
 
 namespace ublkgw::control::testing {
 
@@ -26,6 +31,8 @@ class FakeUblkHost : public UblkHost {
   // The longest a held Create or Adopt waits for Release: a manager that
   // waited for it would be seen waiting this long, not for ever.
   static constexpr absl::Duration kHoldLimit = absl::Seconds(30);
+
+  explicit FakeUblkHost(bool make_devices = false) : make_devices_(make_devices) {}
 
   // Create and Adopt asked for /dev/ublkb`id` wait until Release.
   void Hold(uint32_t id) ABSL_LOCKS_EXCLUDED(mu_) {
@@ -64,6 +71,13 @@ class FakeUblkHost : public UblkHost {
     absl::MutexLock lock(&mu_);
     return removed_;
   }
+  // The fake kernel state of the last device Create began to make for
+  // `id` (make_devices only); null if none. Read it under its own mutex.
+  std::shared_ptr<engine::testing::FakeUblk> Ublk(uint32_t id) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto it = ublks_.find(id);
+    return it == ublks_.end() ? nullptr : it->second;
+  }
 
   absl::Status Check() override { return absl::OkStatus(); }
   absl::StatusOr<uint64_t> GetFeatures() override { return 0; }
@@ -80,12 +94,12 @@ class FakeUblkHost : public UblkHost {
     return absl::OkStatus();
   }
   absl::StatusOr<std::unique_ptr<engine::Device>> Create(
-      const engine::AttachOptions& options, engine::ConnectedExport) override {
-    return Make(options);
+      const engine::AttachOptions& options, engine::ConnectedExport connected) override {
+    return Make(options, std::move(connected), /*create=*/true);
   }
   absl::StatusOr<std::unique_ptr<engine::Device>> Adopt(
-      const engine::AttachOptions& options, engine::ConnectedExport) override {
-    return Make(options);
+      const engine::AttachOptions& options, engine::ConnectedExport connected) override {
+    return Make(options, std::move(connected), /*create=*/false);
   }
 
  private:
@@ -93,22 +107,37 @@ class FakeUblkHost : public UblkHost {
     auto it = counts.find(id);
     return it == counts.end() ? 0 : it->second;
   }
-  absl::StatusOr<std::unique_ptr<engine::Device>> Make(const engine::AttachOptions& options)
-      ABSL_LOCKS_EXCLUDED(mu_) {
+  absl::StatusOr<std::unique_ptr<engine::Device>> Make(const engine::AttachOptions& options,
+                                                       engine::ConnectedExport connected,
+                                                       bool create) ABSL_LOCKS_EXCLUDED(mu_) {
     // An attach asks for no id: it is never held.
     const uint32_t id = options.device_id.value_or(UINT32_MAX);
-    absl::MutexLock lock(&mu_);
-    ++begun_[id];
-    if (held_.contains(id)) {
-      waiting_.insert(id);
-      auto released = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !held_.contains(id); };
-      mu_.AwaitWithTimeout(absl::Condition(&released), kHoldLimit);
-      waiting_.erase(id);
+    std::shared_ptr<engine::testing::FakeUblk> ublk;
+    {
+      absl::MutexLock lock(&mu_);
+      ++begun_[id];
+      if (held_.contains(id)) {
+        waiting_.insert(id);
+        auto released = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !held_.contains(id); };
+        mu_.AwaitWithTimeout(absl::Condition(&released), kHoldLimit);
+        waiting_.erase(id);
+      }
+      if (!make_devices_ || !create) {
+        ++made_[id];
+        return absl::UnavailableError("the fake ublk driver makes no devices");
+      }
+      ublk = std::make_shared<engine::testing::FakeUblk>();
+      ublks_[id] = ublk;
     }
+    // Unlocked: START_DEV waits for the new queues' fetches.
+    auto device = engine::Device::Create(std::make_unique<engine::testing::FakeUblkDriver>(ublk),
+                                         options, std::move(connected));
+    absl::MutexLock lock(&mu_);
     ++made_[id];
-    return absl::UnavailableError("the fake ublk driver makes no devices");
+    return device;
   }
 
+  const bool make_devices_;
   absl::Mutex mu_;
   std::set<uint32_t> held_ ABSL_GUARDED_BY(mu_);
   std::set<uint32_t> waiting_ ABSL_GUARDED_BY(mu_);
@@ -116,6 +145,7 @@ class FakeUblkHost : public UblkHost {
   std::map<uint32_t, int> made_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, ublk::ublksrv_ctrl_dev_info> left_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> removed_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, std::shared_ptr<engine::testing::FakeUblk>> ublks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ublkgw::control::testing

@@ -1,10 +1,13 @@
 // Restoring recorded volumes at start-up, with a fake ublk driver and NBD
 // servers on unix sockets: nothing one volume's restore waits for (a
 // server that never answers, a device being made) holds up the control
-// calls of the others, another volume's restore, or a detach of itself.
+// calls of the others, another volume's restore, a detach of itself, or
+// the daemon's stop; a device made for a volume detached meanwhile goes.
 #include "control/restorer.h"
 
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +15,8 @@
 #include "absl/time/clock.h"
 #include "control/state_store.h"
 #include "control/volume_manager.h"
+#include "control/volume_request.h"
+#include "engine/fake_ublk_driver.h"
 #include "fake_nbd_listener.h"
 #include "fake_ublk_host.h"
 #include "gmock/gmock.h"
@@ -26,6 +31,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using ::ublkgw::engine::testing::FakeUblk;
 using ::ublkgw::control::testing::FakeNbdListener;
 using ::ublkgw::control::testing::FakeUblkHost;
 using ::ublkgw::testing::IsOk;
@@ -70,6 +77,16 @@ TEST(RecordedVolumesTest, KeepsTheFirstOfAnIdAndShowsAnInvalidOneNeverTried) {
 // call that waited for a held device would take that long.
 constexpr absl::Duration kPrompt = absl::Seconds(5);
 constexpr absl::Duration kPatience = absl::Seconds(20);
+
+// Checks `done` every 10 ms until it holds (true) or `deadline` passes
+// (false): for what the manager shows only through List and its record.
+bool Eventually(const std::function<bool()>& done, absl::Time deadline) {
+  while (!done()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
 
 class RestoreIsolationTest : public ::testing::Test {
  protected:
@@ -175,9 +192,8 @@ TEST_F(RestoreIsolationTest, AServerThatNeverAnswersHoldsUpOnlyItsOwnVolume) {
   EXPECT_LT(absl::Now() - start, kPrompt);
   EXPECT_THAT(volumes->List(), IsEmpty());
 
-  // The handshake fails at once; the attempt finds its volume gone and
-  // makes no device.
-  silent.HangUp();
+  // The server still never answers: the stop cancels the handshake, and
+  // the attempt finds its volume gone and makes no device.
   start = absl::Now();
   volumes->Shutdown(OnStop::kDetach);
   EXPECT_LT(absl::Now() - start, kPrompt);
@@ -234,15 +250,132 @@ TEST_F(RestoreIsolationTest, ALeftDeviceBeingTakenOverIsDetachedOnlyOnceTheAttem
   // Once the attempt has failed (the next is seconds away), the detach
   // removes the left device.
   driver.Release();
-  const absl::Time deadline = absl::Now() + kPatience;
-  while (!absl::StrContains(volumes->List()[0].health_detail(), "makes no devices") &&
-         absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  std::vector<v1::Volume> listed;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        listed = volumes->List();
+        return listed.size() != 1 ||
+               absl::StrContains(listed[0].health_detail(), "makes no devices");
+      },
+      absl::Now() + kPatience))
+      << "the takeover never failed";
+  ASSERT_EQ(listed.size(), 1u);
   EXPECT_THAT(volumes->Detach(DetachOf(3)), IsOk());
   EXPECT_THAT(driver.Removed(), ElementsAre(3u));
   EXPECT_THAT(volumes->List(), IsEmpty());
   volumes->Shutdown(OnStop::kDetach);
+  EXPECT_THAT(StateStore(dir_).Load(), IsOkAndHolds(IsEmpty()));
+}
+
+// The hole: Stop joined the attempts still connecting, each for up to its
+// connect timeout (per connection) against a server that drops packets,
+// for a result it would throw away.
+TEST_F(RestoreIsolationTest, AStopEndsARestoreStillConnectingAtOnce) {
+  FakeNbdListener silent(dir_ + "/silent.sock", /*silent=*/true);
+  ASSERT_TRUE(silent.ok());
+  const v1::AttachmentRecord volume = Volume(3, silent.Uri("mute"));
+  Record({volume});
+  auto attach = AttachOptionsFor(volume.request(), Options());
+  ASSERT_THAT(attach.status(), IsOk());
+  const absl::Duration bound = attach->connect_timeout / 4;
+  ASSERT_GE(bound, absl::Seconds(2))
+      << "too short to tell a cancelled connect from a timed-out one";
+  auto owned = std::make_unique<FakeUblkHost>();
+  FakeUblkHost& driver = *owned;
+  auto volumes = Start(std::move(owned));
+  ASSERT_TRUE(silent.AwaitConnections(1, absl::Now() + kPatience));
+
+  // The server is not hung up: only the stop can end the handshake early.
+  const absl::Time start = absl::Now();
+  volumes->Shutdown(OnStop::kDetach);
+  EXPECT_LT(absl::Now() - start, bound) << "the stop waited for a connect it would throw away";
+  EXPECT_EQ(driver.Begun(3), 0);
+  // Nothing is forgotten: the next daemon restores the volume.
+  auto saved = StateStore(dir_).Load();
+  ASSERT_THAT(saved.status(), IsOk());
+  ASSERT_THAT(*saved, SizeIs(1));
+  EXPECT_EQ((*saved)[0].device_id(), 3u);
+}
+
+TEST_F(RestoreIsolationTest, ARestoredVolumeIsServedOnItsIdAndRecordedWithItsMark) {
+  FakeNbdListener server(dir_ + "/nbd.sock", /*silent=*/false);
+  ASSERT_TRUE(server.ok());
+  Record({Volume(3, server.Uri("good"))});  // no mark yet: the restore gives one
+  auto owned = std::make_unique<FakeUblkHost>(/*make_devices=*/true);
+  FakeUblkHost& driver = *owned;
+  auto volumes = Start(std::move(owned));
+  std::vector<v1::Volume> listed;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        listed = volumes->List();
+        return listed.size() != 1 || listed[0].health() != v1::HEALTH_RESTORING;
+      },
+      absl::Now() + kPatience))
+      << "still restoring: " << listed[0].health_detail();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].device_id(), 3u);
+  EXPECT_EQ(listed[0].health(), v1::HEALTH_OK) << listed[0].health_detail();
+  const std::shared_ptr<FakeUblk> ublk = driver.Ublk(3);
+  ASSERT_NE(ublk, nullptr);
+  uint64_t mark = 0;
+  {
+    absl::MutexLock lock(&ublk->mu);
+    EXPECT_TRUE(ublk->started);
+    EXPECT_EQ(ublk->info.dev_id, 3u);
+    mark = ublk->info.ublksrv_flags;
+  }
+  EXPECT_NE(mark, 0u);
+
+  // The record is saved just after the device joins the table.
+  std::vector<v1::AttachmentRecord> saved;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto loaded = StateStore(dir_).Load();
+        if (loaded.ok()) saved = *std::move(loaded);
+        return saved.size() != 1 || saved[0].device_cookie() != 0;
+      },
+      absl::Now() + kPatience))
+      << "the record was never saved with the device's mark";
+  ASSERT_THAT(saved, SizeIs(1));
+  EXPECT_EQ(saved[0].device_id(), 3u);
+  EXPECT_EQ(saved[0].device_cookie(), mark);
+  EXPECT_EQ(driver.Begun(3), 1);
+
+  volumes->Shutdown(OnStop::kDetach);
+  absl::MutexLock lock(&ublk->mu);
+  EXPECT_TRUE(ublk->stopped);
+  EXPECT_TRUE(ublk->deleted);
+}
+
+// Restorer::Finish: the operator detached the volume while its device was
+// being made; the device that comes back is detached, not served.
+TEST_F(RestoreIsolationTest, ADeviceMadeForAVolumeDetachedMeanwhileIsDetached) {
+  FakeNbdListener server(dir_ + "/nbd.sock", /*silent=*/false);
+  ASSERT_TRUE(server.ok());
+  Record({Volume(3, server.Uri("gone"))});
+  auto owned = std::make_unique<FakeUblkHost>(/*make_devices=*/true);
+  FakeUblkHost& driver = *owned;
+  driver.Hold(3);
+  auto volumes = Start(std::move(owned));
+  ASSERT_TRUE(driver.AwaitHeld(3, absl::Now() + kPatience)) << "the restore never made its device";
+  EXPECT_THAT(volumes->Detach(DetachOf(3)), IsOk());
+  EXPECT_THAT(volumes->List(), IsEmpty());
+
+  driver.Release();
+  ASSERT_TRUE(driver.AwaitMade(3, 1, absl::Now() + kPatience));
+  const std::shared_ptr<FakeUblk> ublk = driver.Ublk(3);
+  ASSERT_NE(ublk, nullptr);
+  {
+    absl::MutexLock lock(&ublk->mu);
+    EXPECT_TRUE(ublk->started) << "no device came back to be detached";
+    EXPECT_TRUE(ublk->mu.AwaitWithDeadline(absl::Condition(&ublk->deleted),
+                                           absl::Now() + kPatience))
+        << "the device made for a detached volume was left";
+    EXPECT_TRUE(ublk->stopped);
+  }
+  EXPECT_THAT(volumes->List(), IsEmpty());
+  volumes->Shutdown(OnStop::kDetach);
+  EXPECT_EQ(driver.Begun(3), 1);
   EXPECT_THAT(StateStore(dir_).Load(), IsOkAndHolds(IsEmpty()));
 }
 
