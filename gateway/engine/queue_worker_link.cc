@@ -71,8 +71,9 @@ void QueueWorker::Fault(absl::string_view what) {
 }
 
 void QueueWorker::TakeOrders() {
+  // Every turn: a plain load first, so the common case writes nothing.
+  if (orders_.load(std::memory_order_relaxed) == 0) return;
   const uint8_t orders = orders_.exchange(0);
-  if (orders == 0) return;
   if ((orders & kOrderExit) != 0) conn_.ExitNow();
   if ((orders & kOrderAbort) != 0) CloseForGood(absl::CancelledError("forced detach"));
   if ((orders & kOrderLeave) != 0 && !conn_.over()) {

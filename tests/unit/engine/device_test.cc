@@ -30,12 +30,6 @@ using namespace testing::scripts;  // NOLINT: the tests' vocabulary
 constexpr uint16_t kDepth = 4;
 constexpr uint32_t kMaxIo = 64 * 1024;
 
-void Silent(FakePeer& peer) {
-  Req r;
-  while (ReadReqAndPayload(peer, &r)) {
-  }
-}
-
 class DeviceTest : public ::testing::Test {
  protected:
   // An export of `queues` connections, each served by `script`.

@@ -15,7 +15,6 @@
 namespace ublkgw::engine {
 namespace {
 
-using testing::Script;
 using testing::WorkerHarness;
 using ::ublkgw::testing::IsOk;
 using namespace testing::scripts;  // NOLINT: the tests' vocabulary
@@ -30,13 +29,6 @@ bool WaitFor(Cond cond, absl::Duration deadline = absl::Seconds(10)) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   return true;
-}
-
-// Reads requests and never answers, until the client goes.
-void Silent(FakePeer& peer) {
-  Req r;
-  while (ReadReqAndPayload(peer, &r)) {
-  }
 }
 
 // Reads `n` requests, answers none, and hangs up.

@@ -71,20 +71,7 @@ class ZeroCopyTest : public ::testing::TestWithParam<std::tuple<WriteOp, ReadOp>
 
 TEST_P(ZeroCopyTest, ReadsAndWritesMoveThroughTheRequestsPages) {
   std::string written;
-  WorkerHarness h(
-      [&written](FakePeer& peer) {
-        Req r;
-        std::string payload;
-        while (ReadReqAndPayload(peer, &r, &payload)) {
-          if (r.type == nbd::kCmdWrite) {
-            written = payload;
-            peer.SimpleReply(0, r.cookie);
-          } else {
-            peer.SimpleReply(0, r.cookie, Expected(r.offset, r.length));
-          }
-        }
-      },
-      Options());
+  WorkerHarness h(Recording(&written), Options());
   ASSERT_THAT(h.ready(), IsOk());
   std::string data;
   for (int i = 0; i < 16384; ++i) data.push_back(static_cast<char>('A' + i % 23));
@@ -127,16 +114,7 @@ TEST_P(ZeroCopyTest, AShortSendGoesOnFromWhereItStopped) {
   WorkerHarness::Options options = Options();
   options.send_buffer = 4096;
   std::string written;
-  WorkerHarness h(
-      [&written](FakePeer& peer) {
-        Req r;
-        std::string payload;
-        while (ReadReqAndPayload(peer, &r, &payload)) {
-          written = payload;
-          peer.SimpleReply(0, r.cookie);
-        }
-      },
-      options);
+  WorkerHarness h(Recording(&written), options);
   ASSERT_THAT(h.ready(), IsOk());
   std::string data;
   for (int i = 0; i < 65536; ++i) data.push_back(static_cast<char>(i * 7 % 251));

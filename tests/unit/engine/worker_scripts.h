@@ -15,6 +15,7 @@
 namespace ublkgw::engine::testing::scripts {
 
 using nbd::testing::FakePeer;
+using Script = nbd::testing::FakeServer::Script;
 
 constexpr uint8_t kRead = ublk::kIoOpRead;
 constexpr uint8_t kWrite = ublk::kIoOpWrite;
@@ -75,6 +76,30 @@ inline std::string Expected(uint64_t offset, uint32_t length) {
     data.push_back(static_cast<char>('a' + at / 4096 % 26));
   }
   return data;
+}
+
+// Reads requests and never answers, until the client goes.
+inline void Silent(FakePeer& peer) {
+  Req r;
+  while (ReadReqAndPayload(peer, &r)) {
+  }
+}
+
+// Honest, and keeps the payload of the last write in `*written` (which
+// must outlive the server).
+inline Script Recording(std::string* written) {
+  return [written](FakePeer& peer) {
+    Req r;
+    std::string payload;
+    while (ReadReqAndPayload(peer, &r, &payload)) {
+      if (r.type == nbd::kCmdWrite) {
+        *written = payload;
+        peer.SimpleReply(0, r.cookie);
+      } else {
+        peer.SimpleReply(0, r.cookie, Expected(r.offset, r.length));
+      }
+    }
+  };
 }
 
 // Honest, for structured replies: a read's data comes as one OFFSET_DATA
