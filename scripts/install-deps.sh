@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git ccache
   # libraries (DESIGN.md: fixed choices)
   liburing-dev
   libprotobuf-dev protobuf-compiler

@@ -254,11 +254,13 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
       OnBufReg(cqe.user_data, cqe.res);
       return;
     case Op::kRecv:
-      OnRecv(cqe.res);
+      OnRecv(cqe.user_data, cqe.res);
       return;
     case Op::kWake:
       OnWake();
       return;
+    case Op::kCancel:
+      return;  // it found nothing: the RECV had completed (OnRecv)
   }
   LOG(ERROR) << "queue " << config_.q_id << ": unknown completion 0x" << std::hex << cqe.user_data;
 }

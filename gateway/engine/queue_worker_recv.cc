@@ -10,10 +10,17 @@
 //              copied out of staging, and a payload's rest of at least
 //              kDirectPayload goes straight into our buffer.
 //   zero copy  a read's payload must land in the request's own pages
-//              (fixed buffer `tag`), which user space cannot write: so a
-//              RECV into staging asks for exactly what the reader wants
-//              (a header, a prefix), never a byte of what follows, and the
-//              payload is received into the fixed buffer at its offset.
+//              (fixed buffer `tag`), which user space cannot write, so no
+//              byte of it may come through staging. A staging RECV takes
+//              what has arrived, but at most what the reader says cannot
+//              be a payload's (ReplyReader::SafeAhead: a reply's header and
+//              a data chunk's offset, or several replies without data);
+//              the payload is then received into the fixed buffer at its
+//              offset. While no read waits for a reply and others do,
+//              nothing that comes can be a read's data: the RECV is wide
+//              (up to the staging buffer's free space). A read that wants
+//              to go meanwhile waits until that RECV is taken back
+//              (ASYNC_CANCEL) or completes, so its data never meets it.
 //              Holes are zeroed by a READ_FIXED from /dev/zero.
 #include <fcntl.h>
 
@@ -37,16 +44,26 @@ using worker_ops::TagOf;
 using worker_ops::UserData;
 
 void QueueWorker::ArmRecv() {
-  if (!conn_.socket_live() || recv_in_flight_) return;
-  io_uring_sqe* sqe = Sqe();
+  if (!conn_.socket_live() || recvs_in_flight_ > 0) return;
   const int fd = socket_.get();
   const uint64_t payload = reader_.PayloadLeft();
   const bool staged = rx_tail_ > rx_head_;
   rx_direct_ = payload > 0 && !staged && (config_.plan.zero_copy || payload >= kDirectPayload);
+  rx_wide_ = false;
   if (rx_direct_) {
+    // Zero copy: the next header's RECV goes linked behind the payload's,
+    // so both are done in one turn. Both SQEs in one submit, or the link
+    // would be cut (and the header's RECV could take payload bytes).
+    bool link = config_.plan.zero_copy;
+    if (link && io_uring_sq_space_left(ring_->get()) < 2) {
+      io_uring_submit(ring_->get());
+      stats_.OnRingEnter();
+      link = io_uring_sq_space_left(ring_->get()) >= 2;
+    }
+    io_uring_sqe *sqe = Sqe();
     const uint16_t tag = reader_.payload_tag();
     const uint64_t at = reader_.payload_offset();
-    void* const fixed_at = reinterpret_cast<void*>(queue_->FixedBufferBase(tag) + at);
+    void *const fixed_at = reinterpret_cast<void *>(queue_->FixedBufferBase(tag) + at);
     const auto len = static_cast<unsigned>(payload);
     // Every byte asked for is the payload's: the kernel may wait for all
     // of it (one completion, not one per segment that arrives).
@@ -59,49 +76,83 @@ void QueueWorker::ArmRecv() {
       sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
       sqe->buf_index = tag;
     }
+    io_uring_sqe_set_data64(sqe, UserData(Op::kRecv));
+    ++recvs_in_flight_;
+    stats_.OnRecv();
+    if (!link) return;
+    // It runs once the payload is all in (a short one cancels it): from
+    // there on a header starts, whose first EarliestPayload() bytes are
+    // never a payload's.
+    sqe->flags |= IOSQE_IO_LINK;
+    rx_head_ = rx_tail_ = 0;
+    io_uring_sqe *next = Sqe();
+    io_uring_prep_recv(next, fd, rx_buf_.data(),
+                       std::min(rx_buf_.size(), reader_.EarliestPayload()), 0);
+    io_uring_sqe_set_data64(next, UserData(Op::kRecv, 0, worker_ops::kLinkedRecv));
+    ++recvs_in_flight_;
+    stats_.OnRecv();
+    return;
+  }
+  io_uring_sqe *sqe = Sqe();
+  if (rx_head_ == rx_tail_) rx_head_ = rx_tail_ = 0;
+  if (rx_tail_ == rx_buf_.size() && rx_head_ > 0) {  // room at the front
+    std::memmove(rx_buf_.data(), rx_buf_.data() + rx_head_, rx_tail_ - rx_head_);
+    rx_tail_ -= rx_head_;
+    rx_head_ = 0;
+  }
+  // What has arrived, up to the staging buffer's free space; zero copy
+  // takes no more than SafeAhead() unless no read can be answered.
+  size_t len = rx_buf_.size() - rx_tail_;
+  rx_wide_ = config_.plan.zero_copy && tags_.reads_unanswered() == 0 && tags_.unanswered() > 0;
+  if (config_.plan.zero_copy && !rx_wide_) len = std::min(len, reader_.SafeAhead());
+  if (len == 0) {  // a RECV of 0 bytes would read as the server's EOF
+    Fault("the receive path has nothing to receive into");
+    io_uring_prep_nop(sqe);
   } else {
-    if (rx_head_ == rx_tail_) rx_head_ = rx_tail_ = 0;
-    if (rx_tail_ == rx_buf_.size() && rx_head_ > 0) {  // room at the front
-      std::memmove(rx_buf_.data(), rx_buf_.data() + rx_head_, rx_tail_ - rx_head_);
-      rx_tail_ -= rx_head_;
-      rx_head_ = 0;
-    }
-    // Copy path: what has arrived, up to the staging buffer's free space.
-    // Zero copy: exactly what the reader wants, all of it.
-    size_t len = rx_buf_.size() - rx_tail_;
-    int flags = 0;
-    if (config_.plan.zero_copy) {
-      len = std::min(len, reader_.Want());
-      flags = MSG_WAITALL;
-    }
-    if (len == 0) {  // a RECV of 0 bytes would read as the server's EOF
-      Fault("the receive path has nothing to receive into");
-      io_uring_prep_nop(sqe);
-      io_uring_sqe_set_data64(sqe, UserData(Op::kRecv));
-      recv_in_flight_ = true;
-      return;
-    }
-    io_uring_prep_recv(sqe, fd, rx_buf_.data() + rx_tail_, len, flags);
+    io_uring_prep_recv(sqe, fd, rx_buf_.data() + rx_tail_, len, 0);
+    stats_.OnRecv();
   }
   io_uring_sqe_set_data64(sqe, UserData(Op::kRecv));
-  recv_in_flight_ = true;
-  stats_.OnRecv();
+  ++recvs_in_flight_;
 }
 
-void QueueWorker::OnRecv(int res) {
-  recv_in_flight_ = false;
+// A read is queued while the wide RECV waits: take the RECV back before
+// the read goes (MaybeSend holds it until then).
+void QueueWorker::CancelWideRecv() {
+  if (rx_cancelling_) return;
+  rx_cancelling_ = true;
+  io_uring_sqe *sqe = Sqe();
+  io_uring_prep_cancel64(sqe, UserData(Op::kRecv), 0);
+  io_uring_sqe_set_data64(sqe, UserData(Op::kCancel));
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;  // a failure: the RECV completed first
+}
+
+void QueueWorker::OnRecv(uint64_t user_data, int res) {
+  --recvs_in_flight_;
+  // The staging RECV linked behind a payload's, or the only RECV.
+  const bool linked = worker_ops::IsLinkedRecv(user_data);
+  const bool direct = !linked && rx_direct_;
+  const bool cancelled = !linked && rx_cancelling_;
+  if (!linked) rx_wide_ = rx_cancelling_ = false;
   if (!conn_.socket_live()) return;
+  if (res == -ECANCELED && (cancelled || linked)) {
+    // Taken back for a read, or the payload before it came up short:
+    // nothing was received. Arm again (the rest of the payload first).
+    if (recvs_in_flight_ == 0) ArmRecv();
+    return;
+  }
   if (res <= 0) {
     FailConnection(res == 0 ? absl::UnavailableError("the NBD server closed the connection")
                             : ErrnoToStatus(-res, "recv from the NBD server"));
     return;
   }
-  if (rx_direct_) {
+  if (direct) {
     reader_.SkipPayload(static_cast<uint64_t>(res));
   } else {
     rx_tail_ += static_cast<size_t>(res);
   }
-  if (ParseReplies()) ArmRecv();
+  // Behind a payload's RECV, the next header's may still be coming.
+  if (ParseReplies() && recvs_in_flight_ == 0) ArmRecv();
 }
 
 bool QueueWorker::ParseReplies() {
@@ -118,8 +169,10 @@ bool QueueWorker::ParseReplies() {
         return false;
       case ReplyEvent::Kind::kData:
         if (config_.plan.zero_copy) {
-          // Never: zero copy receives no byte past what the reader wants.
-          Fault("a read's data was received into the staging buffer on the zero-copy path");
+          // Never: zero copy's staging RECVs stop where a payload could start.
+          Fault(
+              "a read's data was received into the staging buffer on the "
+              "zero-copy path");
           return false;
         }
         std::memcpy(CopyBuffer(e.tag) + e.offset, e.bytes.data(), e.bytes.size());
@@ -145,9 +198,9 @@ void QueueWorker::ZeroFill(uint16_t tag, uint32_t offset, uint32_t len) {
   VLOG(2) << "queue " << config_.q_id << " tag " << tag << ": zeroing a hole of " << len
           << " bytes at " << offset << " in the kernel";
   tags_.TakeBuffer(tag);
-  io_uring_sqe* sqe = Sqe();
+  io_uring_sqe *sqe = Sqe();
   io_uring_prep_read_fixed(sqe, zero_fd_.get(),
-                           reinterpret_cast<void*>(queue_->FixedBufferBase(tag) + offset), len, 0,
+                           reinterpret_cast<void *>(queue_->FixedBufferBase(tag) + offset), len, 0,
                            tag);
   io_uring_sqe_set_data64(sqe, FillData(tag, offset, len));
 }
@@ -155,7 +208,7 @@ void QueueWorker::ZeroFill(uint16_t tag, uint32_t offset, uint32_t len) {
 void QueueWorker::OnZeroFill(uint64_t user_data, int res) {
   // The fill does not need the connection: it goes on if that fails.
   const uint16_t tag = TagOf(user_data);
-  Tag& t = tags_[tag];
+  Tag &t = tags_[tag];
   const uint32_t offset = FillOffsetOf(user_data), len = FillLenOf(user_data);
   if (res == -EINTR || res == -EAGAIN) {
     ZeroFill(tag, offset, len);  // interrupted: try again

@@ -20,6 +20,21 @@ size_t FirstHeaderBytes(nbd::HeaderMode mode) {
   return mode == nbd::HeaderMode::kExtended ? nbd::kExtendedReplySize : nbd::kSimpleReplySize;
 }
 
+// Where a read's payload can start at the earliest, from the start of a
+// reply: the data follows a simple reply only in simple mode; otherwise it
+// follows a structured (or extended) header and the data chunk's offset.
+size_t PayloadStart(nbd::HeaderMode mode) {
+  switch (mode) {
+    case nbd::HeaderMode::kSimple:
+      return nbd::kSimpleReplySize;
+    case nbd::HeaderMode::kStructured:
+      return nbd::kStructuredReplySize + nbd::kDataChunkPrefixSize;
+    case nbd::HeaderMode::kExtended:
+      return nbd::kExtendedReplySize + nbd::kDataChunkPrefixSize;
+  }
+  return nbd::kSimpleReplySize;
+}
+
 }  // namespace
 
 ReplyReader::ReplyReader(nbd::HeaderMode mode, uint16_t depth) : mode_(mode), partial_(depth) {
@@ -52,10 +67,31 @@ size_t ReplyReader::Want() const {
   return 0;
 }
 
+size_t ReplyReader::EarliestPayload() const { return PayloadStart(mode_); }
+
+size_t ReplyReader::SafeAhead() const {
+  switch (state_) {
+    case State::kHeader:
+      // header_want_ already covers a data chunk's offset once the chunk's
+      // type is known; before that, any header may be a data chunk's.
+      return std::max(header_want_, PayloadStart(mode_)) - have_;
+    case State::kDone:
+      return PayloadStart(mode_);
+    case State::kPrefix:
+    case State::kTrailer:
+    case State::kMessage:
+      return Want();  // then a header (or a data chunk's payload, after its prefix)
+    case State::kPayload:
+    case State::kFaulted:
+      return 0;
+  }
+  return 0;
+}
+
 bool ReplyReader::Gather(std::span<const uint8_t>& input, size_t& consumed, uint8_t* buf,
                          size_t want) {
   const size_t n = std::min(want - have_, input.size());
-  std::memcpy(buf + have_, input.data(), n);
+  if (n > 0) std::memcpy(buf + have_, input.data(), n);  // an empty span may have no data
   have_ += n;
   consumed += n;
   input = input.subspan(n);

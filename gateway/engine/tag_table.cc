@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/request_mapping.h"
+#include "nbd/wire.h"
 
 namespace ublkgw::engine {
 
@@ -25,6 +26,7 @@ bool TagTable::Queue(uint16_t tag, const nbd::Request& request) {
   t.result = 0;
   t.attempts = 0;
   t.register_failed = false;
+  if (request.type == nbd::kCmdRead) ++reads_unanswered_;
   return true;
 }
 
@@ -39,8 +41,14 @@ bool TagTable::Send(uint16_t tag, uint64_t cookie, uint64_t now_ns, uint64_t seq
   t.alone = t.attempts >= kSuspectAttempts;
   ++t.attempts;
   ++on_wire_;
+  ++unanswered_;
   if (t.alone) ++suspects_in_flight_;
   return true;
+}
+
+void TagTable::Unqueue(const Tag& t) {
+  if (t.state == TagState::kInFlight) --unanswered_;
+  if (t.request.type == nbd::kCmdRead) --reads_unanswered_;
 }
 
 void TagTable::LeaveWire(Tag& t) {
@@ -55,6 +63,7 @@ bool TagTable::Requeue(uint16_t tag) {
   Tag& t = tags_[tag];
   if (t.state != TagState::kInFlight) return false;
   LeaveWire(t);
+  --unanswered_;
   t.state = TagState::kQueued;
   t.fill_errno = 0;
   return true;
@@ -63,6 +72,7 @@ bool TagTable::Requeue(uint16_t tag) {
 bool TagTable::Answer(uint16_t tag, int32_t result) {
   Tag& t = tags_[tag];
   if (t.state != TagState::kInFlight) return false;
+  Unqueue(t);
   t.state = TagState::kAnswered;
   t.result = result;
   return true;
@@ -72,13 +82,18 @@ bool TagTable::Commit(uint16_t tag) {
   Tag& t = tags_[tag];
   switch (t.state) {
     case TagState::kInFlight:
+      Unqueue(t);
+      [[fallthrough]];
     case TagState::kAnswered:
       // Answered: still counted on the wire until now (a leaving queue
       // waits for its commit too).
       LeaveWire(t);
+      t.state = TagState::kFetching;
+      return true;
+    case TagState::kQueued:
+      Unqueue(t);
       [[fallthrough]];
     case TagState::kOwned:
-    case TagState::kQueued:
       t.state = TagState::kFetching;
       return true;
     default:

@@ -107,6 +107,11 @@ class TagTable {
   int live() const { return live_; }
   // Sent and not yet committed (kInFlight or kAnswered).
   int64_t on_wire() const { return on_wire_; }
+  // Sent and waiting for their reply (kInFlight).
+  int64_t unanswered() const { return unanswered_; }
+  // Reads queued or sent with no reply yet: a read's data may come (or,
+  // once sent, be on its way) only while this is above 0.
+  int64_t reads_unanswered() const { return reads_unanswered_; }
   // A suspect (kSuspectAttempts) is in flight: nothing else may be sent.
   bool suspect_in_flight() const { return suspects_in_flight_ > 0; }
   // Unanswered requests still using their buffer (the lost socket's ops).
@@ -118,10 +123,14 @@ class TagTable {
 
  private:
   void LeaveWire(Tag& t);
+  // t leaves kQueued or kInFlight for good (answered or committed).
+  void Unqueue(const Tag& t);
 
   std::vector<Tag> tags_;
   int live_;
   int64_t on_wire_ = 0;
+  int64_t unanswered_ = 0;
+  int64_t reads_unanswered_ = 0;
   int suspects_in_flight_ = 0;
 };
 

@@ -3,6 +3,7 @@
 // Usage: make_seeds REPLY_DIR HANDSHAKE_DIR
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "nbd/bytes.h"
@@ -60,6 +61,16 @@ int main(int argc, char** argv) {
   Save(reply, "extended-read", ReplyPrefix(2, 0, 0) +
        ByteWriter().Put(kExtendedReplyMagic).Put(kReplyFlagDone).Put(kReplyTypeOffsetData)
            .Put(uint64_t{1}).Put(off).Put(uint64_t{8 + 512}).Put(off).PutBytes(std::string(512, 'e')).Take());
+
+  // The same reads fed as zero copy feeds them (the top bit of the
+  // command byte; 132 + i is still command i).
+  for (const char* name : {"simple-read", "structured-read-two-chunks", "structured-hole",
+                           "extended-read"}) {
+    std::ifstream in(reply + "/" + name, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    bytes[1] = static_cast<char>(132 + bytes[1]);
+    Save(reply, std::string("zero-copy-") + name, bytes);
+  }
 
   const std::string greeting =
       ByteWriter().Put(kInitMagic).Put(kOptsMagic).Put(uint16_t(kFlagFixedNewstyle | kFlagNoZeroes)).Take();

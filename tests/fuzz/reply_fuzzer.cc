@@ -4,6 +4,9 @@
 // the rest is what a server sends back. Everything the reader hands out
 // must lie inside the request's buffer (ASan checks the copies), and a
 // read it says is done without an error must have had every byte written.
+// Fed as the zero-copy worker feeds it (the top bit of the second byte),
+// at most SafeAhead() bytes at a time and payloads through SkipPayload,
+// no payload byte may ever come out of what was fed.
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -28,6 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 4) return 0;
   const HeaderMode mode = static_cast<HeaderMode>(data[0] % 3);
   const size_t piece = 1 + (data[0] >> 2);  // how the stream arrives: 1 to 64 bytes at a time
+  const bool zero_copy = (data[1] & 0x80) != 0;
   Request request;
   request.type = kCommands[data[1] % std::size(kCommands)];
   request.cookie = 1;  // tag 1, first use
@@ -44,7 +48,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return in_flight && cookie == request.cookie ? &request : nullptr;
   };
   while (!stream.empty()) {
-    std::span<const uint8_t> input = stream.first(std::min(piece, stream.size()));
+    size_t n = std::min(piece, stream.size());
+    if (zero_copy) {
+      if (const uint64_t left = reader.PayloadLeft(); left > 0) {  // "into the pages"
+        n = static_cast<size_t>(std::min<uint64_t>(left, n));
+        const uint64_t at = reader.payload_offset();
+        if (reader.payload_tag() != 1 || at + n > buffer.size()) __builtin_trap();
+        std::memcpy(buffer.data() + at, stream.data(), n);
+        for (size_t i = 0; i < n; ++i) written[at + i] = true;
+        reader.SkipPayload(n);
+        stream = stream.subspan(n);
+        n = 0;  // a reply may end with its payload: Feed nothing to hear it
+      } else {
+        n = std::min(n, reader.SafeAhead());
+        if (n == 0) return 0;  // faulted
+      }
+    }
+    std::span<const uint8_t> input = stream.first(n);
     stream = stream.subspan(input.size());
     for (;;) {
       const ReplyEvent e = reader.Feed(input, find);
@@ -55,6 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case ReplyEvent::Kind::kFault:
           return 0;
         case ReplyEvent::Kind::kData:
+          if (zero_copy) __builtin_trap();  // a payload byte where zero copy cannot take it
           if (e.tag != 1 || e.offset + e.bytes.size() > buffer.size()) __builtin_trap();
           std::memcpy(buffer.data() + e.offset, e.bytes.data(), e.bytes.size());
           for (size_t i = 0; i < e.bytes.size(); ++i) written[e.offset + i] = true;

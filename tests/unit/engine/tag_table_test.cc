@@ -46,6 +46,47 @@ TEST(TagTableTest, ARequestGoesRoundItsLifecycle) {
   EXPECT_EQ(tags.on_wire(), 0);
 }
 
+// What zero copy's receive path asks: may a read's data come now?
+TEST(TagTableTest, CountsWhatAwaitsAReplyAndWhichOfItAreReads) {
+  TagTable tags(4);
+  nbd::Request write = ReadOf(0);
+  write.type = nbd::kCmdWrite;
+  ASSERT_TRUE(tags.Arrive(0, {}, 0));
+  ASSERT_TRUE(tags.Queue(0, write));
+  ASSERT_TRUE(tags.Arrive(1, {}, 0));
+  ASSERT_TRUE(tags.Queue(1, ReadOf(4096)));
+  EXPECT_EQ(tags.unanswered(), 0);
+  EXPECT_EQ(tags.reads_unanswered(), 1);  // queued: it may go any time
+  ASSERT_TRUE(tags.Send(0, MakeCookie(1, 0), 0, 1));
+  ASSERT_TRUE(tags.Send(1, MakeCookie(2, 1), 0, 2));
+  EXPECT_EQ(tags.unanswered(), 2);
+  EXPECT_EQ(tags.reads_unanswered(), 1);
+  ASSERT_TRUE(tags.Requeue(1));  // its connection failed
+  EXPECT_EQ(tags.unanswered(), 1);
+  EXPECT_EQ(tags.reads_unanswered(), 1);
+  ASSERT_TRUE(tags.Commit(1));  // failed while queued
+  EXPECT_EQ(tags.reads_unanswered(), 0);
+  ASSERT_TRUE(tags.Answer(0, 4096));
+  EXPECT_EQ(tags.unanswered(), 0);
+  ASSERT_TRUE(tags.Commit(0));
+  // A read answered, then committed; one committed while in flight (a
+  // forced detach): each counted down once.
+  SendOne(tags, 2, 3);
+  SendOne(tags, 3, 4);
+  EXPECT_EQ(tags.reads_unanswered(), 2);
+  ASSERT_TRUE(tags.Answer(2, 4096));
+  EXPECT_EQ(tags.reads_unanswered(), 1);
+  ASSERT_TRUE(tags.Commit(2));
+  ASSERT_TRUE(tags.Commit(3));
+  EXPECT_EQ(tags.reads_unanswered(), 0);
+  EXPECT_EQ(tags.unanswered(), 0);
+  // A tag whose last request was a read, now owned by a new one and
+  // committed before it was queued (an invalid request): nothing to count.
+  ASSERT_TRUE(tags.Arrive(2, {}, 0));
+  ASSERT_TRUE(tags.Commit(2));
+  EXPECT_EQ(tags.reads_unanswered(), 0);
+}
+
 TEST(TagTableTest, TransitionsFromTheWrongStateAreRefused) {
   TagTable tags(2);
   EXPECT_FALSE(tags.Queue(0, ReadOf(0)));   // nothing arrived
