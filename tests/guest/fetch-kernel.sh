@@ -28,46 +28,9 @@ mkdir -p "$aptroot" "$kroot"
 
 log() { echo "fetch-kernel[$suite]: $*" >&2; }
 
-mirror_uri() {
-  local uri=""
-  if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-    # The first URIs: line that is not the security archive.
-    uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) if ($i !~ /security/) {print $i; exit}}' \
-      /etc/apt/sources.list.d/debian.sources)
-  fi
-  if [[ -z "$uri" && -r /etc/apt/sources.list ]]; then
-    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) {print $i; exit}}' \
-      /etc/apt/sources.list)
-  fi
-  if [[ -z "$uri" ]]; then
-    echo "fetch-kernel: cannot find the Debian mirror in this machine's apt configuration" >&2
-    echo "  (looked for a URIs: line in /etc/apt/sources.list.d/debian.sources and a deb line in /etc/apt/sources.list)" >&2
-    exit 1
-  fi
-  echo "$uri"
-}
-
-apt_private() {
-  apt-get -q \
-    -o Dir::Etc="$aptroot/etc" \
-    -o Dir::Etc::sourcelist="$aptroot/etc/sources.list" \
-    -o Dir::Etc::sourceparts="-" \
-    -o Dir::Etc::preferencesparts="-" \
-    -o Dir::State="$aptroot/state" \
-    -o Dir::Cache="$aptroot/cache" \
-    -o Debug::NoLocking=1 \
-    -o APT::Get::List-Cleanup=0 \
-    "$@"
-}
-apt_cache_private() {
-  apt-cache \
-    -o Dir::Etc="$aptroot/etc" \
-    -o Dir::Etc::sourcelist="$aptroot/etc/sources.list" \
-    -o Dir::Etc::sourceparts="-" \
-    -o Dir::State="$aptroot/state" \
-    -o Dir::Cache="$aptroot/cache" \
-    "$@"
-}
+suite_aptroot=$aptroot
+# shellcheck source=../../scripts/lib/debian-suite.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/debian-suite.sh"
 
 # Reuse a resolved kernel for a day unless told to refresh: versions leave the
 # mirror, but a cached download stays valid.
@@ -85,22 +48,12 @@ fi
 exec 9>"$aptroot/lock"
 flock 9
 
-mkdir -p "$aptroot/etc/apt.conf.d" "$aptroot/etc/preferences.d" \
-  "$aptroot/state/lists/partial" "$aptroot/cache/archives/partial"
-uri=$(mirror_uri)
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main" \
-  >"$aptroot/etc/sources.list"
-: >"$aptroot/state/status"
 log "updating the package list of '$suite'"
-if ! apt_private update >"$aptroot/update.log" 2>&1; then
-  cat "$aptroot/update.log" >&2
-  log "apt-get update failed for suite '$suite' (is the mirror reachable?)"
-  exit 1
-fi
+suite_update "$suite" || exit 1
 
 # The metapackage depends on the versioned image package.
 meta=linux-image-cloud-amd64
-img=$(apt_cache_private depends "$meta" 2>/dev/null |
+img=$(suite_apt_cache depends "$meta" 2>/dev/null |
   awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 if [[ -z "$img" ]]; then
   log "cannot resolve $meta in '$suite'"
@@ -121,12 +74,12 @@ fi
 pkgs=("$img")
 while read -r dep; do
   pkgs+=("$dep")
-done < <(apt_cache_private depends "$img" 2>/dev/null |
+done < <(suite_apt_cache depends "$img" 2>/dev/null |
   awk '/Depends: linux-/ {print $2}' | grep -F -- "$ver" | sort -u)
 log "downloading ${pkgs[*]}"
 work=$(mktemp -d "$kroot/.fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt_private download "${pkgs[@]}" >"$work/download.log" 2>&1) || {
+(cd "$work" && suite_apt_get download "${pkgs[@]}" >"$work/download.log" 2>&1) || {
   cat "$work/download.log" >&2
   log "download failed"
   exit 1
