@@ -28,6 +28,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+"$here/../scripts/install-deps.sh" >&2
 flavour=guest patches=1 jobs=$(nproc)
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -116,13 +117,18 @@ export KBUILD_BUILD_TIMESTAMP="$(dpkg-deb -f "$deb" Version) build"
 export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache}
 export CCACHE_BASEDIR=$tree CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-4G}
 makeflags=(-C "$tree" -j"$jobs" CC="ccache gcc" LOCALVERSION=)
-make "${makeflags[@]}" tinyconfig >"$work/config.log" 2>&1
+config_failed() {
+  tail -n 20 "$work/config.log" >&2
+  log "configuring the kernel failed (log: $work/config.log)"
+  exit 1
+}
+make "${makeflags[@]}" tinyconfig >"$work/config.log" 2>&1 || config_failed
 localversion="-$name"
 printf 'CONFIG_LOCALVERSION="%s"\n# CONFIG_LOCALVERSION_AUTO is not set\n' "$localversion" \
   >"$work/localversion.config"
 (cd "$tree" && scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" \
-  "$work/localversion.config") >>"$work/config.log" 2>&1
-make "${makeflags[@]}" olddefconfig >>"$work/config.log" 2>&1
+  "$work/localversion.config") >>"$work/config.log" 2>&1 || config_failed
+make "${makeflags[@]}" olddefconfig >>"$work/config.log" 2>&1 || config_failed
 # merge_config only warns when an option does not survive (a dependency is
 # off, or the name is wrong): a config that silently lost ublk would boot
 # and fail every test far from the cause. Check every =y line landed.
