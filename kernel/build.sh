@@ -10,12 +10,7 @@
 # change. Compiled objects go through ccache, so a rebuild after a change to
 # one patch recompiles only what that patch touched.
 #
-# Usage: kernel/build.sh [--flavour guest|debug] [--no-patches] [--jobs N]
-#   --flavour     guest (default): what CI boots. debug: adds KASAN and
-#                 kmemleak (kernel/config/debug.config) for the leak and
-#                 use-after-free checks; slower to build and to boot.
-#   --no-patches  the same kernel without the series: the baseline that
-#                 shows what the series changes (the UBSAN report, say)
+# Usage: kernel/build.sh [--jobs N]
 #   --jobs        parallel make jobs (default: the number of CPUs)
 #
 # Prints, as its last line of stdout, a directory the guest harness boots
@@ -28,22 +23,16 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-"$here/../scripts/install-deps.sh" >&2
-flavour=guest patches=1 jobs=$(nproc)
+jobs=$(nproc)
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --flavour) flavour=$2; shift 2 ;;
-    --no-patches) patches=0; shift ;;
     --jobs) jobs=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "kernel/build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$flavour" in
-  guest) fragments=("$here/config/guest.config") ;;
-  debug) fragments=("$here/config/guest.config" "$here/config/debug.config") ;;
-  *) echo "kernel/build.sh: unknown flavour '$flavour' (guest, debug)" >&2; exit 2 ;;
-esac
+fragments=("$here/config/guest.config")
+"$here/../scripts/install-deps.sh" >&2
 
 # The series is made on this exact source: Debian's 7.2.13-1, the source of
 # the 7.2.13+deb14-cloud kernel the other guests boot.
@@ -51,18 +40,15 @@ source_pkg=linux-source-7.2
 source_ver=7.2.13-1
 
 cache=${UBLKGW_CACHE:-/var/cache/ublkgw}
-log() { echo "kernel/build[$flavour]: $*" >&2; }
+log() { echo "kernel/build: $*" >&2; }
 
 series=()
-if [[ $patches -eq 1 ]]; then
-  while IFS= read -r p; do series+=("$p"); done \
-    < <(find "$here/patches" -maxdepth 1 -name '[0-9][0-9][0-9][0-9]-*.patch' ! -name '0000-*' | sort)
-fi
+while IFS= read -r p; do series+=("$p"); done \
+  < <(find "$here/patches" -maxdepth 1 -name '[0-9][0-9][0-9][0-9]-*.patch' ! -name '0000-*' | sort)
 
-key=$( { echo "$source_pkg $source_ver $flavour"; cat "${series[@]}" "${fragments[@]}" "$0"; } |
+key=$( { echo "$source_pkg $source_ver"; cat "${series[@]}" "${fragments[@]}" "$0"; } |
   sha256sum | cut -c1-16)
-name=ublkgw-$flavour
-[[ $patches -eq 1 ]] || name=$name-unpatched
+name=ublkgw-guest
 out="$cache/kernels/$name-$key"
 if [[ -f "$out/vmlinuz" && -f "$out/version" ]]; then
   log "cached $(cat "$out/version") in $out"
@@ -113,7 +99,6 @@ done
 
 # --- the configuration -------------------------------------------------------
 export KBUILD_BUILD_USER=ublkgw KBUILD_BUILD_HOST=ublkgw
-export KBUILD_BUILD_TIMESTAMP="$(dpkg-deb -f "$deb" Version) build"
 export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache}
 export CCACHE_BASEDIR=$tree CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-4G}
 makeflags=(-C "$tree" -j"$jobs" CC="ccache gcc" LOCALVERSION=)
@@ -165,7 +150,6 @@ cp "$tree/modules.builtin" "$stage/modules/modules.builtin"
 echo "$version" >"$stage/version"
 {
   echo "source: $source_pkg $source_ver (Debian)"
-  echo "flavour: $flavour"
   for p in "${series[@]}"; do echo "patch: $(basename "$p")"; done
 } >"$stage/base"
 rm -rf "$out"

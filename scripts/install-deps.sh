@@ -22,7 +22,7 @@ packages=(
   qemu-system-x86 busybox-static cpio xz-utils zstd gzip
   ca-certificates debian-archive-keyring
   # the guests' patched kernel (kernel/build.sh)
-  flex bison bc libelf-dev libssl-dev dpkg-dev
+  flex bison bc libelf-dev libssl-dev
   # NBD peers and load, used inside the guest and on the host
   nbdkit nbdkit-plugin-dev qemu-utils nbd-server nbd-client fio e2fsprogs
   # network faults inside the guest (ip netns, veth, tc netem)
