@@ -254,7 +254,7 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
       OnBufReg(cqe.user_data, cqe.res);
       return;
     case Op::kRecv:
-      OnRecv(cqe.user_data, cqe.res);
+      OnRecv(cqe.res);
       return;
     case Op::kWake:
       OnWake();

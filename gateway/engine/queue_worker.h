@@ -23,8 +23,7 @@
 //   COMMIT_AND_FETCH_REQ with the result, once nothing uses the buffer.
 // Every loop turn submits once. One send chain is in flight at a time (its
 // ops linked, so requests never interleave on the stream); one RECV is in
-// flight at a time (or a payload's with the next header's linked behind
-// it), so replies are parsed in order.
+// flight at a time, so replies are parsed in order.
 //
 // When the connection fails (an error, EOF, a protocol violation, no reply
 // within the I/O timeout) the socket is shut down and, once every op on it
@@ -162,7 +161,7 @@ class QueueWorker {
   // queue_worker_recv.cc
   void ArmRecv();
   void CancelWideRecv();
-  void OnRecv(uint64_t user_data, int res);
+  void OnRecv(int res);
   // Acts on every complete reply (or part) in the staging buffer. False
   // when the connection failed on the way.
   bool ParseReplies();
@@ -234,14 +233,14 @@ class QueueWorker {
   // receive it in place.
   static constexpr size_t kStagingBytes = 32 * 1024;
   static constexpr uint64_t kDirectPayload = 16 * 1024;  // copy path
-  int recvs_in_flight_ = 0;  // 2: a payload's, and the next header's linked behind it
+  bool recv_in_flight_ = false;
   ReplyReader reader_;
   std::vector<uint8_t> rx_buf_;
   size_t rx_head_ = 0;
   size_t rx_tail_ = 0;
   bool rx_direct_ = false;
-  // Zero copy: the RECV in flight may take more than SafeAhead() (no read
-  // could be answered when it was armed), and it is being cancelled.
+  // Zero copy: the RECV in flight may take more than Want() (no read could
+  // be answered when it was armed), and it is being cancelled.
   bool rx_wide_ = false;
   bool rx_cancelling_ = false;
   UniqueFd zero_fd_;  // /dev/zero: zero copy fills holes from it

@@ -150,7 +150,7 @@ void QueueWorker::Recover() {
   if (conn_.draining()) {
     // Nothing may be sent again while an op of the old connection could
     // still touch its buffer or its stream.
-    if (chain_.in_kernel() > 0 || !chain_.empty() || recvs_in_flight_ > 0 ||
+    if (chain_.in_kernel() > 0 || !chain_.empty() || recv_in_flight_ ||
         tags_.AnyUnansweredBufferInUse()) {
       return;
     }

@@ -15,8 +15,7 @@ inline constexpr size_t kMaxBatch = 64;
 //   kSend:     bits 16-31 hold the op's index in the send chain;
 //   kZeroFill: bits 16-35 the offset and 36-55 the length of the hole;
 //   kBufReg:   bit 16 set for UNREGISTER_IO_BUF (a failure: they post no
-//              completion when they succeed);
-//   kRecv:     bit 16 set for the staging RECV linked behind a payload's.
+//              completion when they succeed).
 enum class Op : uint8_t {
   kIoCmd = 1,
   kSend = 2,
@@ -37,9 +36,6 @@ constexpr uint64_t SendData(uint16_t tag, uint16_t index) {
   return UserData(Op::kSend, tag, index);
 }
 constexpr uint16_t SendIndexOf(uint64_t user_data) { return static_cast<uint16_t>(user_data >> 16); }
-
-inline constexpr uint64_t kLinkedRecv = 1;
-constexpr bool IsLinkedRecv(uint64_t user_data) { return (user_data >> 16 & 1) != 0; }
 
 constexpr uint64_t BufRegData(uint16_t tag, bool unregister) {
   return UserData(Op::kBufReg, tag, unregister ? 1 : 0);

@@ -11,17 +11,21 @@
 //              kDirectPayload goes straight into our buffer.
 //   zero copy  a read's payload must land in the request's own pages
 //              (fixed buffer `tag`), which user space cannot write, so no
-//              byte of it may come through staging. A staging RECV takes
-//              what has arrived, but at most what the reader says cannot
-//              be a payload's (ReplyReader::SafeAhead: a reply's header and
-//              a data chunk's offset, or several replies without data);
-//              the payload is then received into the fixed buffer at its
-//              offset. While no read waits for a reply and others do,
-//              nothing that comes can be a read's data: the RECV is wide
-//              (up to the staging buffer's free space). A read that wants
-//              to go meanwhile waits until that RECV is taken back
+//              byte of it may come through staging. While a read may be
+//              answered, a staging RECV asks for exactly what the reader
+//              wants (ReplyReader::Want: the rest of a header, or of a data
+//              chunk's offset; never a byte of what follows), all of it
+//              (MSG_WAITALL); the payload is then received into the fixed
+//              buffer at its offset. While no read waits for a reply and
+//              others do, nothing that comes can be a read's data: the
+//              RECV is wide (up to the staging buffer's free space) and
+//              takes several replies at once. A read that wants to go
+//              meanwhile waits until that RECV is taken back
 //              (ASYNC_CANCEL) or completes, so its data never meets it.
 //              Holes are zeroed by a READ_FIXED from /dev/zero.
+//              (Asking for a header and a data offset in one RECV, or
+//              linking the next header's RECV behind a payload's, made
+//              fewer RECVs but measured slower: docs/BENCHMARKS.md.)
 #include <fcntl.h>
 
 #include <cerrno>
@@ -44,22 +48,13 @@ using worker_ops::TagOf;
 using worker_ops::UserData;
 
 void QueueWorker::ArmRecv() {
-  if (!conn_.socket_live() || recvs_in_flight_ > 0) return;
+  if (!conn_.socket_live() || recv_in_flight_) return;
   const int fd = socket_.get();
   const uint64_t payload = reader_.PayloadLeft();
   const bool staged = rx_tail_ > rx_head_;
   rx_direct_ = payload > 0 && !staged && (config_.plan.zero_copy || payload >= kDirectPayload);
   rx_wide_ = false;
   if (rx_direct_) {
-    // Zero copy: the next header's RECV goes linked behind the payload's,
-    // so both are done in one turn. Both SQEs in one submit, or the link
-    // would be cut (and the header's RECV could take payload bytes).
-    bool link = config_.plan.zero_copy;
-    if (link && io_uring_sq_space_left(ring_->get()) < 2) {
-      io_uring_submit(ring_->get());
-      stats_.OnRingEnter();
-      link = io_uring_sq_space_left(ring_->get()) >= 2;
-    }
     io_uring_sqe *sqe = Sqe();
     const uint16_t tag = reader_.payload_tag();
     const uint64_t at = reader_.payload_offset();
@@ -77,19 +72,7 @@ void QueueWorker::ArmRecv() {
       sqe->buf_index = tag;
     }
     io_uring_sqe_set_data64(sqe, UserData(Op::kRecv));
-    ++recvs_in_flight_;
-    stats_.OnRecv();
-    if (!link) return;
-    // It runs once the payload is all in (a short one cancels it): from
-    // there on a header starts, whose first EarliestPayload() bytes are
-    // never a payload's.
-    sqe->flags |= IOSQE_IO_LINK;
-    rx_head_ = rx_tail_ = 0;
-    io_uring_sqe *next = Sqe();
-    io_uring_prep_recv(next, fd, rx_buf_.data(),
-                       std::min(rx_buf_.size(), reader_.EarliestPayload()), 0);
-    io_uring_sqe_set_data64(next, UserData(Op::kRecv, 0, worker_ops::kLinkedRecv));
-    ++recvs_in_flight_;
+    recv_in_flight_ = true;
     stats_.OnRecv();
     return;
   }
@@ -101,19 +84,23 @@ void QueueWorker::ArmRecv() {
     rx_head_ = 0;
   }
   // What has arrived, up to the staging buffer's free space; zero copy
-  // takes no more than SafeAhead() unless no read can be answered.
+  // asks for exactly Want(), all of it, unless no read can be answered.
   size_t len = rx_buf_.size() - rx_tail_;
+  int flags = 0;
   rx_wide_ = config_.plan.zero_copy && tags_.reads_unanswered() == 0 && tags_.unanswered() > 0;
-  if (config_.plan.zero_copy && !rx_wide_) len = std::min(len, reader_.SafeAhead());
+  if (config_.plan.zero_copy && !rx_wide_) {
+    len = std::min(len, reader_.Want());
+    flags = MSG_WAITALL;
+  }
   if (len == 0) {  // a RECV of 0 bytes would read as the server's EOF
     Fault("the receive path has nothing to receive into");
     io_uring_prep_nop(sqe);
   } else {
-    io_uring_prep_recv(sqe, fd, rx_buf_.data() + rx_tail_, len, 0);
+    io_uring_prep_recv(sqe, fd, rx_buf_.data() + rx_tail_, len, flags);
     stats_.OnRecv();
   }
   io_uring_sqe_set_data64(sqe, UserData(Op::kRecv));
-  ++recvs_in_flight_;
+  recv_in_flight_ = true;
 }
 
 // A read is queued while the wide RECV waits: take the RECV back before
@@ -127,18 +114,13 @@ void QueueWorker::CancelWideRecv() {
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;  // a failure: the RECV completed first
 }
 
-void QueueWorker::OnRecv(uint64_t user_data, int res) {
-  --recvs_in_flight_;
-  // The staging RECV linked behind a payload's, or the only RECV.
-  const bool linked = worker_ops::IsLinkedRecv(user_data);
-  const bool direct = !linked && rx_direct_;
-  const bool cancelled = !linked && rx_cancelling_;
-  if (!linked) rx_wide_ = rx_cancelling_ = false;
+void QueueWorker::OnRecv(int res) {
+  recv_in_flight_ = false;
+  const bool cancelled = rx_cancelling_;
+  rx_wide_ = rx_cancelling_ = false;
   if (!conn_.socket_live()) return;
-  if (res == -ECANCELED && (cancelled || linked)) {
-    // Taken back for a read, or the payload before it came up short:
-    // nothing was received. Arm again (the rest of the payload first).
-    if (recvs_in_flight_ == 0) ArmRecv();
+  if (res == -ECANCELED && cancelled) {
+    ArmRecv();  // taken back for a read: nothing was received
     return;
   }
   if (res <= 0) {
@@ -146,13 +128,12 @@ void QueueWorker::OnRecv(uint64_t user_data, int res) {
                             : ErrnoToStatus(-res, "recv from the NBD server"));
     return;
   }
-  if (direct) {
+  if (rx_direct_) {
     reader_.SkipPayload(static_cast<uint64_t>(res));
   } else {
     rx_tail_ += static_cast<size_t>(res);
   }
-  // Behind a payload's RECV, the next header's may still be coming.
-  if (ParseReplies() && recvs_in_flight_ == 0) ArmRecv();
+  if (ParseReplies()) ArmRecv();
 }
 
 bool QueueWorker::ParseReplies() {

@@ -20,21 +20,6 @@ size_t FirstHeaderBytes(nbd::HeaderMode mode) {
   return mode == nbd::HeaderMode::kExtended ? nbd::kExtendedReplySize : nbd::kSimpleReplySize;
 }
 
-// Where a read's payload can start at the earliest, from the start of a
-// reply: the data follows a simple reply only in simple mode; otherwise it
-// follows a structured (or extended) header and the data chunk's offset.
-size_t PayloadStart(nbd::HeaderMode mode) {
-  switch (mode) {
-    case nbd::HeaderMode::kSimple:
-      return nbd::kSimpleReplySize;
-    case nbd::HeaderMode::kStructured:
-      return nbd::kStructuredReplySize + nbd::kDataChunkPrefixSize;
-    case nbd::HeaderMode::kExtended:
-      return nbd::kExtendedReplySize + nbd::kDataChunkPrefixSize;
-  }
-  return nbd::kSimpleReplySize;
-}
-
 }  // namespace
 
 ReplyReader::ReplyReader(nbd::HeaderMode mode, uint16_t depth) : mode_(mode), partial_(depth) {
@@ -61,27 +46,6 @@ size_t ReplyReader::Want() const {
     case State::kMessage:
       return static_cast<size_t>(std::min<uint64_t>(left_, SIZE_MAX));
     case State::kDone:
-    case State::kFaulted:
-      return 0;
-  }
-  return 0;
-}
-
-size_t ReplyReader::EarliestPayload() const { return PayloadStart(mode_); }
-
-size_t ReplyReader::SafeAhead() const {
-  switch (state_) {
-    case State::kHeader:
-      // header_want_ already covers a data chunk's offset once the chunk's
-      // type is known; before that, any header may be a data chunk's.
-      return std::max(header_want_, PayloadStart(mode_)) - have_;
-    case State::kDone:
-      return PayloadStart(mode_);
-    case State::kPrefix:
-    case State::kTrailer:
-    case State::kMessage:
-      return Want();  // then a header (or a data chunk's payload, after its prefix)
-    case State::kPayload:
     case State::kFaulted:
       return 0;
   }

@@ -61,18 +61,6 @@ class ReplyReader {
   // asks for exactly this never takes bytes of what follows.
   size_t Want() const;
 
-  // How many bytes may be taken next without taking any of a read's
-  // payload, whatever the replies ahead turn out to be: up to where a
-  // payload could start at the earliest if every reply from here on were a
-  // read's (a simple reply's end in simple mode; a data chunk's offset's
-  // end with structured replies, where a read never gets a simple reply
-  // with data). 0 inside a payload. So a caller whose payloads must land
-  // elsewhere (zero copy) can still receive several replies, or a whole
-  // header and data offset, in one go.
-  size_t SafeAhead() const;
-  // SafeAhead() at the start of a reply or chunk (as after any payload).
-  size_t EarliestPayload() const;
-
   // Payload of a read being received (0 otherwise): its tag, and the
   // offset in its buffer where the next byte goes. A caller may receive
   // those bytes elsewhere (straight into the request's buffer) and tell

@@ -2,7 +2,9 @@
 # Guest half of tests/bench/profile.sh: one fio job on each system (ublkgw
 # copy, ublkgw zero copy, kernel nbd) against nbdkit memory, under
 # `perf record -a` (cpu-clock: a TCG guest has no PMU), and a report per
-# system: where the guest's CPU goes, by command and symbol.
+# system: where the guest's CPU goes, by command and symbol. For ublkgw,
+# `ublkgw stats --json` before and after the job too (RECVs and
+# io_uring_enter calls per I/O are their difference over the ops').
 # Usage: profile-guest.sh RW BS QD RUNTIME QUEUES
 . /lib/ublkgw/guest-lib.sh
 rw=$1 bs=$2 qd=$3 runtime=$4 queues=$5
@@ -33,11 +35,13 @@ for system in ublkgw-copy ublkgw-zero-copy kernel-nbd; do
     ublkgw-zero-copy) dev=$zc ;;
     kernel-nbd) dev=/dev/nbd0 ;;
   esac
+  [ "$dev" = /dev/nbd0 ] || ublkgw stats "$dev" --json >/out/stats-$system-before.json
   $perf record -e cpu-clock -F 999 -a -g -o /tmp/perf-$system.data -- \
     $fio --name=profile --filename="$dev" --ioengine=io_uring --direct=1 --rw="$rw" --bs="$bs" \
       --iodepth="$qd" --size=256M --time_based --runtime="$runtime" --norandommap \
       --output-format=json --output=/out/fio-$system.json >/out/perf-record-$system.log 2>&1 ||
     fail "perf record on $system failed: $(tail -5 /out/perf-record-$system.log)"
+  [ "$dev" = /dev/nbd0 ] || ublkgw stats "$dev" --json >/out/stats-$system-after.json
   $perf report -i /tmp/perf-$system.data --stdio --no-children --sort comm,dso \
     >/out/perf-$system-by-comm.txt 2>/dev/null
   $perf report -i /tmp/perf-$system.data --stdio --no-children --sort sym -g none \

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Where the CPU goes: one fio job on ublkgw copy, ublkgw zero copy and the
 # kernel's nbd client in one guest, each under `perf record -a`. Writes
-# perf reports (by command/DSO and by symbol) to OUT. For explaining the
-# benchmark's figures; not a test.
+# perf reports (by command/DSO and by symbol) to OUT, and prints each
+# system's IOPS (and ublkgw's RECVs and io_uring_enter calls per I/O). For
+# explaining the benchmark's figures; not a test: compare systems within
+# one run.
 #
 # Usage: tests/bench/profile.sh [--job RW:BS:QD] [--runtime SEC] [--queues N]
 #          [--kernel sid] [--out DIR]
@@ -38,4 +40,19 @@ rm -rf "$out"
   --module ublk_drv --module nbd --tool nbdkit --tool fio --tool nbd-client --tool perf \
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --mem 2048 --timeout 900 --out "$out" -- "$rw" "$bs" "$qd" "$runtime" "$queues"
+# A line per system: its IOPS, and for ublkgw the RECVs and enters per I/O.
+python3 - "$out/files" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+for system in ("ublkgw-copy", "ublkgw-zero-copy", "kernel-nbd"):
+    job = json.load(open(f"{d}/fio-{system}.json"))["jobs"][0]
+    ops = job["read"]["total_ios"] + job["write"]["total_ios"]
+    iops = job["read"]["iops"] + job["write"]["iops"]
+    line = f"profile: {system:17} {iops:8.0f} IOPS"
+    if os.path.exists(f"{d}/stats-{system}-after.json"):
+        a, b = (json.load(open(f"{d}/stats-{system}-{w}.json"))["stats"] for w in ("after", "before"))
+        per = lambda k: (int(a.get(k, 0)) - int(b.get(k, 0))) / max(ops, 1)
+        line += f", {per('socket_recvs'):.2f} RECVs/IO, {per('ring_enters'):.2f} enters/IO"
+    print(line)
+PY
 echo "profile: reports in $out/files/perf-*.txt"

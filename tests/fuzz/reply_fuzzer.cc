@@ -5,7 +5,7 @@
 // must lie inside the request's buffer (ASan checks the copies), and a
 // read it says is done without an error must have had every byte written.
 // Fed as the zero-copy worker feeds it (the top bit of the second byte),
-// at most SafeAhead() bytes at a time and payloads through SkipPayload,
+// at most Want() bytes at a time and payloads through SkipPayload,
 // no payload byte may ever come out of what was fed.
 #include <cstdint>
 #include <cstring>
@@ -60,7 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         stream = stream.subspan(n);
         n = 0;  // a reply may end with its payload: Feed nothing to hear it
       } else {
-        n = std::min(n, reader.SafeAhead());
+        n = std::min(n, reader.Want());
         if (n == 0) return 0;  // faulted
       }
     }

@@ -151,10 +151,11 @@ TEST_P(ZeroCopyTest, AReconnectSendsAgainWhatHadNoReply) {
   EXPECT_EQ(h.connects(), 1);
 }
 
-// A read's header and its data chunk's offset come in one RECV, its data
-// in a second one (into the pages); the third RECV per read of a receive
-// path that asked for exactly one element at a time is gone.
-TEST_P(ZeroCopyTest, AStructuredReadTakesTwoRecvs) {
+// While a read may be answered, each RECV asks for exactly one element of
+// a reply: a structured read's header, its data chunk's offset, and its
+// data (into the pages). Asking for the header and offset at once made
+// fewer RECVs but slower reads (docs/BENCHMARKS.md).
+TEST_P(ZeroCopyTest, AStructuredReadTakesOneRecvPerElement) {
   WorkerHarness h(HonestStructured, Options(nbd::HeaderMode::kStructured));
   ASSERT_THAT(h.ready(), IsOk());
   const uint64_t before = h.worker().stats().Snapshot().recvs;  // the one armed at the start
@@ -165,9 +166,9 @@ TEST_P(ZeroCopyTest, AStructuredReadTakesTwoRecvs) {
     ASSERT_EQ(r->result, 4096);
     ASSERT_TRUE(r->data == Expected(uint64_t{4096} * i, 4096)) << i;
   }
-  // Each read: its header's RECV (armed before it), then its payload's
-  // with the next header's linked behind it, armed before its commit.
-  EXPECT_EQ(h.worker().stats().Snapshot().recvs - before, 2u * kReads);
+  // Each read: its header's RECV (armed before it), its offset's and its
+  // payload's; the next header's is armed before its commit.
+  EXPECT_EQ(h.worker().stats().Snapshot().recvs - before, 3u * kReads);
 }
 
 // Replies without data, all there at once: while no read waits, one wide

@@ -250,32 +250,12 @@ TEST(ReplyReaderTest, PayloadCanBeReceivedElsewhere) {
   EXPECT_EQ(e.result, 0);
 }
 
-TEST(ReplyReaderTest, SafeAheadStopsWhereAPayloadCouldStart) {
-  Flight f;
-  EXPECT_EQ(ReplyReader(nbd::HeaderMode::kSimple, 4).SafeAhead(), 16u);
-  EXPECT_EQ(ReplyReader(nbd::HeaderMode::kStructured, 4).SafeAhead(), 28u);
-  EXPECT_EQ(ReplyReader(nbd::HeaderMode::kExtended, 4).SafeAhead(), 40u);
-  // Inside a payload: nothing (it is received elsewhere).
-  ReplyReader reader(nbd::HeaderMode::kStructured, 4);
-  const uint64_t r = f.Add(1, nbd::kCmdRead, 0, 512);
-  const std::string head = Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, r,
-                                 Data(0, std::string(512, 'p')))
-                               .substr(0, 28);
-  auto find = [&](uint64_t c) { return f.Find(c); };
-  const auto* bytes = reinterpret_cast<const uint8_t*>(head.data());
-  ASSERT_EQ(reader.Feed({bytes, 5}, find).kind, ReplyEvent::Kind::kNeedMore);
-  EXPECT_EQ(reader.SafeAhead(), 23u);
-  ASSERT_EQ(reader.Feed({bytes + 5, 23}, find).kind, ReplyEvent::Kind::kNeedMore);
-  EXPECT_EQ(reader.PayloadLeft(), 512u);
-  EXPECT_EQ(reader.SafeAhead(), 0u);
-}
-
-// The zero-copy worker's promise: a caller that takes at most SafeAhead()
+// The zero-copy worker's promise: a caller that takes at most Want()
 // bytes into staging, and a payload's bytes only through SkipPayload,
 // never meets a read's data in staging, and ends up with what a caller
 // that fed everything got. Random streams of every kind of reply, in every
 // header mode, cut in random places.
-TEST(ReplyReaderTest, WithinSafeAheadNoPayloadByteIsEverStaged) {
+TEST(ReplyReaderTest, WithinWantNoPayloadByteIsEverStaged) {
   std::mt19937 random(14);
   for (int round = 0; round < 300; ++round) {
     const auto mode = static_cast<nbd::HeaderMode>(round % 3);
@@ -361,7 +341,7 @@ TEST(ReplyReaderTest, WithinSafeAheadNoPayloadByteIsEverStaged) {
         at += n;
         ok = feed({});  // a reply may end with its payload
       } else {
-        const size_t safe = reader.SafeAhead();
+        const size_t safe = reader.Want();
         ASSERT_GT(safe, 0u) << round;
         const size_t n = std::min({safe, stream.size() - at, size_t{1} + random() % 64});
         ok = feed({reinterpret_cast<const uint8_t*>(stream.data()) + at, n});
