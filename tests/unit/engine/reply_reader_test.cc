@@ -341,9 +341,9 @@ TEST(ReplyReaderTest, WithinWantNoPayloadByteIsEverStaged) {
         at += n;
         ok = feed({});  // a reply may end with its payload
       } else {
-        const size_t safe = reader.Want();
-        ASSERT_GT(safe, 0u) << round;
-        const size_t n = std::min({safe, stream.size() - at, size_t{1} + random() % 64});
+        const size_t want = reader.Want();
+        ASSERT_GT(want, 0u) << round;
+        const size_t n = std::min({want, stream.size() - at, size_t{1} + random() % 64});
         ok = feed({reinterpret_cast<const uint8_t*>(stream.data()) + at, n});
         at += n;
       }
