@@ -8,14 +8,17 @@
 #   run server system job round guest_busy_ticks daemon_ticks server_ticks hz recvs enters
 # (recvs, enters: the RECVs and io_uring_enter calls the ublkgw volume
 # made during the run, from `ublkgw stats`; 0 for kernel nbd)
-# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS
+# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE]
 #   SERVERS  comma-separated: memory, null
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
 #   SEND_VARIANTS  1: write jobs also run on zero copy with SEND only
 #            (ublkgw-zc-send) and SEND_ZC only (ublkgw-zc-sendzc), each
 #            from a second daemon with its own --send-zc-min-bytes
+#   BASELINE 1: every job also runs on base-copy and base-zero-copy, served
+#            by ublkgwd-base (another revision's daemon, driven with its own
+#            CLI ublkgw-base) on a socket of its own
 . /lib/ublkgw/guest-lib.sh
-runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5 send_variants=${6:-0}
+runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5 send_variants=${6:-0} baseline=${7:-0}
 fio=/usr/local/bin/fio
 size_mb=256
 
@@ -41,6 +44,11 @@ if [ "$send_variants" = 1 ]; then
   wait_for_path /run/ublkgw/send.sock 20
   wait_for_path /run/ublkgw/sendzc.sock 20
 fi
+if [ "$baseline" = 1 ]; then
+  ublkgwd-base --state-dir '' --socket /run/ublkgw/base.sock >/out/ublkgwd-base.log 2>&1 &
+  daemon_base=$!
+  wait_for_path /run/ublkgw/base.sock 20
+fi
 
 # busy_ticks: every CPU's non-idle time since boot (/proc/stat).
 busy_ticks() {
@@ -49,7 +57,9 @@ busy_ticks() {
 # volume_counter DEV SOCKET FIELD: a counter of `ublkgw stats DEV --json`
 # (0 when absent: JSON leaves zeroes out).
 volume_counter() {
-  ublkgw stats "$1" --socket "$2" --json >/tmp/stats.json 2>/dev/null || { echo 0; return; }
+  cli=ublkgw
+  [ "$2" = /run/ublkgw/base.sock ] && cli=ublkgw-base
+  $cli stats "$1" --socket "$2" --json >/tmp/stats.json 2>/dev/null || { echo 0; return; }
   local v
   v=$(json_string /tmp/stats.json "$3")
   echo "${v:-0}"
@@ -85,6 +95,13 @@ for server in $(echo "$servers" | tr ',' ' '); do
     zc_sendzc=$(ublkgw attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/sendzc.sock \
       --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (SEND_ZC) failed"
   fi
+  if [ "$baseline" = 1 ]; then
+    base_copy=$(ublkgw-base attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/base.sock \
+      --queues "$queues" --depth 128 --data-path copy) || fail "attach (baseline copy) failed"
+    base_zc=$(ublkgw-base attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/base.sock \
+      --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (baseline zero copy) failed"
+    systems="$systems base-copy base-zero-copy"
+  fi
   nbd-client 127.0.0.1 10809 /dev/nbd0 -N '' -C "$queues" -b 4096 >/out/nbd-client.log 2>&1 ||
     fail "nbd-client failed: $(cat /out/nbd-client.log)"
   wait_for_path /sys/block/nbd0/pid 10
@@ -112,6 +129,8 @@ EOF
           ublkgw-zero-copy) dev=$zc pid=$daemon ;;
           ublkgw-zc-send) dev=$zc_send pid=$daemon_send sock=/run/ublkgw/send.sock ;;
           ublkgw-zc-sendzc) dev=$zc_sendzc pid=$daemon_sendzc sock=/run/ublkgw/sendzc.sock ;;
+          base-copy) dev=$base_copy pid=$daemon_base sock=/run/ublkgw/base.sock ;;
+          base-zero-copy) dev=$base_zc pid=$daemon_base sock=/run/ublkgw/base.sock ;;
           kernel-nbd) dev=/dev/nbd0 pid=$daemon ;;
         esac
         run=$((run + 1))
@@ -146,6 +165,10 @@ EOF
     ublkgw detach "$zc_send" --socket /run/ublkgw/send.sock || fail "detach failed"
     ublkgw detach "$zc_sendzc" --socket /run/ublkgw/sendzc.sock || fail "detach failed"
   fi
+  if [ "$baseline" = 1 ]; then
+    ublkgw-base detach "$base_copy" --socket /run/ublkgw/base.sock || fail "detach failed"
+    ublkgw-base detach "$base_zc" --socket /run/ublkgw/base.sock || fail "detach failed"
+  fi
   kill $server_pid
   wait $server_pid
 done
@@ -155,6 +178,10 @@ wait $daemon || fail "ublkgwd exited $?"
 if [ "$send_variants" = 1 ]; then
   kill -TERM $daemon_send $daemon_sendzc
   wait $daemon_send $daemon_sendzc
+fi
+if [ "$baseline" = 1 ]; then
+  kill -TERM $daemon_base
+  wait $daemon_base
 fi
 uname -r >/out/kernel.txt
 log "ok"

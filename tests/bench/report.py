@@ -15,6 +15,8 @@ import sys
 SYSTEMS = ["ublkgw-copy", "ublkgw-zero-copy", "kernel-nbd"]
 # With --send-variants, write jobs also run zero copy with one send op only.
 VARIANTS = ["ublkgw-zc-send", "ublkgw-zc-sendzc"]
+# With --baseline, every job also runs on another revision's daemon.
+BASELINE = {"ublkgw-copy": "base-copy", "ublkgw-zero-copy": "base-zero-copy"}
 
 
 def fio_figures(path):
@@ -140,7 +142,7 @@ def table(means, servers, jobs, header):
         md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for job in jobs:
             base = means.get((server, job, "kernel-nbd"))
-            for system in SYSTEMS + VARIANTS:
+            for system in SYSTEMS + VARIANTS + list(BASELINE.values()):
                 m = means.get((server, job, system))
                 if m is None:
                     continue
@@ -153,6 +155,35 @@ def table(means, servers, jobs, header):
                     f"| {rel('client_us_per_io')} "
                     f"| {per_io(system, m['recvs_per_io'])} | {per_io(system, m['enters_per_io'])} |")
         md.append("")
+    return md
+
+
+def baseline_table(runs, means, servers, jobs):
+    """This tree against the --baseline revision: IOPS ratios, the mean's and
+    each round's (the rounds show how far the machine drifts within a run)."""
+    if not any(r["system"] in BASELINE.values() for r in runs):
+        return []
+    by_round = {(r["server"], r["job"], r["system"], r["round"]): r for r in runs}
+    md = ["### This tree against the baseline (IOPS new / old, same run)", "",
+          "| server | job | path | new / old | per round | RECVs/IO old / new | enters/IO old / new |",
+          "|---|---|---|---:|---|---:|---:|"]
+    for server in servers:
+        for job in jobs:
+            for new, old in BASELINE.items():
+                n, o = means.get((server, job, new)), means.get((server, job, old))
+                if not (n and o):
+                    continue
+                rounds = sorted(k[3] for k in by_round if k[:3] == (server, job, new))
+                each = ", ".join(
+                    f"{ratio(by_round[(server, job, new, i)]['iops'], by_round[(server, job, old, i)]['iops']):.2f}"
+                    for i in rounds if (server, job, old, i) in by_round)
+                # A revision older than the counters reports none: say so, not 0.
+                count = lambda v: f"{v:.2f}" if v else "n/a"
+                md.append(f"| {server} | {job} | {new.removeprefix('ublkgw-')} "
+                          f"| {ratio(n['iops'], o['iops']):.2f} | {each} "
+                          f"| {count(o['recvs_per_io'])} / {count(n['recvs_per_io'])} "
+                          f"| {count(o['enters_per_io'])} / {count(n['enters_per_io'])} |")
+    md.append("")
     return md
 
 
@@ -214,6 +245,7 @@ def main():
               f"{args.runtime} s per run, {args.rounds} rounds interleaved; command: "
               f"`{args.command}`")
     md = table(means, servers, jobs, header)
+    md += baseline_table(runs, means, servers, jobs)
     target_server, checks = targets(means, servers, jobs)
     md.append(f"### Targets (nbdkit {target_server})")
     md.append("")

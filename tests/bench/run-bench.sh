@@ -5,7 +5,7 @@
 #
 # Usage: tests/bench/run-bench.sh [--kernel sid] [--runtime SEC] [--rounds N]
 #          [--queues N] [--servers memory,null] [--jobs LIST] [--send-variants]
-#          [--out DIR]
+#          [--baseline REV] [--out DIR]
 #
 #   --kernel   the guest's kernel (a Debian suite, default sid: zero copy
 #              needs 6.16+, and RECV into fixed buffers 7.2)
@@ -19,6 +19,10 @@
 #   --send-variants  write jobs also run on zero copy with SEND only and with
 #              SEND_ZC only, to see which wins at which size (by default
 #              ublkgw sends with SEND; ublkgwd --send-zc-min-bytes opts in)
+#   --baseline also run ublkgw as built from git revision REV (copy and
+#              zero copy, shown as base-copy and base-zero-copy) in the same
+#              guest, interleaved with this tree's: old against new in one
+#              run, where the machine's drift cannot tell them apart
 #   --out      where results go (default /var/cache/ublkgw/bench/latest):
 #              results.json, table.md, and one PNG per server
 #
@@ -30,7 +34,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 command_line="tests/bench/run-bench.sh $*"
 
-kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0
+kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline=
 jobs="randread-4k-qd1:randread:4k:1,randread-4k-qd32:randread:4k:32"
 jobs+=",randwrite-4k-qd1:randwrite:4k:1,randwrite-4k-qd32:randwrite:4k:32"
 jobs+=",read-128k:read:128k:8,write-128k:write:128k:8,read-1m:read:1m:8,write-1m:write:1m:8"
@@ -44,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --servers) servers=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --send-variants) send_variants=1; shift ;;
+    --baseline) baseline=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "run-bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -57,11 +62,29 @@ build=/var/cache/ublkgw/bench-build
 echo "run-bench: building a Release ublkgw in $build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C "$build" ublkgwd ublkgw >/dev/null
+base_files=()
+if [[ -n $baseline ]]; then
+  rev=$(git -C "$root" rev-parse --verify --quiet "$baseline^{commit}") || {
+    echo "run-bench: --baseline '$baseline' is not a commit of $root (try a hash from git log)" >&2
+    exit 2; }
+  # Kept per revision, so a second run against the same baseline builds nothing.
+  base_src=/var/cache/ublkgw/bench-base/$rev/src base_build=/var/cache/ublkgw/bench-base/$rev/build
+  echo "run-bench: building the baseline ${rev:0:12} in $base_build"
+  if [[ ! -f $base_src/CMakeLists.txt ]]; then
+    rm -rf "$base_src" && mkdir -p "$base_src"
+    git -C "$root" archive "$rev" | tar -x -C "$base_src"
+  fi
+  cmake -S "$base_src" -B "$base_build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  ninja -C "$base_build" ublkgwd ublkgw >/dev/null
+  base_files=(--file "$base_build/gateway/control/ublkgwd:/usr/local/bin/ublkgwd-base"
+    --file "$base_build/gateway/cli/ublkgw:/usr/local/bin/ublkgw-base")
+fi
 "$root/tests/guest/fetch-kernel.sh" "$kernel"
 
 n_jobs=$(tr ',' '\n' <<<"$jobs" | wc -l)
 n_servers=$(tr ',' '\n' <<<"$servers" | wc -l)
-runs=$((n_jobs * n_servers * rounds * (send_variants ? 5 : 3)))
+n_systems=$((3 + (send_variants ? 2 : 0) + (${#base_files[@]} ? 2 : 0)))
+runs=$((n_jobs * n_servers * rounds * n_systems))
 timeout=$((runs * (runtime + 4) + 300))
 echo "run-bench: $runs fio runs of ${runtime}s on $kernel (about $((runs * (runtime + 2) / 60)) min)"
 
@@ -73,8 +96,8 @@ mkdir -p "$out"
   --module ublk_drv --module nbd --tool nbdkit --tool fio --tool nbd-client \
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
-  --mem 2048 --timeout "$timeout" --out "$out.guest" \
-  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants"
+  "${base_files[@]}" --mem 2048 --timeout "$timeout" --out "$out.guest" \
+  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "${baseline:+1}"
 
 python3 "$here/report.py" --guest-out "$out.guest" --out "$out" \
   --command "$command_line" --queues "$queues" --runtime "$runtime" \
