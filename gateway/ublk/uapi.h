@@ -270,6 +270,11 @@ inline constexpr uint32_t kIoUnregisterIoBuf = internal::IoWR(0x24, sizeof(ublks
 inline constexpr uint32_t kIoPrepIoCmds = internal::IoWR(0x25, sizeof(ublk_batch_io));
 inline constexpr uint32_t kIoCommitIoCmds = internal::IoWR(0x26, sizeof(ublk_batch_io));
 inline constexpr uint32_t kIoFetchIoCmds = internal::IoWR(0x27, sizeof(ublk_batch_io));
+// Only on kernels carrying kernel/patches: the master of an
+// IORING_OP_FUSED_CMD (kIoringOpFusedCmd), lending the request's pages to
+// the SQE's second half (kFFusedCmd).
+inline constexpr uint32_t kIoFusedSubmitIo = internal::IoWR(0x70, sizeof(ublksrv_io_cmd));
+inline constexpr uint8_t kIoringOpFusedCmd = 0x80;
 
 // Results of an I/O command's CQE. Only kIoResAbort means "do not re-fetch".
 inline constexpr int32_t kIoResOk = 0;
@@ -298,6 +303,7 @@ inline constexpr uint64_t kFBatchIo = 1ULL << 15;
 inline constexpr uint64_t kFIntegrity = 1ULL << 16;
 inline constexpr uint64_t kFSafeStopDev = 1ULL << 17;
 inline constexpr uint64_t kFNoAutoPartScan = 1ULL << 18;
+inline constexpr uint64_t kFFusedCmd = 1ULL << 48;  // kernel/patches only
 inline constexpr uint64_t kFShmemZc = 1ULL << 19;
 
 // Device states (ublksrv_ctrl_dev_info.state).

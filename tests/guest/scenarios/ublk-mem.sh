@@ -4,12 +4,16 @@
 # the copy data path, STOP_DEV and DEL_DEV. Data written with O_DIRECT reads
 # back the same; discard reads back as zeroes; stopping removes both device
 # nodes.
+# Usage: ublk-mem.sh [--fused]: with --fused (a kernel built by
+# kernel/build.sh), the target moves data with IORING_OP_FUSED_CMD, and the
+# kernel must have logged no UBSAN report, warning or oops by the end.
 . /lib/ublkgw/guest-lib.sh
+mode=${1:-}
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
 
-ublk_mem_target 64 32 >/out/target.log 2>&1 &
+ublk_mem_target 64 32 $mode >/out/target.log 2>&1 &
 target=$!
 deadline=$(( $(date +%s) + 30 ))
 until grep -q '^ready ' /out/target.log; do
@@ -49,4 +53,13 @@ cat /out/target.log
 [ "$rc" -eq 0 ] || fail "the target exited $rc"
 [ ! -e "$dev" ] || fail "$dev still exists after stop"
 [ ! -e "${dev%b*}c${dev##*ublkb}" ] || fail "the char device still exists after delete"
-log "ok: device stopped and deleted"
+log "device stopped and deleted"
+if [ "$mode" = --fused ]; then
+  grep -q '^fused: a READ request' /out/target.log || fail "the direction check did not run"
+  dmesg >/out/dmesg.txt
+  if grep -E 'UBSAN|WARNING:|BUG:|Oops' /out/dmesg.txt; then
+    fail "the kernel logged a report (above; /out/dmesg.txt)"
+  fi
+  log "fused: no UBSAN report, warning or oops in the kernel log"
+fi
+log "ok"

@@ -2,9 +2,18 @@
 // control commands, descriptor mapping, FETCH_REQ / COMMIT_AND_FETCH_REQ
 // on the copy path), independent of NBD and of the engine.
 //
-// Usage: ublk_mem_target SIZE_MIB [QUEUE_DEPTH]
+// Usage: ublk_mem_target SIZE_MIB [QUEUE_DEPTH] [--fused]
 // Prints "ready /dev/ublkbN" when the device is up; SIGTERM or SIGINT stops
 // and deletes it, and the process exits 0 if every step succeeded.
+//
+// --fused (kernels carrying kernel/patches): the disk is a memfd, and each
+// read or write moves in one IORING_OP_FUSED_CMD, UBLK_U_IO_FUSED_SUBMIT_IO
+// as master lending the request's pages to a READ or WRITE of the memfd as
+// slave. Before serving, it checks what the kernel must refuse (a slave op
+// that cannot be one, a drained slave) and, on the first read, that the
+// pages of a READ request cannot be lent to an op that reads them.
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -17,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/status.h"
 #include "base/uring.h"
 #include "ublk/control_device.h"
 #include "ublk/io_queue.h"
@@ -97,6 +107,171 @@ int ServeQueue(int char_fd, uint16_t depth, std::vector<uint8_t>& disk) {
   return errors == 0 ? 0 : 1;
 }
 
+// --fused: user_data of a fused command's master and of its slave (whose
+// CQE comes only when it fails), next to the tag.
+constexpr uint64_t kMasterBit = 1ULL << 32;
+constexpr uint64_t kSlaveBit = 1ULL << 33;
+
+// Prepares one fused command in a 128-byte SQE slot: the ublk command for
+// `tag`, then `slave_op` (READ or WRITE) of `len` bytes at `off` of disk_fd,
+// starting at the request's first byte.
+void PrepFused(io_uring_sqe* sqe, int char_fd, uint16_t tag, int disk_fd, uint8_t slave_op,
+               uint32_t len, uint64_t off) {
+  PrepIoCmd(sqe, char_fd, kIoFusedSubmitIo, 0, tag, 0, 0);
+  sqe->opcode = kIoringOpFusedCmd;
+  io_uring_sqe_set_data64(sqe, tag | kMasterBit);
+  io_uring_sqe* slave = sqe + 1;
+  std::memset(slave, 0, sizeof(*slave));
+  if (slave_op == IORING_OP_READ) {
+    io_uring_prep_read(slave, disk_fd, nullptr, len, off);
+  } else {
+    io_uring_prep_write(slave, disk_fd, nullptr, len, off);
+  }
+  slave->flags = IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(slave, tag | kSlaveBit);
+}
+
+// Submits what is queued and returns the next CQE that is not a slave's
+// (a failed slave's result also reaches its master's CQE).
+int NextResult(io_uring* ring, uint64_t* user_data) {
+  for (;;) {
+    io_uring_submit(ring);
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_wait_cqe(ring, &cqe) != 0) continue;
+    *user_data = cqe->user_data;
+    const int res = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    if (*user_data & kSlaveBit) {
+      std::fprintf(stderr, "ublk_mem_target: fused slave of tag %u: %d\n",
+                   static_cast<unsigned>(*user_data & 0xffff), res);
+      continue;
+    }
+    return res;
+  }
+}
+
+// What the kernel must refuse before any request exists: the opcode shows
+// in the probe, and a slave that cannot be one fails its master at prep.
+bool CheckFusedGuards(int char_fd, int disk_fd) {
+  auto ring = Ring::Create(8, IORING_SETUP_SQE128);
+  if (!ring.ok()) return Fail("guard ring", ring.status()) == 0;
+  io_uring_probe* probe = io_uring_get_probe_ring(ring->get());
+  const bool listed = probe && io_uring_opcode_supported(probe, kIoringOpFusedCmd);
+  if (probe) io_uring_free_probe(probe);
+  if (!listed) {
+    std::fprintf(stderr, "ublk_mem_target: IORING_OP_FUSED_CMD is not in the probe\n");
+    return false;
+  }
+  struct Case {
+    const char* what;
+    uint8_t slave_op;
+    uint8_t slave_flags;
+  } cases[] = {{"a NOP slave", IORING_OP_NOP, 0},
+               {"a URING_CMD slave", IORING_OP_URING_CMD, 0},
+               {"a drained slave", IORING_OP_READ, IOSQE_IO_DRAIN}};
+  for (const Case& c : cases) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+    PrepFused(sqe, char_fd, 0, disk_fd, IORING_OP_READ, 4096, 0);
+    sqe[1].opcode = c.slave_op;
+    sqe[1].flags |= c.slave_flags;
+    uint64_t user_data = 0;
+    const int res = NextResult(ring->get(), &user_data);
+    if (res != -EINVAL) {
+      std::fprintf(stderr, "ublk_mem_target: %s: master completed %d, want %d\n", c.what, res,
+                   -EINVAL);
+      return false;
+    }
+    std::printf("fused: %s is refused (EINVAL)\n", c.what);
+  }
+  return true;
+}
+
+// The --fused data path of ServeQueue.
+int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size) {
+  auto descs = IoDescMap::Map(char_fd, 0, depth);
+  if (!descs.ok()) return Fail("map descriptors", descs.status());
+  auto ring = Ring::Create(depth * 2, IORING_SETUP_SQE128);
+  if (!ring.ok()) return Fail("queue ring", ring.status());
+  for (uint16_t tag = 0; tag < depth; ++tag) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+    PrepIoCmd(sqe, char_fd, kIoFetchReq, 0, tag, 0, 0);
+    io_uring_sqe_set_data64(sqe, tag);
+  }
+  std::vector<uint32_t> want(depth);
+  bool direction_checked = false;
+  int live = depth;
+  int errors = 0;
+  auto commit = [&](uint16_t tag, int32_t result) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+    PrepIoCmd(sqe, char_fd, kIoCommitAndFetchReq, 0, tag, result, 0);
+    io_uring_sqe_set_data64(sqe, tag);
+  };
+  while (live > 0) {
+    uint64_t user_data = 0;
+    const int res = NextResult(ring->get(), &user_data);
+    const auto tag = static_cast<uint16_t>(user_data & 0xffff);
+    if (user_data & kMasterBit) {  // the slave moved the data: commit
+      commit(tag, res == static_cast<int>(want[tag]) ? res : (res < 0 ? res : -EIO));
+      continue;
+    }
+    if (res == -ENODEV) {
+      --live;
+      continue;
+    }
+    if (res != kIoResOk) {
+      std::fprintf(stderr, "ublk_mem_target: tag %u completed with %d\n", tag, res);
+      ++errors;
+      --live;
+      continue;
+    }
+    const ublksrv_io_desc iod = descs->Get(tag);
+    const uint64_t off = iod.start_sector << 9;
+    const uint64_t len = uint64_t{iod.nr_sectors} << 9;
+    if (off > disk_size || len > disk_size - off || len > kMaxIoBytes) {
+      commit(tag, -EIO);
+      continue;
+    }
+    switch (IodOp(iod)) {
+      case kIoOpRead:
+        if (!direction_checked) {
+          // A READ request's pages may only be written into: lending them to
+          // a WRITE (which reads them) must fail at import, touching nothing
+          // (its target is past the disk's end, should it not).
+          direction_checked = true;
+          PrepFused(io_uring_get_sqe(ring->get()), char_fd, tag, disk_fd, IORING_OP_WRITE,
+                    static_cast<uint32_t>(len), disk_size);
+          uint64_t ud = 0;
+          const int wrong = NextResult(ring->get(), &ud);
+          if (ud != (tag | kMasterBit) || wrong != -EFAULT) {
+            std::fprintf(stderr, "ublk_mem_target: a READ's pages lent to a WRITE: %d, want %d\n",
+                         wrong, -EFAULT);
+            ++errors;
+          } else {
+            std::printf("fused: a READ request's pages are not lent to a WRITE (EFAULT)\n");
+            std::fflush(stdout);
+          }
+        }
+        [[fallthrough]];
+      case kIoOpWrite:
+        want[tag] = static_cast<uint32_t>(len);
+        PrepFused(io_uring_get_sqe(ring->get()), char_fd, tag, disk_fd,
+                  IodOp(iod) == kIoOpRead ? IORING_OP_READ : IORING_OP_WRITE,
+                  static_cast<uint32_t>(len), off);
+        break;
+      case kIoOpFlush: commit(tag, 0); break;
+      case kIoOpDiscard:
+      case kIoOpWriteZeroes:
+        commit(tag, fallocate(disk_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              static_cast<off_t>(off), static_cast<off_t>(len)) == 0
+                        ? static_cast<int32_t>(len)
+                        : -errno);
+        break;
+      default: commit(tag, -EOPNOTSUPP);
+    }
+  }
+  return errors == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,7 +281,15 @@ int main(int argc, char** argv) {
   }
   const uint64_t size = std::strtoull(argv[1], nullptr, 10) << 20;
   const uint16_t depth = argc > 2 ? static_cast<uint16_t>(std::atoi(argv[2])) : 64;
-  std::vector<uint8_t> disk(size);
+  const bool fused = argc > 3 && std::strcmp(argv[3], "--fused") == 0;
+  std::vector<uint8_t> disk(fused ? 0 : size);
+  int disk_fd = -1;
+  if (fused) {
+    disk_fd = memfd_create("ublk-mem-disk", 0);
+    if (disk_fd < 0 || ftruncate(disk_fd, static_cast<off_t>(size)) != 0) {
+      return Fail("memfd", ErrnoToStatus(errno, "memfd_create/ftruncate"));
+    }
+  }
 
   // Signals are taken by sigwait in the main thread only.
   sigset_t stop_signals;
@@ -123,10 +306,15 @@ int main(int argc, char** argv) {
   info.max_io_buf_bytes = kMaxIoBytes;
   info.dev_id = ~0U;
   info.ublksrv_pid = getpid();
-  info.flags = kFCmdIoctlEncode;
+  info.flags = kFCmdIoctlEncode | (fused ? kFSupportZeroCopy | kFFusedCmd : 0);
   auto added = ctrl->AddDev(info);
   if (!added.ok()) return Fail("ADD_DEV", added.status());
   const uint32_t id = added->dev_id;
+  if (fused && !(added->flags & kFFusedCmd)) {
+    std::fprintf(stderr, "ublk_mem_target: this kernel has no UBLK_F_FUSED_CMD\n");
+    (void)ctrl->DelDev(id);
+    return 1;
+  }
 
   ublk_params params{};
   params.types = kParamTypeBasic | kParamTypeDiscard;
@@ -144,8 +332,16 @@ int main(int argc, char** argv) {
 
   auto char_fd = OpenCharDevice(id, absl::Seconds(10));
   if (!char_fd.ok()) return Fail("open char device", char_fd.status());
+  if (fused && !CheckFusedGuards(char_fd->get(), disk_fd)) {
+    char_fd->Reset();
+    (void)ctrl->DelDev(id);
+    return 1;
+  }
   int queue_rc = 1;
-  std::thread queue([&] { queue_rc = ServeQueue(char_fd->get(), depth, disk); });
+  std::thread queue([&] {
+    queue_rc = fused ? ServeQueueFused(char_fd->get(), depth, disk_fd, size)
+                     : ServeQueue(char_fd->get(), depth, disk);
+  });
 
   // START_DEV returns once every tag is fetched and the disk is added (its
   // partition scan is served by the queue thread).

@@ -38,6 +38,8 @@ TEST(UapiTest, IoCommandsMatchTheSystemIoctlMacros) {
   EXPECT_EQ(kIoCommitAndFetchReq, _IOWR('u', 0x21, ublksrv_io_cmd));
   EXPECT_EQ(kIoNeedGetData, _IOWR('u', 0x22, ublksrv_io_cmd));
   EXPECT_EQ(kIoRegisterIoBuf, _IOWR('u', 0x23, ublksrv_io_cmd));
+  // kernel/patches' numbers, apart from mainline's.
+  EXPECT_EQ(kIoFusedSubmitIo, _IOWR('u', 0x70, ublksrv_io_cmd));
   EXPECT_EQ(kIoUnregisterIoBuf, _IOWR('u', 0x24, ublksrv_io_cmd));
   EXPECT_EQ(kIoPrepIoCmds, _IOWR('u', 0x25, ublk_batch_io));
   EXPECT_EQ(kIoCommitIoCmds, _IOWR('u', 0x26, ublk_batch_io));
