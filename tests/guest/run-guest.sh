@@ -124,7 +124,10 @@ pack_module() {
   local mod=$1 file deps dep
   [[ -z "${packed[$mod]:-}" ]] || return 0
   packed[$mod]=1
-  file=$(find "$kdir/modules/kernel" -name "$mod.ko" -o -name "$mod.ko.xz" -o -name "$mod.ko.zst" | head -n1)
+  file=""
+  if [[ -d "$kdir/modules/kernel" ]]; then  # a kernel built by kernel/build.sh has none
+    file=$(find "$kdir/modules/kernel" -name "$mod.ko" -o -name "$mod.ko.xz" -o -name "$mod.ko.zst" | head -n1)
+  fi
   if [[ -z "$file" ]]; then
     if grep -q "/$mod.ko" "$kdir/modules/modules.builtin" 2>/dev/null; then
       return 0  # built into this kernel
