@@ -44,6 +44,26 @@ int Fail(const char* what, const absl::Status& status) {
   return 1;
 }
 
+// A FETCH_REQ or COMMIT_AND_FETCH_REQ completion: true when it brings the
+// tag a request. Otherwise the tag is done: aborted by STOP_DEV, or failed
+// (counted in `errors`).
+bool Fetched(int res, uint16_t tag, int& live, int& errors) {
+  if (res == kIoResOk) return true;
+  if (res != -ENODEV) {  // -ENODEV is UBLK_IO_RES_ABORT: the device is stopping
+    std::fprintf(stderr, "ublk_mem_target: tag %u completed with %d\n", tag, res);
+    ++errors;
+  }
+  --live;
+  return false;
+}
+
+// The request's byte range; false when it does not fit the disk or the buffer.
+bool RequestRange(const ublksrv_io_desc& iod, uint64_t disk_size, uint64_t& off, uint64_t& len) {
+  off = iod.start_sector << 9;
+  len = uint64_t{iod.nr_sectors} << 9;
+  return off <= disk_size && len <= disk_size - off && len <= kMaxIoBytes;
+}
+
 // Serves one queue until every tag has been aborted by STOP_DEV.
 int ServeQueue(int char_fd, uint16_t depth, std::vector<uint8_t>& disk) {
   auto descs = IoDescMap::Map(char_fd, 0, depth);
@@ -71,23 +91,14 @@ int ServeQueue(int char_fd, uint16_t depth, std::vector<uint8_t>& disk) {
     const uint16_t tag = static_cast<uint16_t>(cqe->user_data);
     const int res = cqe->res;
     io_uring_cqe_seen(ring->get(), cqe);
-    if (res == -ENODEV) {  // UBLK_IO_RES_ABORT: the device is stopping
-      --live;
-      continue;
-    }
-    if (res != kIoResOk) {
-      std::fprintf(stderr, "ublk_mem_target: tag %u completed with %d\n", tag, res);
-      ++errors;
-      --live;
-      continue;
-    }
+    if (!Fetched(res, tag, live, errors)) continue;
     const ublksrv_io_desc iod = descs->Get(tag);
-    const uint64_t off = iod.start_sector << 9;
-    const uint64_t len = uint64_t{iod.nr_sectors} << 9;
-    int32_t result = static_cast<int32_t>(len);
-    if (off > disk.size() || len > disk.size() - off || len > kMaxIoBytes) {
+    uint64_t off = 0, len = 0;
+    int32_t result = 0;
+    if (!RequestRange(iod, disk.size(), off, len)) {
       result = -EIO;
     } else {
+      result = static_cast<int32_t>(len);
       switch (IodOp(iod)) {
         case kIoOpRead: std::memcpy(buffer(tag), disk.data() + off, len); break;
         case kIoOpWrite: std::memcpy(disk.data() + off, buffer(tag), len); break;
@@ -214,20 +225,10 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
       commit(tag, res == static_cast<int>(want[tag]) ? res : (res < 0 ? res : -EIO));
       continue;
     }
-    if (res == -ENODEV) {
-      --live;
-      continue;
-    }
-    if (res != kIoResOk) {
-      std::fprintf(stderr, "ublk_mem_target: tag %u completed with %d\n", tag, res);
-      ++errors;
-      --live;
-      continue;
-    }
+    if (!Fetched(res, tag, live, errors)) continue;
     const ublksrv_io_desc iod = descs->Get(tag);
-    const uint64_t off = iod.start_sector << 9;
-    const uint64_t len = uint64_t{iod.nr_sectors} << 9;
-    if (off > disk_size || len > disk_size - off || len > kMaxIoBytes) {
+    uint64_t off = 0, len = 0;
+    if (!RequestRange(iod, disk_size, off, len)) {
       commit(tag, -EIO);
       continue;
     }
