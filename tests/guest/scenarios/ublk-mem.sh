@@ -55,7 +55,10 @@ cat /out/target.log
 [ ! -e "${dev%b*}c${dev##*ublkb}" ] || fail "the char device still exists after delete"
 log "device stopped and deleted"
 if [ "$mode" = --fused ]; then
-  grep -q '^fused: a READ request' /out/target.log || fail "the direction check did not run"
+  for check in 'a READ request' 'a refused slave fails' 'a SEND_ZC slave refused' \
+      'a short slave' 'a drained fused READ'; do
+    grep -q "^fused: $check" /out/target.log || fail "the check '$check' did not run"
+  done
   dmesg >/out/dmesg.txt
   if grep -E 'UBSAN|WARNING:|BUG:|Oops' /out/dmesg.txt; then
     fail "the kernel logged a report (above; /out/dmesg.txt)"

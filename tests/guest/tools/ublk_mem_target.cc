@@ -10,8 +10,12 @@
 // read or write moves in one IORING_OP_FUSED_CMD, UBLK_U_IO_FUSED_SUBMIT_IO
 // as master lending the request's pages to a READ or WRITE of the memfd as
 // slave. Before serving, it checks what the kernel must refuse (a slave op
-// that cannot be one, a drained slave) and, on the first read, that the
-// pages of a READ request cannot be lent to an op that reads them.
+// that cannot be one, a drained slave; a refused slave's link fails what
+// it links to; a SEND_ZC slave refused at its prep posts no notification).
+// On the first read it checks that the pages of a READ request cannot be
+// lent to an op that reads them, that a short slave breaks its link and
+// gives the master its byte count, and that a drained master runs (its
+// slave is counted with it, never waited for).
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <pthread.h>
@@ -142,6 +146,37 @@ void PrepFused(io_uring_sqe* sqe, int char_fd, uint16_t tag, int disk_fd, uint8_
   io_uring_sqe_set_data64(slave, tag | kSlaveBit);
 }
 
+constexpr uint64_t kNopData = 1ULL << 34;
+
+void PrepNop(io_uring* ring) {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  io_uring_prep_nop(sqe);
+  io_uring_sqe_set_data64(sqe, kNopData);
+}
+
+// Submits what is queued and hands `n` CQEs to `seen`, or fails when they
+// do not come within 10 seconds (a fused command the kernel never ends).
+template <typename Seen>
+bool Reap(io_uring* ring, int n, Seen seen) {
+  io_uring_submit(ring);
+  for (int i = 0; i < n; ++i) {
+    __kernel_timespec deadline{.tv_sec = 10, .tv_nsec = 0};
+    io_uring_cqe* cqe = nullptr;
+    const int ret = io_uring_wait_cqe_timeout(ring, &cqe, &deadline);
+    if (ret == -EINTR) {
+      --i;
+      continue;
+    }
+    if (ret != 0) {
+      std::fprintf(stderr, "ublk_mem_target: waited 10 s for CQE %d of %d: %d\n", i + 1, n, ret);
+      return false;
+    }
+    seen(cqe->user_data, cqe->res);
+    io_uring_cqe_seen(ring, cqe);
+  }
+  return true;
+}
+
 // Submits what is queued and returns the next CQE that is not a slave's
 // (a failed slave's result also reaches its master's CQE).
 int NextResult(io_uring* ring, uint64_t* user_data) {
@@ -194,6 +229,97 @@ bool CheckFusedGuards(int char_fd, int disk_fd) {
     }
     std::printf("fused: %s is refused (EINVAL)\n", c.what);
   }
+  // A slave refused at set-up fails its master; the slave's link moved to
+  // the master, so what it links to is cancelled, never run alone.
+  {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+    PrepFused(sqe, char_fd, 0, disk_fd, IORING_OP_READ, 4096, 0);
+    sqe[1].buf_index = 1;  // a fused slave's buffer is the lent one: refused
+    sqe[1].flags |= IOSQE_IO_LINK;
+    PrepNop(ring->get());
+    int master = 1, nop = 1;
+    if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
+          (ud == kNopData ? nop : master) = res;
+        })) {
+      return false;
+    }
+    if (master != -EINVAL || nop != -ECANCELED) {
+      std::fprintf(stderr,
+                   "ublk_mem_target: a refused slave's link: master %d, linked NOP %d; want %d, "
+                   "%d\n",
+                   master, nop, -EINVAL, -ECANCELED);
+      return false;
+    }
+    std::printf("fused: a refused slave fails its master and cancels what it links to\n");
+  }
+  // A SEND_ZC slave whose prep fails after it took its notification posts
+  // neither CQE: the master alone reports the error.
+  {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+    PrepFused(sqe, char_fd, 0, disk_fd, IORING_OP_READ, 4096, 0);
+    sqe[1].opcode = IORING_OP_SEND_ZC;
+    sqe[1].flags = 0;
+    sqe[1].ioprio = 1U << 15;  // no such SEND_ZC flag: refused at prep
+    PrepNop(ring->get());
+    int master = 1, strays = 0;
+    if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
+          if (ud == (kMasterBit | 0)) master = res;
+          if (ud != kNopData && ud != (kMasterBit | 0)) ++strays;
+        })) {
+      return false;
+    }
+    // A notification would come as task work by the time a second NOP
+    // has completed behind it.
+    PrepNop(ring->get());
+    if (!Reap(ring->get(), 1, [&](uint64_t ud, int) { strays += ud != kNopData; })) return false;
+    io_uring_cqe* left = nullptr;
+    while (io_uring_peek_cqe(ring->get(), &left) == 0) {
+      ++strays;
+      io_uring_cqe_seen(ring->get(), left);
+    }
+    if (master != -EINVAL || strays != 0) {
+      std::fprintf(stderr,
+                   "ublk_mem_target: a SEND_ZC slave refused at prep: master %d (want %d), %d "
+                   "other CQEs (want 0)\n",
+                   master, -EINVAL, strays);
+      return false;
+    }
+    std::printf("fused: a SEND_ZC slave refused at prep posts no notification\n");
+  }
+  return true;
+}
+
+// The first READ request, before its data moves: a short slave fails its
+// link and its master carries the short count.
+bool CheckShortSlave(io_uring* ring, int char_fd, uint16_t tag, int disk_fd, uint64_t disk_size,
+                     uint64_t len) {
+  constexpr uint32_t kTail = 512;  // the slave reads the disk's last sector only
+  if (len <= kTail) return true;
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, static_cast<uint32_t>(len),
+            disk_size - kTail);
+  sqe[1].flags |= IOSQE_IO_LINK;
+  PrepNop(ring);
+  int master = 1, nop = 1;
+  if (!Reap(ring, 2, [&](uint64_t ud, int res) {
+        if (ud == kNopData) {
+          nop = res;
+        } else if (ud == (tag | kMasterBit)) {
+          master = res;
+        } else {  // the first read comes alone (the partition scan): never
+          std::fprintf(stderr, "ublk_mem_target: an unexpected CQE %#llx: %d\n",
+                       static_cast<unsigned long long>(ud), res);
+        }
+      })) {
+    return false;
+  }
+  if (master != static_cast<int>(kTail) || nop != -ECANCELED) {
+    std::fprintf(stderr,
+                 "ublk_mem_target: a short fused READ: master %d, linked NOP %d; want %u, %d\n",
+                 master, nop, kTail, -ECANCELED);
+    return false;
+  }
+  std::printf("fused: a short slave gives its master the count and breaks its link\n");
   return true;
 }
 
@@ -249,8 +375,25 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
             ++errors;
           } else {
             std::printf("fused: a READ request's pages are not lent to a WRITE (EFAULT)\n");
-            std::fflush(stdout);
           }
+          if (!CheckShortSlave(ring->get(), char_fd, tag, disk_fd, disk_size, len)) ++errors;
+          // The data itself moves under a drain: the master's own slave
+          // must not count as something to wait for.
+          want[tag] = static_cast<uint32_t>(len);
+          io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+          PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, static_cast<uint32_t>(len), off);
+          sqe->flags |= IOSQE_IO_DRAIN;
+          int drained = 1;
+          if (!Reap(ring->get(), 1, [&](uint64_t ud, int r) {
+                drained = ud == (tag | kMasterBit) ? r : -EIO;
+              })) {
+            std::fprintf(stderr, "ublk_mem_target: a drained fused READ never completed\n");
+            return 1;
+          }
+          std::printf("fused: a drained fused READ completes (%d)\n", drained);
+          std::fflush(stdout);
+          commit(tag, drained == static_cast<int>(len) ? drained : (drained < 0 ? drained : -EIO));
+          break;
         }
         [[fallthrough]];
       case kIoOpWrite:
