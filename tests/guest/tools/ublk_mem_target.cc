@@ -158,8 +158,9 @@ void PrepNop(io_uring* ring) {
 // do not come within 10 seconds (a fused command the kernel never ends).
 template <typename Seen>
 bool Reap(io_uring* ring, int n, Seen seen) {
-  io_uring_submit(ring);
   for (int i = 0; i < n; ++i) {
+    // Again each time: a submit stops at an SQE that fails outside a link.
+    io_uring_submit(ring);
     __kernel_timespec deadline{.tv_sec = 10, .tv_nsec = 0};
     io_uring_cqe* cqe = nullptr;
     const int ret = io_uring_wait_cqe_timeout(ring, &cqe, &deadline);
@@ -300,12 +301,15 @@ bool CheckShortSlave(io_uring* ring, int char_fd, uint16_t tag, int disk_fd, uin
             disk_size - kTail);
   sqe[1].flags |= IOSQE_IO_LINK;
   PrepNop(ring);
-  int master = 1, nop = 1;
-  if (!Reap(ring, 2, [&](uint64_t ud, int res) {
+  // Three CQEs: a failed slave posts its own, CQE_SKIP_SUCCESS or not.
+  int master = 1, nop = 1, slave = 1;
+  if (!Reap(ring, 3, [&](uint64_t ud, int res) {
         if (ud == kNopData) {
           nop = res;
         } else if (ud == (tag | kMasterBit)) {
           master = res;
+        } else if (ud == (tag | kSlaveBit)) {
+          slave = res;
         } else {  // the first read comes alone (the partition scan): never
           std::fprintf(stderr, "ublk_mem_target: an unexpected CQE %#llx: %d\n",
                        static_cast<unsigned long long>(ud), res);
@@ -313,14 +317,45 @@ bool CheckShortSlave(io_uring* ring, int char_fd, uint16_t tag, int disk_fd, uin
       })) {
     return false;
   }
-  if (master != static_cast<int>(kTail) || nop != -ECANCELED) {
+  if (master != static_cast<int>(kTail) || slave != static_cast<int>(kTail) ||
+      nop != -ECANCELED) {
     std::fprintf(stderr,
-                 "ublk_mem_target: a short fused READ: master %d, linked NOP %d; want %u, %d\n",
-                 master, nop, kTail, -ECANCELED);
+                 "ublk_mem_target: a short fused READ: master %d, slave %d, linked NOP %d; want "
+                 "%u, %u, %d\n",
+                 master, slave, nop, kTail, kTail, -ECANCELED);
     return false;
   }
   std::printf("fused: a short slave gives its master the count and breaks its link\n");
   return true;
+}
+
+constexpr int kNeverCompleted = 1;
+
+// Moves a READ request's data with one fused command under IOSQE_IO_DRAIN,
+// on a fresh ring: the master's result, or kNeverCompleted.
+int DrainedRead(int char_fd, uint16_t tag, int disk_fd, uint32_t len, uint64_t off) {
+  auto ring = Ring::Create(4, IORING_SETUP_SQE128);
+  if (!ring.ok()) {
+    Fail("drain ring", ring.status());
+    return -EIO;
+  }
+  io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+  PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, len, off);
+  sqe->flags |= IOSQE_IO_DRAIN;
+  sqe[1].flags = 0;  // its own CQE: CQE_SKIP_SUCCESS would turn the drain away
+  int master = kNeverCompleted, slave = kNeverCompleted;
+  if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
+        (ud == (tag | kMasterBit) ? master : slave) = res;
+      })) {
+    std::fprintf(stderr, "ublk_mem_target: a drained fused READ never completed\n");
+    return kNeverCompleted;
+  }
+  if (slave != master) {
+    std::fprintf(stderr, "ublk_mem_target: a drained fused READ: slave %d, master %d\n", slave,
+                 master);
+    return -EIO;
+  }
+  return master;
 }
 
 // The --fused data path of ServeQueue.
@@ -378,20 +413,14 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
           }
           if (!CheckShortSlave(ring->get(), char_fd, tag, disk_fd, disk_size, len)) ++errors;
           // The data itself moves under a drain: the master's own slave
-          // must not count as something to wait for.
-          want[tag] = static_cast<uint32_t>(len);
-          io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
-          PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, static_cast<uint32_t>(len), off);
-          sqe->flags |= IOSQE_IO_DRAIN;
-          int drained = 1;
-          if (!Reap(ring->get(), 1, [&](uint64_t ud, int r) {
-                drained = ud == (tag | kMasterBit) ? r : -EIO;
-              })) {
-            std::fprintf(stderr, "ublk_mem_target: a drained fused READ never completed\n");
-            return 1;
-          }
-          std::printf("fused: a drained fused READ completes (%d)\n", drained);
+          // must not count as something to wait for. On a ring of its own:
+          // a ring that ever saw CQE_SKIP_SUCCESS refuses IOSQE_IO_DRAIN.
+          const int drained = DrainedRead(char_fd, tag, disk_fd, static_cast<uint32_t>(len), off);
+          if (drained == kNeverCompleted) return 1;
+          std::printf("fused: a drained fused READ completes (%d of %llu bytes)\n", drained,
+                      static_cast<unsigned long long>(len));
           std::fflush(stdout);
+          if (drained != static_cast<int>(len)) ++errors;
           commit(tag, drained == static_cast<int>(len) ? drained : (drained < 0 ? drained : -EIO));
           break;
         }
