@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -264,8 +265,8 @@ bool CheckFusedGuards(int char_fd, int disk_fd) {
     PrepNop(ring->get());
     int master = 1, strays = 0;
     if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
-          if (ud == (kMasterBit | 0)) master = res;
-          if (ud != kNopData && ud != (kMasterBit | 0)) ++strays;
+          if (ud == kMasterBit) master = res;  // tag 0
+          if (ud != kNopData && ud != kMasterBit) ++strays;
         })) {
       return false;
     }
@@ -329,11 +330,10 @@ bool CheckShortSlave(io_uring* ring, int char_fd, uint16_t tag, int disk_fd, uin
   return true;
 }
 
-constexpr int kNeverCompleted = 1;
-
 // Moves a READ request's data with one fused command under IOSQE_IO_DRAIN,
-// on a fresh ring: the master's result, or kNeverCompleted.
-int DrainedRead(int char_fd, uint16_t tag, int disk_fd, uint32_t len, uint64_t off) {
+// on a fresh ring: the master's result, or nothing if it never completed.
+std::optional<int> DrainedRead(int char_fd, uint16_t tag, int disk_fd, uint32_t len,
+                               uint64_t off) {
   auto ring = Ring::Create(4, IORING_SETUP_SQE128);
   if (!ring.ok()) {
     Fail("drain ring", ring.status());
@@ -343,12 +343,12 @@ int DrainedRead(int char_fd, uint16_t tag, int disk_fd, uint32_t len, uint64_t o
   PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, len, off);
   sqe->flags |= IOSQE_IO_DRAIN;
   sqe[1].flags = 0;  // its own CQE: CQE_SKIP_SUCCESS would turn the drain away
-  int master = kNeverCompleted, slave = kNeverCompleted;
+  int master = 0, slave = 0;
   if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
         (ud == (tag | kMasterBit) ? master : slave) = res;
       })) {
     std::fprintf(stderr, "ublk_mem_target: a drained fused READ never completed\n");
-    return kNeverCompleted;
+    return std::nullopt;
   }
   if (slave != master) {
     std::fprintf(stderr, "ublk_mem_target: a drained fused READ: slave %d, master %d\n", slave,
@@ -378,12 +378,16 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
     PrepIoCmd(sqe, char_fd, kIoCommitAndFetchReq, 0, tag, result, 0);
     io_uring_sqe_set_data64(sqe, tag);
   };
+  // A master's result: all the request's bytes moved, or the request fails.
+  auto commit_moved = [&](uint16_t tag, int res) {
+    commit(tag, res == static_cast<int>(want[tag]) ? res : (res < 0 ? res : -EIO));
+  };
   while (live > 0) {
     uint64_t user_data = 0;
     const int res = NextResult(ring->get(), &user_data);
     const auto tag = static_cast<uint16_t>(user_data & 0xffff);
     if (user_data & kMasterBit) {  // the slave moved the data: commit
-      commit(tag, res == static_cast<int>(want[tag]) ? res : (res < 0 ? res : -EIO));
+      commit_moved(tag, res);
       continue;
     }
     if (!Fetched(res, tag, live, errors)) continue;
@@ -415,13 +419,15 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
           // The data itself moves under a drain: the master's own slave
           // must not count as something to wait for. On a ring of its own:
           // a ring that ever saw CQE_SKIP_SUCCESS refuses IOSQE_IO_DRAIN.
-          const int drained = DrainedRead(char_fd, tag, disk_fd, static_cast<uint32_t>(len), off);
-          if (drained == kNeverCompleted) return 1;
-          std::printf("fused: a drained fused READ completes (%d of %llu bytes)\n", drained,
-                      static_cast<unsigned long long>(len));
+          want[tag] = static_cast<uint32_t>(len);
+          const std::optional<int> drained =
+              DrainedRead(char_fd, tag, disk_fd, want[tag], off);
+          if (!drained) return 1;
+          std::printf("fused: a drained fused READ completes (%d of %u bytes)\n", *drained,
+                      want[tag]);
           std::fflush(stdout);
-          if (drained != static_cast<int>(len)) ++errors;
-          commit(tag, drained == static_cast<int>(len) ? drained : (drained < 0 ? drained : -EIO));
+          if (*drained != static_cast<int>(want[tag])) ++errors;
+          commit_moved(tag, *drained);
           break;
         }
         [[fallthrough]];
