@@ -87,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(std::unique_ptr<UblkDrive
   std::unique_ptr<Device> device(new Device(std::move(driver)));
   UblkDriver& ctrl = *device->driver_;
   const nbd::ExportInfo& info = connected.info;
-  const uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
+  uint16_t queues = static_cast<uint16_t>(connected.sockets.size());
   const uint32_t max_io = connected.max_io;
   const uint64_t kernel = KernelFeatures(ctrl);
   const uint64_t offered = kernel & ~options.tuning.disabled_ublk_features;
@@ -116,9 +116,30 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(std::unique_ptr<UblkDrive
   }
 
   device->id_ = added->dev_id;
+  std::string queue_note;
+  if (added->nr_hw_queues == 0 || added->nr_hw_queues > queues) {
+    (void)ctrl.DelDev(added->dev_id);
+    return absl::InternalError(absl::StrCat("the ublk driver made a device of ",
+                                            added->nr_hw_queues, " queue(s) when ", queues,
+                                            " were asked for"));
+  }
+  if (added->nr_hw_queues < queues) {
+    // The driver gives a device at most one queue per CPU: serve the ones
+    // it made (their connections are made; the rest are closed), and say so.
+    const std::string why = absl::StrCat(
+        "the kernel gave the device ", added->nr_hw_queues, " queue(s), not the ", queues,
+        " asked for (the ublk driver allows one per CPU)");
+    LOG(WARNING) << ublk::BlockDevicePath(added->dev_id) << ": " << why;
+    queue_note = why;
+    queues = added->nr_hw_queues;
+    connected.sockets.resize(queues);
+  }
   device->recoverable_ = outlive && (added->flags & kRecoveryFlags) == kRecoveryFlags &&
                          added->ublksrv_flags == options.device_cookie;
   device->note_ = connected.note;
+  if (!queue_note.empty()) {
+    device->note_ += device->note_.empty() ? queue_note : "; " + queue_note;
+  }
   if (!device->recoverable_) {
     std::string why = "the device cannot outlive this ublkgwd (if it stops or crashes, the "
                       "device goes away): ";

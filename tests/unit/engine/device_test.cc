@@ -84,6 +84,24 @@ TEST_F(DeviceTest, ServesEveryQueueAndDetaches) {
   EXPECT_FALSE(ublk_->queues_open);
 }
 
+// On a host with fewer CPUs than queues asked for, the driver makes one
+// queue per CPU (found booting a 1-CPU guest: mapping queue 1's
+// descriptors failed with EINVAL and the attach with it). The device
+// serves the queues it got and says why it has fewer.
+TEST_F(DeviceTest, FewerQueuesThanAskedAreServedAndNamed) {
+  ublk_->cpus = 1;
+  auto device = Create(Options(), Connect(2));
+  ASSERT_THAT(device.status(), IsOk());
+  EXPECT_EQ((*device)->queues(), 1);
+  EXPECT_THAT((*device)->note(), HasSubstr("1 queue(s), not the 2 asked for"));
+  ASSERT_TRUE(ublk_->queue(0).Issue(1, kRead, 8192, 4096));
+  auto c = ublk_->queue(0).WaitCommit(1);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->result, 4096);
+  EXPECT_THAT((*device)->Detach(/*force=*/false), IsOk());
+  EXPECT_TRUE(ublk_->deleted);
+}
+
 TEST_F(DeviceTest, AnIdAlreadyTakenGivesTheLowestFreeOneNotReserved) {
   ublk_->taken_ids = {0, 5};
   AttachOptions o = Options();

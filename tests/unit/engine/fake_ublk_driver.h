@@ -11,6 +11,7 @@
 #ifndef UBLKGW_TESTS_UNIT_ENGINE_FAKE_UBLK_DRIVER_H_
 #define UBLKGW_TESTS_UNIT_ENGINE_FAKE_UBLK_DRIVER_H_
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -29,6 +30,7 @@ struct FakeUblk {
   uint64_t features = ublk::kFUserRecovery | ublk::kFUserRecoveryReissue | ublk::kFUpdateSize;
   std::set<uint32_t> taken_ids;     // ADD_DEV of these: EEXIST
   uint64_t keep_flags = ~0ull;      // ADD_DEV keeps only these flags
+  uint16_t cpus = 64;               // ADD_DEV gives at most this many queues
   std::map<std::string, absl::Status> fail;  // command name -> its error
   // The device, once added (or left by a previous daemon).
   bool added = false;
@@ -65,6 +67,7 @@ class FakeUblkDriver final : public UblkDriver {
     s_->added = true;
     s_->info = info;
     s_->info.flags &= s_->keep_flags;
+    s_->info.nr_hw_queues = std::min(info.nr_hw_queues, s_->cpus);
     s_->MakeQueues();
     return s_->info;
   }
