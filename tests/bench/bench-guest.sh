@@ -8,7 +8,7 @@
 #   run server system job round guest_busy_ticks daemon_ticks server_ticks hz recvs enters
 # (recvs, enters: the RECVs and io_uring_enter calls the ublkgw volume
 # made during the run, from `ublkgw stats`; 0 for kernel nbd)
-# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE]
+# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE [NBD [FUSED]]]
 #   SERVERS  comma-separated: memory, null
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
 #   SEND_VARIANTS  1: write jobs also run on zero copy with SEND only
@@ -16,9 +16,17 @@
 #            from a second daemon with its own --send-zc-min-bytes
 #   BASELINE 1: every job also runs on base-copy and base-zero-copy, served
 #            by ublkgwd-base (another revision's daemon, driven with its own
-#            CLI ublkgw-base) on a socket of its own
+#            CLI ublkgw-base) on a socket of its own. Each of this tree's
+#            volumes and its baseline twin run back to back, in turns that
+#            swap every round (new old, then old new: A B B A), so a drift
+#            of the machine's speed within a round weighs on both alike
+#   NBD      0: leave out the kernel's client (old against new only)
+#   FUSED    1: a third volume on the fused path (ublkgw-fused; a kernel
+#            carrying kernel/patches), run back to back with zero copy, the
+#            pair's order swapping every round
 . /lib/ublkgw/guest-lib.sh
 runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5 send_variants=${6:-0} baseline=${7:-0}
+with_nbd=${8:-1} fused=${9:-0}
 fio=/usr/local/bin/fio
 size_mb=256
 
@@ -88,7 +96,11 @@ for server in $(echo "$servers" | tr ',' ' '); do
     fail "attach (copy) failed"
   zc=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth 128 --data-path zero-copy) ||
     fail "attach (zero copy) failed"
-  systems="ublkgw-copy ublkgw-zero-copy kernel-nbd"
+  systems="ublkgw-copy ublkgw-zero-copy"
+  if [ "$fused" = 1 ]; then
+    fz=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth 128 --data-path fused) ||
+      fail "attach (fused) failed"
+  fi
   if [ "$send_variants" = 1 ]; then
     zc_send=$(ublkgw attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/send.sock \
       --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (SEND) failed"
@@ -100,7 +112,6 @@ for server in $(echo "$servers" | tr ',' ' '); do
       --queues "$queues" --depth 128 --data-path copy) || fail "attach (baseline copy) failed"
     base_zc=$(ublkgw-base attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/base.sock \
       --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (baseline zero copy) failed"
-    systems="$systems base-copy base-zero-copy"
   fi
   nbd-client 127.0.0.1 10809 /dev/nbd0 -N '' -C "$queues" -b 4096 >/out/nbd-client.log 2>&1 ||
     fail "nbd-client failed: $(cat /out/nbd-client.log)"
@@ -120,13 +131,25 @@ $spec
 EOF
     round=1
     while [ $round -le "$rounds" ]; do
-      all=$systems
+      if [ "$baseline" = 1 ] && [ $((round % 2)) = 1 ]; then
+        all="ublkgw-copy base-copy ublkgw-zero-copy base-zero-copy"
+      elif [ "$baseline" = 1 ]; then
+        all="base-copy ublkgw-copy base-zero-copy ublkgw-zero-copy"
+      elif [ "$fused" = 1 ] && [ $((round % 2)) = 1 ]; then
+        all="ublkgw-copy ublkgw-zero-copy ublkgw-fused"
+      elif [ "$fused" = 1 ]; then
+        all="ublkgw-copy ublkgw-fused ublkgw-zero-copy"
+      else
+        all=$systems
+      fi
+      [ "$with_nbd" = 1 ] && all="$all kernel-nbd"
       case "$rw" in *write*) [ "$send_variants" = 1 ] && all="$all ublkgw-zc-send ublkgw-zc-sendzc" ;; esac
       for system in $all; do
         sock=/run/ublkgw/ublkgw.sock
         case $system in
           ublkgw-copy) dev=$copy pid=$daemon ;;
           ublkgw-zero-copy) dev=$zc pid=$daemon ;;
+          ublkgw-fused) dev=$fz pid=$daemon ;;
           ublkgw-zc-send) dev=$zc_send pid=$daemon_send sock=/run/ublkgw/send.sock ;;
           ublkgw-zc-sendzc) dev=$zc_sendzc pid=$daemon_sendzc sock=/run/ublkgw/sendzc.sock ;;
           base-copy) dev=$base_copy pid=$daemon_base sock=/run/ublkgw/base.sock ;;
@@ -161,6 +184,7 @@ EOF
   nbd-client -d /dev/nbd0 >/dev/null 2>&1 || fail "nbd-client -d failed"
   ublkgw detach "$copy" || fail "detach failed"
   ublkgw detach "$zc" || fail "detach failed"
+  if [ "$fused" = 1 ]; then ublkgw detach "$fz" || fail "detach failed"; fi
   if [ "$send_variants" = 1 ]; then
     ublkgw detach "$zc_send" --socket /run/ublkgw/send.sock || fail "detach failed"
     ublkgw detach "$zc_sendzc" --socket /run/ublkgw/sendzc.sock || fail "detach failed"

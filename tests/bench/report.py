@@ -12,11 +12,15 @@ import statistics
 import subprocess
 import sys
 
-SYSTEMS = ["ublkgw-copy", "ublkgw-zero-copy", "kernel-nbd"]
+import compare
+
+SYSTEMS = ["ublkgw-copy", "ublkgw-zero-copy", "ublkgw-fused", "kernel-nbd"]
 # With --send-variants, write jobs also run zero copy with one send op only.
 VARIANTS = ["ublkgw-zc-send", "ublkgw-zc-sendzc"]
 # With --baseline, every job also runs on another revision's daemon.
 BASELINE = {"ublkgw-copy": "base-copy", "ublkgw-zero-copy": "base-zero-copy"}
+# With --fused, the fused path runs back to back with mainline zero copy.
+FUSED = {"ublkgw-fused": "ublkgw-zero-copy"}
 
 
 def fio_figures(path):
@@ -103,7 +107,8 @@ def targets(means, servers, jobs):
     lines = []
 
     def best(job, metric, higher=True):
-        vals = [means[(server, job, s)][metric] for s in SYSTEMS[:2] if (server, job, s) in means]
+        vals = [means[(server, job, s)][metric] for s in SYSTEMS if s != "kernel-nbd"
+                and (server, job, s) in means]
         return (max if higher else min)(vals)
 
     def nbd(job, metric):
@@ -158,36 +163,54 @@ def table(means, servers, jobs, header):
     return md
 
 
-def baseline_table(runs, means, servers, jobs):
-    """This tree against the --baseline revision: IOPS ratios, the mean's and
-    each round's (the rounds show how far the machine drifts within a run)."""
-    if not any(r["system"] in BASELINE.values() for r in runs):
-        return []
+def paired_table(runs, means, servers, jobs, pairs, title, words):
+    """Systems run back to back, `pairs` {new: old}: per job and path, the
+    IOPS ratio (new / old) of every round, their median, the median's
+    confidence interval and the verdict (compare.py), then whether every
+    job holds (new not slower than old)."""
+    if not any(r["system"] in pairs for r in runs) or \
+            not any(r["system"] in pairs.values() for r in runs):
+        return [], []
     by_round = {(r["server"], r["job"], r["system"], r["round"]): r for r in runs}
-    md = ["### This tree against the baseline (IOPS new / old, same run)", "",
-          "| server | job | path | new / old | per round | RECVs/IO old / new | enters/IO old / new |",
-          "|---|---|---|---:|---|---:|---:|"]
+    md = [f"### {title} (IOPS {words}, same run)", "",
+          f"Each round's ratio comes from two runs back to back; the interval is "
+          f"the median's, at {compare.CONFIDENCE:.0%} or more (sign test). A job holds when "
+          f"the interval reaches 1 and stays above {1 - compare.MARGIN:.2f}.", "",
+          "| server | job | path | median | interval (coverage) | verdict | per round "
+          "| RECVs/IO old / new | enters/IO old / new |",
+          "|---|---|---|---:|---|---|---|---:|---:|"]
+    verdicts = []
     for server in servers:
         for job in jobs:
-            for new, old in BASELINE.items():
+            for new, old in pairs.items():
                 n, o = means.get((server, job, new)), means.get((server, job, old))
                 if not (n and o):
                     continue
                 rounds = sorted(k[3] for k in by_round if k[:3] == (server, job, new))
-                each = ", ".join(
-                    f"{ratio(by_round[(server, job, new, i)]['iops'], by_round[(server, job, old, i)]['iops']):.2f}"
-                    for i in rounds if (server, job, old, i) in by_round)
+                ratios = [ratio(by_round[(server, job, new, i)]["iops"],
+                                by_round[(server, job, old, i)]["iops"])
+                          for i in rounds if (server, job, old, i) in by_round]
+                v = compare.verdict(ratios)
+                path = new.removeprefix("ublkgw-")
+                verdicts.append(dict(server=server, job=job, path=path, against=old,
+                                     ratios=ratios, **v))
+                interval = (f"{v['low']:.2f}-{v['high']:.2f} ({v['coverage']:.1%})"
+                            if v["coverage"] else "-")
                 # A revision older than the counters reports none: say so, not 0.
-                count = lambda v: f"{v:.2f}" if v else "n/a"
-                md.append(f"| {server} | {job} | {new.removeprefix('ublkgw-')} "
-                          f"| {ratio(n['iops'], o['iops']):.2f} | {each} "
+                count = lambda x: f"{x:.2f}" if x else "n/a"
+                md.append(f"| {server} | {job} | {path} | {v['median']:.2f} | {interval} "
+                          f"| {v['verdict']} | {', '.join(f'{x:.2f}' for x in ratios)} "
                           f"| {count(o['recvs_per_io'])} / {count(n['recvs_per_io'])} "
                           f"| {count(o['enters_per_io'])} / {count(n['enters_per_io'])} |")
-    md.append("")
-    return md
+    failing = [f"{v['job']} {v['path']} ({v['verdict']})" for v in verdicts if not v["holds"]]
+    md += ["", ("No job slower: every job holds." if not failing else
+                "No job slower: **not met**: " + ", ".join(failing) + "."), ""]
+    return md, verdicts
 
 
 def plot(means, server, jobs, out_dir):
+    if not any((server, job, "kernel-nbd") in means for job in jobs):
+        return None  # old against new only (--no-nbd): nothing to plot against nbd
     data = os.path.join(out_dir, f"plot-{server}.dat")
     with open(data, "w") as f:
         f.write("# job copy_iops zc_iops copy_cpu zc_cpu\n")
@@ -245,14 +268,21 @@ def main():
               f"{args.runtime} s per run, {args.rounds} rounds interleaved; command: "
               f"`{args.command}`")
     md = table(means, servers, jobs, header)
-    md += baseline_table(runs, means, servers, jobs)
+    against_base, verdicts = paired_table(runs, means, servers, jobs, BASELINE,
+                                          "This tree against the baseline", "new / old")
+    md += against_base
+    against_zc, fused_verdicts = paired_table(runs, means, servers, jobs, FUSED,
+                                              "Fused against mainline zero copy",
+                                              "fused / zero copy")
+    md += against_zc
     target_server, checks = targets(means, servers, jobs)
-    md.append(f"### Targets (nbdkit {target_server})")
-    md.append("")
-    for name, ok, detail in checks:
-        md.append(f"- {'met' if ok else 'NOT met'}: {name} ({detail})")
-    md.append("")
-    pngs = [plot(means, s, jobs, args.out) for s in servers]
+    if checks:
+        md.append(f"### Targets (nbdkit {target_server})")
+        md.append("")
+        for name, ok, detail in checks:
+            md.append(f"- {'met' if ok else 'NOT met'}: {name} ({detail})")
+        md.append("")
+    pngs = [p for p in (plot(means, s, jobs, args.out) for s in servers) if p]
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write("\n".join(md))
     result = {
@@ -260,6 +290,8 @@ def main():
         "runtime_s": args.runtime, "rounds": args.rounds, "runs": runs,
         "means": [dict(server=k[0], job=k[1], system=k[2], **v) for k, v in means.items()],
         "targets": [dict(target=n, met=ok, detail=d) for n, ok, d in checks],
+        "against_baseline": verdicts,
+        "fused_against_zero_copy": fused_verdicts,
         "plots": [os.path.basename(p) for p in pngs],
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:

@@ -5,10 +5,11 @@
 #
 # Usage: tests/bench/run-bench.sh [--kernel sid] [--runtime SEC] [--rounds N]
 #          [--queues N] [--servers memory,null] [--jobs LIST] [--send-variants]
-#          [--baseline REV] [--out DIR]
+#          [--baseline REV] [--fused] [--no-nbd] [--out DIR]
 #
 #   --kernel   the guest's kernel (a Debian suite, default sid: zero copy
-#              needs 6.16+, and RECV into fixed buffers 7.2)
+#              needs 6.16+, and RECV into fixed buffers 7.2; or patched:
+#              sid's 7.2 with kernel/patches, built by kernel/build.sh)
 #   --runtime  seconds per fio run (default 5)
 #   --rounds   times every job runs on every system, interleaved (default 2)
 #   --queues   ublkgw queues = kernel nbd connections (default 2)
@@ -22,7 +23,16 @@
 #   --baseline also run ublkgw as built from git revision REV (copy and
 #              zero copy, shown as base-copy and base-zero-copy) in the same
 #              guest, interleaved with this tree's: old against new in one
-#              run, where the machine's drift cannot tell them apart
+#              run, where the machine's drift cannot tell them apart. Each
+#              volume runs back to back with its old twin, the pair's order
+#              swapping every round; table.md then gives each job's median
+#              ratio, its 95% confidence interval and a verdict (see
+#              docs/BENCHMARKS.md, "Is the new code slower?")
+#   --no-nbd   with --baseline or --fused: leave the kernel's client out of
+#              the rounds, to spend the run on the pairs
+#   --fused    also run ublkgw's fused data path (ublkgw-fused), back to
+#              back with zero copy in each round; needs --kernel patched.
+#              table.md then compares the two as it does old and new
 #   --out      where results go (default /var/cache/ublkgw/bench/latest):
 #              results.json, table.md, and one PNG per server
 #
@@ -34,7 +44,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 command_line="tests/bench/run-bench.sh $*"
 
-kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline=
+kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline= with_nbd=1 fused=0
 jobs="randread-4k-qd1:randread:4k:1,randread-4k-qd32:randread:4k:32"
 jobs+=",randwrite-4k-qd1:randwrite:4k:1,randwrite-4k-qd32:randwrite:4k:32"
 jobs+=",read-128k:read:128k:8,write-128k:write:128k:8,read-1m:read:1m:8,write-1m:write:1m:8"
@@ -49,11 +59,19 @@ while [[ $# -gt 0 ]]; do
     --jobs) jobs=$2; shift 2 ;;
     --send-variants) send_variants=1; shift ;;
     --baseline) baseline=$2; shift 2 ;;
+    --no-nbd) with_nbd=0; shift ;;
+    --fused) fused=1; shift ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "run-bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+[[ $fused = 0 || $kernel = patched ]] || {
+  echo "run-bench: --fused needs --kernel patched (the fused command is only in kernel/patches)" >&2
+  exit 2; }
+[[ $with_nbd = 1 || -n $baseline || $fused = 1 ]] || {
+  echo "run-bench: --no-nbd leaves nothing to compare without --baseline REV or --fused" >&2
+  exit 2; }
 [[ $runtime =~ ^[1-9][0-9]*$ && $rounds =~ ^[1-9][0-9]*$ && $queues =~ ^[1-9][0-9]?$ ]] || {
   echo "run-bench: --runtime, --rounds and --queues take positive whole numbers" >&2; exit 2; }
 
@@ -79,11 +97,15 @@ if [[ -n $baseline ]]; then
   base_files=(--file "$base_build/gateway/control/ublkgwd:/usr/local/bin/ublkgwd-base"
     --file "$base_build/gateway/cli/ublkgw:/usr/local/bin/ublkgw-base")
 fi
-"$root/tests/guest/fetch-kernel.sh" "$kernel"
+if [[ $kernel = patched ]]; then
+  "$root/kernel/build.sh" >/dev/null
+else
+  "$root/tests/guest/fetch-kernel.sh" "$kernel"
+fi
 
 n_jobs=$(tr ',' '\n' <<<"$jobs" | wc -l)
 n_servers=$(tr ',' '\n' <<<"$servers" | wc -l)
-n_systems=$((3 + (send_variants ? 2 : 0) + (${#base_files[@]} ? 2 : 0)))
+n_systems=$((2 + with_nbd + fused + (send_variants ? 2 : 0) + (${#base_files[@]} ? 2 : 0)))
 runs=$((n_jobs * n_servers * rounds * n_systems))
 timeout=$((runs * (runtime + 4) + 300))
 echo "run-bench: $runs fio runs of ${runtime}s on $kernel (about $((runs * (runtime + 2) / 60)) min)"
@@ -97,7 +119,7 @@ mkdir -p "$out"
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
   "${base_files[@]}" --mem 2048 --timeout "$timeout" --out "$out.guest" \
-  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "${baseline:+1}"
+  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "$((${#base_files[@]} ? 1 : 0))" "$with_nbd" "$fused"
 
 python3 "$here/report.py" --guest-out "$out.guest" --out "$out" \
   --command "$command_line" --queues "$queues" --runtime "$runtime" \
