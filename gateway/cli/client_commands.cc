@@ -71,10 +71,12 @@ int RunAttach(const ClientOptions& client, const AttachOptions& options, std::os
     request.set_data_path(v1::DATA_PATH_COPY);
   } else if (options.data_path == "zero-copy") {
     request.set_data_path(v1::DATA_PATH_ZERO_COPY);
+  } else if (options.data_path == "fused") {
+    request.set_data_path(v1::DATA_PATH_FUSED);
   } else if (options.data_path != "auto") {
     return ReportError(
         absl::InvalidArgumentError(absl::StrCat("unknown data path '", options.data_path,
-                                                "': use auto, copy or zero-copy")),
+                                                "': use auto, copy, zero-copy or fused")),
         client.json, out, err);
   }
   auto response = Call(client, &v1::Ublkgw::Stub::Attach, request);

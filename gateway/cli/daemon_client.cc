@@ -103,6 +103,8 @@ const char* DataPathName(v1::DataPath path) {
       return "copy";
     case v1::DATA_PATH_ZERO_COPY:
       return "zero-copy";
+    case v1::DATA_PATH_FUSED:
+      return "fused";
     default:
       return "auto";
   }

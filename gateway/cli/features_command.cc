@@ -2,6 +2,8 @@
 
 #include <sys/utsname.h>
 
+#include <bit>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -31,9 +33,8 @@ std::string RenderFeaturesTable(const FeatureReport& report) {
       "ublk driver: %s (Linux %s)\nfeatures:    %s (%d of the %d features this build knows)\n\n",
       report.device, report.kernel_release, HexMask(report.mask), supported.size(), known.size());
   absl::StrAppendFormat(&out, "%3s  %-9s  %-30s  %s\n", "BIT", "SUPPORTED", "FEATURE", "GIVES");
-  for (size_t bit = 0; bit < known.size(); ++bit) {
-    const auto& f = known[bit];
-    absl::StrAppendFormat(&out, "%3d  %-9s  %-30s  %s\n", bit,
+  for (const auto& f : known) {
+    absl::StrAppendFormat(&out, "%3d  %-9s  %-30s  %s\n", std::countr_zero(f.flag),
                           (report.mask & f.flag) ? "yes" : "no", f.name, f.summary);
   }
   for (int bit : ublk::UnknownFeatureBits(report.mask)) {

@@ -101,8 +101,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   attach_cmd
       ->add_option("--data-path", attach.data_path,
-                   "auto (zero copy where the kernel really supports it, else copy), copy, or "
-                   "zero-copy (fail if the kernel cannot)")
+                   "auto (the best the kernel really supports: fused, else zero copy, else "
+                   "copy), copy, zero-copy, or fused (IORING_OP_FUSED_CMD, kernels with "
+                   "ublkgw's kernel/ series); zero-copy and fused fail if the kernel cannot")
       ->capture_default_str();
   attach_cmd->add_flag("--read-only", attach.read_only, "attach read-only");
   // CLI::Range alone would let "nan" through.

@@ -25,12 +25,14 @@ v1::GetFeaturesResponse FeaturesResponse(uint64_t mask) {
   r.set_mask(mask);
   for (const auto& f : ublk::FeaturesIn(mask)) r.add_supported(std::string(f.name));
   r.add_data_paths("copy");
-  // Zero copy where it would be chosen for a TCP export (unix sockets
-  // differ only in SEND_ZC, which zero copy can do without).
+  // Zero copy and fused where they would work for a TCP export (unix
+  // sockets differ only in SEND_ZC, which neither needs).
   auto probe = engine::CachedProbe(AF_INET);
   if (probe.ok()) {
-    auto plan = engine::ChooseDataPath(engine::DataPathMode::kAuto, mask, *probe);
+    auto plan = engine::ChooseDataPath(engine::DataPathMode::kZeroCopy, mask, *probe);
     if (plan.ok() && plan->zero_copy) r.add_data_paths("zero-copy");
+    auto fused = engine::ChooseDataPath(engine::DataPathMode::kFused, mask, *probe);
+    if (fused.ok()) r.add_data_paths("fused");
   }
   return r;
 }

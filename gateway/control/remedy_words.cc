@@ -16,6 +16,8 @@ std::string RemedyWords(engine::Remedy remedy) {
       return "start ublkgwd without --disable-socket-ops, or detach the volume";
     case engine::Remedy::kAllowUserRecovery:
       return "ublkgwd --disable-ublk-features user-recovery rules it out";
+    case engine::Remedy::kUseZeroCopyDataPath:
+      return "attach with --data-path auto (or zero-copy) to use the best path this kernel has";
   }
   return "";
 }

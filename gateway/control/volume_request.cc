@@ -45,6 +45,9 @@ absl::StatusOr<engine::AttachOptions> ValidateAttachRequest(const v1::AttachRequ
     case v1::DATA_PATH_ZERO_COPY:
       options.data_path = engine::DataPathMode::kZeroCopy;
       break;
+    case v1::DATA_PATH_FUSED:
+      options.data_path = engine::DataPathMode::kFused;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown data path ", r.data_path()));
   }

@@ -78,7 +78,11 @@ v1::Volume DescribeAttached(const engine::Device& device, const v1::AttachReques
   v.set_uri(device.uri());
   v.set_queues(device.queues());
   v.set_depth(device.depth());
-  v.set_data_path(device.data_path().zero_copy ? v1::DATA_PATH_ZERO_COPY : v1::DATA_PATH_COPY);
+  const engine::DataPathPlan& path = device.data_path();
+  v.set_data_path(!path.zero_copy ? v1::DATA_PATH_COPY
+                  : path.registration == engine::BufferRegistration::kFused
+                      ? v1::DATA_PATH_FUSED
+                      : v1::DATA_PATH_ZERO_COPY);
   v.set_data_path_detail(Explain(device.data_path().detail, device.data_path().remedy));
   v.set_read_only(device.read_only());
   v.set_size_bytes(device.size());

@@ -49,8 +49,31 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
     plan.detail = "copy (asked for)";
     return plan;
   }
+  // The fused path: the driver's command and io_uring's opcode, both
+  // probed (GET_FEATURES, io_uring's opcode list), with a socket op each
+  // way for the slaves.
+  std::vector<std::string> fused_missing;
+  if ((ublk_features & ublk::kFFusedCmd) == 0 || (ublk_features & ublk::kFSupportZeroCopy) == 0) {
+    fused_missing.push_back("the ublk driver has no fused command (UBLK_F_FUSED_CMD)");
+  }
+  if (!probe.fused_cmd) fused_missing.push_back("io_uring has no IORING_OP_FUSED_CMD");
+  if (!probe.send && !probe.send_zc && !probe.write_fixed) {
+    fused_missing.push_back("no socket operation sends from a fixed buffer");
+  }
+  if (!probe.recv && !probe.read_fixed) {
+    fused_missing.push_back("no socket operation receives into a fixed buffer");
+  }
+  const bool fused = fused_missing.empty() && mode != DataPathMode::kZeroCopy;
+  if (mode == DataPathMode::kFused && !fused) {
+    return WithRemedy(
+        absl::FailedPreconditionError(absl::StrCat(
+            "the fused data path is not possible on this kernel: ",
+            absl::StrJoin(fused_missing, "; "),
+            " (it needs a kernel carrying ublkgw's IORING_OP_FUSED_CMD series, kernel/)")),
+        Remedy::kUseZeroCopyDataPath);
+  }
   std::vector<std::string> missing;
-  const bool auto_reg = (ublk_features & ublk::kFAutoBufReg) != 0;
+  const bool auto_reg = (ublk_features & ublk::kFAutoBufReg) != 0 && !fused;
   if (!auto_reg && (ublk_features & ublk::kFSupportZeroCopy) == 0) {
     missing.push_back("the ublk driver cannot put request buffers in io_uring "
                       "(UBLK_F_AUTO_BUF_REG, Linux 6.16, or UBLK_F_SUPPORT_ZERO_COPY, 6.15)");
@@ -74,7 +97,9 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
     return plan;
   }
   plan.zero_copy = true;
-  plan.registration = auto_reg ? BufferRegistration::kAuto : BufferRegistration::kExplicit;
+  plan.registration = fused      ? BufferRegistration::kFused
+                      : auto_reg ? BufferRegistration::kAuto
+                                 : BufferRegistration::kExplicit;
   plan.small_write = probe.send          ? WriteOp::kSend
                      : probe.write_fixed ? WriteOp::kWriteFixed
                                          : WriteOp::kSendZc;
@@ -91,9 +116,11 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
                                            ", ", Name(plan.large_write), " from it");
   }
   plan.detail = absl::StrCat(
-      "zero copy: writes sent with ", writes, ", reads received with ", Name(plan.read),
-      ", straight from and into the request's pages, ",
-      auto_reg ? "registered by the driver" : "registered with REGISTER_IO_BUF per request");
+      fused ? "fused" : "zero copy", ": writes sent with ", writes, ", reads received with ",
+      Name(plan.read), ", straight from and into the request's pages, ",
+      fused      ? "lent to each of them by IORING_OP_FUSED_CMD"
+      : auto_reg ? "registered by the driver"
+                 : "registered with REGISTER_IO_BUF per request");
   if (skip_zc && probe.send_zc) {
     if (local_peer) {
       absl::StrAppend(&plan.detail,
@@ -177,6 +204,7 @@ FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport
   probe.recv = probe.recv && !disabled.recv;
   probe.write_fixed = probe.write_fixed && !disabled.write_fixed;
   probe.read_fixed = probe.read_fixed && !disabled.read_fixed;
+  probe.fused_cmd = probe.fused_cmd && !disabled.fused_cmd;
   return probe;
 }
 
@@ -190,11 +218,14 @@ absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
       mask |= ublk::kFSupportZeroCopy;
     } else if (name == "user-recovery" || name == "UBLK_F_USER_RECOVERY") {
       mask |= ublk::kFUserRecovery | ublk::kFUserRecoveryReissue;
+    } else if (name == "fused" || name == "UBLK_F_FUSED_CMD") {
+      mask |= ublk::kFFusedCmd;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown or unsupported ublk feature '", std::string(name),
           "': those that can be ruled out are auto-buf-reg (UBLK_F_AUTO_BUF_REG), zero-copy "
-          "(UBLK_F_SUPPORT_ZERO_COPY) and user-recovery (UBLK_F_USER_RECOVERY)"));
+          "(UBLK_F_SUPPORT_ZERO_COPY), user-recovery (UBLK_F_USER_RECOVERY) and fused "
+          "(UBLK_F_FUSED_CMD)"));
     }
   }
   return mask;
@@ -216,20 +247,31 @@ absl::StatusOr<DataPathPlan> PlanDataPath(DataPathMode mode, uint64_t have,
 
 uint64_t DeviceFlags(const DataPathPlan& plan) {
   if (!plan.zero_copy) return 0;
-  return plan.registration == BufferRegistration::kAuto ? ublk::kFAutoBufReg
-                                                        : ublk::kFSupportZeroCopy;
+  switch (plan.registration) {
+    case BufferRegistration::kAuto:
+      return ublk::kFAutoBufReg;
+    case BufferRegistration::kExplicit:
+      return ublk::kFSupportZeroCopy;
+    case BufferRegistration::kFused:
+      return ublk::kFSupportZeroCopy | ublk::kFFusedCmd;
+  }
+  return 0;
 }
 
 absl::StatusOr<DataPathPlan> PlanForDevice(uint64_t features, const DataPathTuning& tuning,
                                            uint64_t device_flags, int socket) {
-  constexpr uint64_t kZeroCopyFlags = ublk::kFAutoBufReg | ublk::kFSupportZeroCopy;
+  constexpr uint64_t kZeroCopyFlags =
+      ublk::kFAutoBufReg | ublk::kFSupportZeroCopy | ublk::kFFusedCmd;
   const uint64_t has = device_flags & kZeroCopyFlags;
   if (has == 0) return ChooseDataPath(DataPathMode::kCopy, 0, {});
   uint64_t offer = features;
   if ((has & ublk::kFAutoBufReg) == 0) offer &= ~ublk::kFAutoBufReg;
   DataPathTuning device_tuning = tuning;
   device_tuning.disabled_ublk_features = 0;  // the device's flags decide
-  auto plan = PlanDataPath(DataPathMode::kZeroCopy, offer, device_tuning, socket);
+  device_tuning.disabled_ops.fused_cmd = false;
+  const DataPathMode mode =
+      (has & ublk::kFFusedCmd) != 0 ? DataPathMode::kFused : DataPathMode::kZeroCopy;
+  auto plan = PlanDataPath(mode, offer, device_tuning, socket);
   if (!plan.ok() || DeviceFlags(*plan) != has) {
     return WithRemedy(absl::FailedPreconditionError(absl::StrCat(
                           "the device was made for zero copy (flags 0x", absl::Hex(has),

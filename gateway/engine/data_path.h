@@ -9,6 +9,10 @@
 //              between them and the socket. The driver puts them there as
 //              it hands over the request (UBLK_F_AUTO_BUF_REG, 6.16), or we
 //              do with REGISTER_IO_BUF (UBLK_F_SUPPORT_ZERO_COPY, 6.15).
+//   fused      zero copy without the table: each socket op is the slave of
+//              an IORING_OP_FUSED_CMD whose master, UBLK_U_IO_FUSED_SUBMIT_IO,
+//              lends it the request's pages (UBLK_F_FUSED_CMD: only kernels
+//              carrying ublkgw's kernel/patches).
 #ifndef UBLKGW_ENGINE_DATA_PATH_H_
 #define UBLKGW_ENGINE_DATA_PATH_H_
 
@@ -23,7 +27,7 @@
 
 namespace ublkgw::engine {
 
-enum class DataPathMode : uint8_t { kAuto, kCopy, kZeroCopy };
+enum class DataPathMode : uint8_t { kAuto, kCopy, kZeroCopy, kFused };
 
 // How a zero-copy queue moves a write's payload out of the request's pages.
 enum class WriteOp : uint8_t {
@@ -42,6 +46,8 @@ enum class BufferRegistration : uint8_t {
   kAuto,      // the driver, with each FETCH/COMMIT_AND_FETCH (UBLK_F_AUTO_BUF_REG)
   kExplicit,  // REGISTER_IO_BUF linked ahead of the request's send, UNREGISTER_IO_BUF
               // before its commit (UBLK_F_SUPPORT_ZERO_COPY)
+  kFused,     // none: each op is lent the pages as a fused command's slave
+              // (UBLK_F_FUSED_CMD)
 };
 
 struct DataPathPlan {
@@ -69,9 +75,10 @@ inline constexpr uint32_t kDefaultSendZcMinBytes = 64 * 1024;
 
 // Decides the path for a device. `ublk_features` is GET_FEATURES' answer;
 // `probe` the fixed-buffer probe on the device's socket family. kAuto
-// takes zero copy where every piece works and copy otherwise; kZeroCopy
-// fails with FAILED_PRECONDITION naming the missing piece; kCopy always
-// works.
+// takes the fused path where the kernel offers it (UBLK_F_FUSED_CMD and
+// io_uring's IORING_OP_FUSED_CMD), else zero copy where every piece works,
+// else copy; kZeroCopy and kFused fail with FAILED_PRECONDITION naming the
+// missing piece; kCopy always works.
 // `send_zc_min_bytes`, when set, is the operator's threshold, used as
 // given. Unset: no SEND_ZC while another op can send. SEND_ZC lends the
 // request's pages to the network stack; where the stack must copy, split
@@ -98,16 +105,17 @@ bool PeerIsLocal(int fd);
 // choose like 6.16 to 7.1 do. Names: send, send-zc, recv, write-fixed,
 // read-fixed. INVALID_ARGUMENT for any other name.
 absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list);
-// `probe` without the operations set in `disabled`.
+// `probe` without the operations set in `disabled` (fused_cmd included).
 FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled);
 
 // ublk features an operator rules out for new devices, as if GET_FEATURES
 // lacked them: "auto-buf-reg"
 // makes a 6.16+ kernel register buffers the way 6.15 does; "zero-copy" as
 // well leaves only the copy path; "user-recovery" makes devices that go
-// away with their daemon. Names: auto-buf-reg, zero-copy, user-recovery
-// (or the kernel's UBLK_F_AUTO_BUF_REG, UBLK_F_SUPPORT_ZERO_COPY,
-// UBLK_F_USER_RECOVERY, which rules out its _REISSUE too). Returns the
+// away with their daemon; "fused" leaves the fused path out. Names:
+// auto-buf-reg, zero-copy, user-recovery, fused (or the kernel's
+// UBLK_F_AUTO_BUF_REG, UBLK_F_SUPPORT_ZERO_COPY, UBLK_F_USER_RECOVERY, which
+// rules out its _REISSUE too, UBLK_F_FUSED_CMD). Returns the
 // mask; INVALID_ARGUMENT for any other name.
 absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list);
 

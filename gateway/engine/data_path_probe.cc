@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "base/uring.h"
+#include "ublk/uapi.h"
 
 namespace ublkgw::engine {
 
@@ -244,6 +245,14 @@ absl::StatusOr<FixedBufferSupport> ProbeFixedBuffers(int family) {
                                   });
   if (!read_fixed.ok()) return read_fixed.status();
   io_uring_unregister_buffers(ring->get());
+  // The fused command (kernel/patches): io_uring's own list of what it
+  // offers; what it does is ublk's to show (UBLK_F_FUSED_CMD).
+  if (io_uring_probe* ops = io_uring_get_probe_ring(ring->get()); ops != nullptr) {
+    s.fused_cmd = io_uring_opcode_supported(ops, ublk::kIoringOpFusedCmd) != 0;
+    io_uring_free_probe(ops);
+  }
+  absl::StrAppend(&s.detail, "IORING_OP_FUSED_CMD (0x", absl::Hex(ublk::kIoringOpFusedCmd), "): ",
+                  s.fused_cmd ? "offered" : "not offered", "\n");
   s.send = *plain_send;
   s.send_zc = *send_zc;
   s.write_fixed = *write_fixed;

@@ -16,6 +16,9 @@ struct FixedBufferSupport {
   bool recv = false;     // IORING_OP_RECV with IORING_RECVSEND_FIXED_BUF
   bool write_fixed = false;  // IORING_OP_WRITE_FIXED on the socket
   bool read_fixed = false;   // IORING_OP_READ_FIXED on the socket
+  // io_uring offers IORING_OP_FUSED_CMD (kernels carrying ublkgw's
+  // kernel/patches): from its opcode probe, not tried.
+  bool fused_cmd = false;
   // One line per operation: what was tried and what the kernel answered.
   std::string detail;
 };

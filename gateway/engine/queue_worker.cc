@@ -119,7 +119,7 @@ io_uring_sqe* QueueWorker::Sqe() {
     Fault("no free submission queue entry");
     ring_broken_ = true;
     if (first_error_.ok()) first_error_ = absl::InternalError("the queue's ring takes no submissions");
-    sqe = &spare_sqe_;
+    sqe = spare_sqe_;
   }
   return sqe;
 }
@@ -130,10 +130,13 @@ absl::Status QueueWorker::Setup() {
   // and a payload, and a hole fill), the RECV and the wake-up poll; a send
   // chain of a whole batch must fit at once.
   const unsigned entries = std::max<unsigned>(256, config_.depth * 4 + 8);
-  auto ring = Ring::Create(entries, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+  // A fused command is a 128-byte SQE: the master, then its slave.
+  const unsigned sqe128 = Fused() ? IORING_SETUP_SQE128 : 0;
+  auto ring =
+      Ring::Create(entries, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | sqe128);
   if (!ring.ok()) {
     // Kernels before 6.1 lack DEFER_TASKRUN; the data path works without.
-    ring = Ring::Create(entries, 0);
+    ring = Ring::Create(entries, sqe128);
   }
   if (!ring.ok()) return ring.status();
   ring_ = std::make_unique<Ring>(*std::move(ring));
@@ -261,6 +264,13 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
       return;
     case Op::kCancel:
       return;  // it found nothing: the RECV had completed (OnRecv)
+    case Op::kFusedSlave:
+      // A slave that failed; its master completes with the same result
+      // (or a SEND_ZC slave's result and notification: the master carries
+      // the one, the kernel holds the request for the other).
+      VLOG(2) << "queue " << config_.q_id << " tag " << TagOf(cqe.user_data)
+              << ": a fused command's slave completed with " << cqe.res;
+      return;
   }
   LOG(ERROR) << "queue " << config_.q_id << ": unknown completion 0x" << std::hex << cqe.user_data;
 }

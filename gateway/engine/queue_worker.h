@@ -166,6 +166,10 @@ class QueueWorker {
   // when the connection failed on the way.
   bool ParseReplies();
   void ZeroFill(uint16_t tag, uint32_t offset, uint32_t len);
+  // The fused path: `sqe`, just prepared as an op on fixed buffer `tag`,
+  // becomes the slave of a fused command lending it `tag`'s pages. Nothing
+  // on the other paths.
+  void Lend(io_uring_sqe* sqe, uint16_t tag);
   void OnZeroFill(uint64_t user_data, int res);
   void OnBufReg(uint64_t user_data, int res);
   // The reply to `tag` is complete; `server_result` is 0 or its -errno.
@@ -202,7 +206,12 @@ class QueueWorker {
   void PublishLink(const absl::Status& why);
   // A free SQE; never null (see Fault).
   io_uring_sqe* Sqe();
-  io_uring_sqe spare_sqe_{};  // what Sqe() hands out when the ring has none
+  bool Fused() const {
+    return config_.plan.zero_copy && config_.plan.registration == BufferRegistration::kFused;
+  }
+  // What Sqe() hands out when the ring has none: two entries, the size of
+  // one on a ring of 128-byte SQEs (the fused path's).
+  io_uring_sqe spare_sqe_[2]{};
   bool ring_broken_ = false;  // it did: the loop ends (nothing it prepares is submitted)
 
   QueueConfig config_;

@@ -16,6 +16,8 @@ inline constexpr size_t kMaxBatch = 64;
 //   kZeroFill: bits 16-35 the offset and 36-55 the length of the hole;
 //   kBufReg:   bit 16 set for UNREGISTER_IO_BUF (a failure: they post no
 //              completion when they succeed).
+//   kFusedSlave: the slave of a fused command on `tag` (its master carries
+//              the op's own user_data and result).
 enum class Op : uint8_t {
   kIoCmd = 1,
   kSend = 2,
@@ -23,7 +25,8 @@ enum class Op : uint8_t {
   kWake = 4,
   kZeroFill = 5,
   kBufReg = 6,
-  kCancel = 7
+  kCancel = 7,
+  kFusedSlave = 8  // a fused command's slave: posts only when it fails, as its master does
 };
 
 constexpr uint64_t UserData(Op op, uint16_t tag = 0, uint64_t extra = 0) {

@@ -135,6 +135,7 @@ void QueueWorker::PrepChainOp(io_uring_sqe* sqe, size_t index, int flags) {
     }
   }
   io_uring_sqe_set_data64(sqe, SendData(op.tag, static_cast<uint16_t>(index)));
+  if (op.fixed) Lend(sqe, op.tag);  // the link flag SubmitChain adds is then the master's
 }
 
 void QueueWorker::OnSend(const io_uring_cqe& cqe) {

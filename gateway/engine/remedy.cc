@@ -22,7 +22,7 @@ Remedy RemedyOf(const absl::Status& status) {
   const auto payload = status.GetPayload(kPayload);
   if (!payload.has_value() || payload->size() != 1) return Remedy::kNone;
   const auto value = static_cast<uint8_t>((*payload)[0]);
-  if (value > static_cast<uint8_t>(Remedy::kAllowUserRecovery)) return Remedy::kNone;
+  if (value > static_cast<uint8_t>(kLastRemedy)) return Remedy::kNone;
   return static_cast<Remedy>(value);
 }
 

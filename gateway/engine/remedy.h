@@ -17,7 +17,11 @@ enum class Remedy : uint8_t {
   kEnableSendZc,       // SEND_ZC is off unless the operator sets a threshold
   kAllowSocketOps,     // socket ops the operator ruled out keep a device from being served
   kAllowUserRecovery,  // user recovery is ruled out by the operator
+  kUseZeroCopyDataPath,  // the fused path cannot work here: attach with zero copy or auto
 };
+// The last Remedy (a new one goes after it, and becomes it): a payload
+// beyond it reads as kNone.
+inline constexpr Remedy kLastRemedy = Remedy::kUseZeroCopyDataPath;
 
 // `status` carrying `remedy` (a payload; an OK status stays as it is).
 absl::Status WithRemedy(absl::Status status, Remedy remedy);

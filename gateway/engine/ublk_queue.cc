@@ -15,4 +15,8 @@ void KernelUblkQueue::Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int
   io_uring_sqe_set_data64(sqe, user_data);
 }
 
+bool KernelUblkQueue::Fuse(io_uring_sqe* sqe, uint16_t tag, uint64_t slave_user_data) {
+  return ublk::FuseOnRequest(sqe, char_fd_, q_id_, tag, slave_user_data);
+}
+
 }  // namespace ublkgw::engine

@@ -43,6 +43,15 @@ class UblkQueue {
   // kernel buffer, addressed by offset from 0; a fake's buffer in user
   // memory is addressed by its own address.
   virtual uint64_t FixedBufferBase(uint16_t /*tag*/) const { return 0; }
+
+  // The fused data path: makes `sqe` (the first half of a 128-byte SQE),
+  // an operation on fixed buffer `tag` at FixedBufferBase(tag) + offset,
+  // the slave of an IORING_OP_FUSED_CMD whose master lends it the pages of
+  // `tag`'s request (ublk::FuseOnRequest). The SQE's completion (its
+  // user_data, its result) is then the master's; the slave's own, posted
+  // only on failure, carries `slave_user_data`. False if the operation
+  // cannot be a slave: a bug of the caller's.
+  virtual bool Fuse(io_uring_sqe* sqe, uint16_t tag, uint64_t slave_user_data) = 0;
 };
 
 // The real thing: /dev/ublkcN's queue `q_id`. `char_fd` must outlive it.
@@ -55,6 +64,7 @@ class KernelUblkQueue final : public UblkQueue {
   ublk::ublksrv_io_desc Desc(uint16_t tag) const override { return descs_->Get(tag); }
   void Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int32_t result, uint64_t addr,
             uint64_t user_data) override;
+  bool Fuse(io_uring_sqe* sqe, uint16_t tag, uint64_t slave_user_data) override;
 
  private:
   int char_fd_;

@@ -1,6 +1,7 @@
 #include "ublk/features.h"
 
 #include <array>
+#include <bit>
 
 #include "ublk/uapi.h"
 
@@ -43,6 +44,9 @@ constexpr std::array kFeatures = {
     FeatureInfo{kFNoAutoPartScan, "UBLK_F_NO_AUTO_PART_SCAN",
                 "no partition scan when a device starts"},
     FeatureInfo{kFShmemZc, "UBLK_F_SHMEM_ZC", "zero copy through registered shared memory"},
+    FeatureInfo{kFFusedCmd, "UBLK_F_FUSED_CMD",
+                "the request's pages lent to one io_uring op by IORING_OP_FUSED_CMD "
+                "(ublkgw's kernel/ series)"},
 };
 
 constexpr uint64_t KnownMask() {
@@ -51,11 +55,18 @@ constexpr uint64_t KnownMask() {
   return mask;
 }
 
-// The table must be one bit per entry, in order, with no gaps: a missing or
-// repeated entry would print the wrong name for a kernel's bit.
+// The table must be one bit per entry, in order: mainline's bits with no
+// gaps (a missing or repeated entry would print the wrong name for a
+// kernel's bit), then those of kernel/patches, which stand apart.
 constexpr bool TableIsDense() {
-  for (size_t i = 0; i < kFeatures.size(); ++i) {
+  size_t i = 0;
+  for (; i < kFeatures.size() && kFeatures[i].flag < kFFusedCmd; ++i) {
     if (kFeatures[i].flag != (1ULL << i)) return false;
+  }
+  for (; i < kFeatures.size(); ++i) {
+    if (std::popcount(kFeatures[i].flag) != 1 || kFeatures[i].flag <= kFeatures[i - 1].flag) {
+      return false;
+    }
   }
   return true;
 }

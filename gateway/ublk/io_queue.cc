@@ -61,6 +61,41 @@ void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, u
   std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
 }
 
+bool FuseOnRequest(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t tag,
+                   uint64_t slave_user_data) {
+  io_uring_sqe op = *sqe;
+  switch (op.opcode) {
+    case IORING_OP_SEND:
+    case IORING_OP_RECV:
+    case IORING_OP_SEND_ZC:
+      if ((op.ioprio & IORING_RECVSEND_FIXED_BUF) == 0) return false;
+      break;
+    case IORING_OP_READ_FIXED:
+      op.opcode = IORING_OP_READ;
+      break;
+    case IORING_OP_WRITE_FIXED:
+      op.opcode = IORING_OP_WRITE;
+      break;
+    default:
+      return false;
+  }
+  op.buf_index = 0;  // the buffer is the lent one, not a table slot
+  // Links (and whether a success posts) are the master's; the slave keeps
+  // only a fixed file.
+  const uint8_t master_flags =
+      op.flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS);
+  op.flags = static_cast<uint8_t>((op.flags & IOSQE_FIXED_FILE) |
+                                  (op.opcode == IORING_OP_SEND_ZC ? 0 : IOSQE_CQE_SKIP_SUCCESS));
+  const uint64_t user_data = op.user_data;
+  op.user_data = slave_user_data;
+  PrepIoCmd(sqe, char_fd, kIoFusedSubmitIo, q_id, tag, 0, 0);
+  sqe->opcode = kIoringOpFusedCmd;
+  sqe->flags = master_flags;
+  sqe->user_data = user_data;
+  sqe[1] = op;
+  return true;
+}
+
 void SetAutoBufReg(io_uring_sqe* sqe, uint16_t index) {
   ublk_auto_buf_reg reg{};
   reg.index = index;

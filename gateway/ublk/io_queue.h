@@ -53,6 +53,23 @@ class IoDescMap {
 void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t tag,
                int32_t result, uint64_t addr);
 
+// The fused data path (UBLK_F_FUSED_CMD, kernels carrying ublkgw's
+// kernel/patches). `sqe` is the first half of a 128-byte SQE (a ring set up
+// with IORING_SETUP_SQE128) holding an operation on the request's pages as
+// if they were a fixed buffer: SEND, SEND_ZC or RECV with
+// IORING_RECVSEND_FIXED_BUF, READ_FIXED or WRITE_FIXED, its `addr` the
+// offset in the request's buffer. Makes it an IORING_OP_FUSED_CMD for
+// (q_id, tag) on /dev/ublkcN: the master, UBLK_U_IO_FUSED_SUBMIT_IO, takes
+// the operation's links and IOSQE_CQE_SKIP_SUCCESS and its user_data, and completes after the op with the op's result; the op moves
+// to the second half as the slave, on the request's pages lent to it
+// (READ_FIXED and WRITE_FIXED run as READ and WRITE there), carrying
+// `slave_user_data`. A slave posts its own completion only when it fails
+// (IOSQE_CQE_SKIP_SUCCESS; a SEND_ZC slave always does, and posts its
+// notification too, which the kernel does not let a request complete
+// before). Returns false, touching nothing, for any other operation.
+bool FuseOnRequest(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t tag,
+                   uint64_t slave_user_data);
+
 // For a FETCH_REQ or COMMIT_AND_FETCH_REQ prepared with addr 0 on a
 // kFAutoBufReg device: the kernel registers the tag's next request buffer
 // in fixed-buffer slot `index` of the ring the command was issued on.

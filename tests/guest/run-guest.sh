@@ -4,12 +4,14 @@
 # script in it, and returns the scenario's exit status (77 = skipped).
 #
 # Usage:
-#   tests/guest/run-guest.sh --kernel sid|trixie|trixie-backports|DIR \
+#   tests/guest/run-guest.sh --kernel sid|trixie|trixie-backports|patched|DIR \
 #       --scenario FILE [--bin FILE]... [--tool NAME]... [--module NAME]... \
 #       [--file SRC:DEST]... [--mem MB] [--timeout SEC] [--out DIR] [-- ARGS...]
 #
-#   --kernel    a Debian suite (fetched and cached by fetch-kernel.sh) or a
-#               directory holding vmlinuz, modules/ and version
+#   --kernel    a Debian suite (fetched and cached by fetch-kernel.sh),
+#               patched (Debian's 7.2 with the series in kernel/patches, built
+#               or taken from the cache by kernel/build.sh), or a directory
+#               holding vmlinuz, modules/ and version
 #   --scenario  shell script run in the guest as `/scenario ARGS...`; it
 #               sources /lib/ublkgw/guest-lib.sh for helpers
 #   --bin       a binary of ours, installed in /usr/local/bin with its libraries
@@ -58,6 +60,8 @@ log() { echo "run-guest: $*" >&2; }
 # --- the kernel -------------------------------------------------------------
 if [[ -d "$kernel" ]]; then
   kdir=$kernel
+elif [[ $kernel == patched ]]; then
+  kdir=$("$here/../../kernel/build.sh" | tail -n1)
 else
   kdir=$("$here/fetch-kernel.sh" "$kernel" | tail -n1)
 fi

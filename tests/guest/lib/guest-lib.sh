@@ -85,12 +85,14 @@ json_string() {
 }
 
 # check_data_path LIST_JSON PATH: the (first) volume in LIST_JSON, the
-# output of `ublkgw list --json`, uses data path PATH (copy or zero-copy).
+# output of `ublkgw list --json`, uses data path PATH (copy, zero-copy or
+# fused).
 check_data_path() {
   local want got
   case "$2" in
     copy) want=DATA_PATH_COPY ;;
     zero-copy) want=DATA_PATH_ZERO_COPY ;;
+    fused) want=DATA_PATH_FUSED ;;
     *) fail "check_data_path: unknown path '$2'" ;;
   esac
   got=$(json_string "$1" data_path)

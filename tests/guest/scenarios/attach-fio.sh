@@ -4,7 +4,7 @@
 # verifies them; then detach (forced) while fio is running: fio ends with
 # errors, nothing hangs, and the device is gone.
 # Usage: attach-fio.sh ASK EXPECT [DETAIL [UBLKGWD_ARGS...]]: the
-# --data-path to ask for (auto, copy, zero-copy), the one the volume must
+# --data-path to ask for (auto, copy, zero-copy, fused), the one the volume must
 # get, words its data_path_detail must hold, and flags for the daemon.
 . /lib/ublkgw/guest-lib.sh
 fio=/usr/local/bin/fio

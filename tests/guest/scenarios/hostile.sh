@@ -6,8 +6,10 @@
 # intact over 2 queues, no request fails, the daemon logs each fault and
 # reconnects. Then a server that faults on every read: the read fails with
 # EIO after 5 attempts, logged; the daemon stays up and detach works.
-# Usage: hostile.sh
+# Usage: hostile.sh [PATH]   (the data path auto must choose, if given:
+# copy|zero-copy|fused)
 . /lib/ublkgw/guest-lib.sh
+expect=${1:-}
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
@@ -35,6 +37,7 @@ for fault in wrong-magic unknown-cookie duplicate-cookie oversized-chunk truncat
   n=$(grep -c "^hostile: $fault on" /out/hostile-$fault.log)
   [ "$n" -eq 3 ] || fail "the server committed $n faults ($fault), want 3"
   ublkgw list --json >/out/list-$fault.json
+  [ -z "$expect" ] || check_data_path /out/list-$fault.json "$expect"
   grep -q '"failed_requests": "0"' /out/list-$fault.json ||
     fail "requests failed: $(cat /out/list-$fault.json)"
   drops=$(( $(grep -c "dropping the NBD connection" /out/ublkgwd.log) - before ))

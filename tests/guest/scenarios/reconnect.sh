@@ -13,7 +13,7 @@
 #     server gone, reads fail with EIO
 #     after it (not before), the volume says disconnected; the server comes
 #     back and I/O works again; detach works with the server gone.
-# Usage: reconnect.sh PATH   (the data path auto must choose: copy|zero-copy)
+# Usage: reconnect.sh PATH   (the data path auto must choose: copy|zero-copy|fused)
 . /lib/ublkgw/guest-lib.sh
 expect=${1:?data path}
 

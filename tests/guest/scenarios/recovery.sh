@@ -19,7 +19,7 @@
 #     waiting on it fails with EIO.
 #  5. a device made without user recovery (as on kernels that lack it):
 #     attach says why, and --on-stop keep detaches it rather than leave it.
-# Usage: recovery.sh PATH   (the data path auto must choose: copy|zero-copy)
+# Usage: recovery.sh PATH   (the data path auto must choose: copy|zero-copy|fused)
 . /lib/ublkgw/guest-lib.sh
 expect=${1:?data path}
 

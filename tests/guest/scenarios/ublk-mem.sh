@@ -56,7 +56,8 @@ cat /out/target.log
 log "device stopped and deleted"
 if [ "$mode" = --fused ]; then
   for check in 'a READ request' 'a refused slave fails' 'a SEND_ZC slave refused' \
-      'a short slave' 'a drained fused READ'; do
+      'a short slave' 'a drained fused READ' 'a SEND slave' 'a SEND_ZC slave drains' \
+      'a RECV slave fills' 'a ring exited' 'a cancelled RECV slave'; do
     grep -q "^fused: $check" /out/target.log || fail "the check '$check' did not run"
   done
   dmesg >/out/dmesg.txt

@@ -15,12 +15,20 @@
 // On the first read it checks that the pages of a READ request cannot be
 // lent to an op that reads them, that a short slave breaks its link and
 // gives the master its byte count, and that a drained master runs (its
-// slave is counted with it, never waited for).
+// slave is counted with it, never waited for). Then socket slaves over TCP
+// loopback: the first write goes out by a SEND slave and the second by
+// SEND_ZC (result, notification and master all come), the next read comes
+// in by a RECV slave, and the two reads after it first have a RECV slave
+// on their pages abandoned, by its ring's exit and by ASYNC_CANCEL (the
+// request must still complete).
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -358,6 +366,190 @@ std::optional<int> DrainedRead(int char_fd, uint16_t tag, int disk_fd, uint32_t 
   return master;
 }
 
+// --- socket slaves, each on a ring of its own (the master may be issued
+// from any ring, as buffer registration may), so the queue's ring sees
+// nothing but its own requests ----------------------------------------------
+
+// A connected TCP pair over loopback (SEND_ZC needs TCP: unix sockets do
+// not take it). Closed on destruction.
+struct TcpPair {
+  int ours = -1;
+  int peer = -1;
+  TcpPair() {
+    const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (listener < 0 || bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(listener, 1) != 0 ||
+        getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      if (listener >= 0) close(listener);
+      return;
+    }
+    ours = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (ours >= 0 && connect(ours, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      peer = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    }
+    close(listener);
+  }
+  ~TcpPair() {
+    if (ours >= 0) close(ours);
+    if (peer >= 0) close(peer);
+  }
+  bool ok() const { return ours >= 0 && peer >= 0; }
+};
+
+// The master of a fused command on `tag` whose slave is `slave_op` on
+// `fd`: `len` bytes from or into the start of the request's pages.
+void PrepFusedSocket(io_uring_sqe* sqe, int char_fd, uint16_t tag, uint8_t slave_op, int fd,
+                     uint32_t len) {
+  PrepIoCmd(sqe, char_fd, kIoFusedSubmitIo, 0, tag, 0, 0);
+  sqe->opcode = kIoringOpFusedCmd;
+  io_uring_sqe_set_data64(sqe, tag | kMasterBit);
+  io_uring_sqe* slave = sqe + 1;
+  std::memset(slave, 0, sizeof(*slave));
+  switch (slave_op) {
+    case IORING_OP_RECV: io_uring_prep_recv(slave, fd, nullptr, len, MSG_WAITALL); break;
+    case IORING_OP_SEND: io_uring_prep_send(slave, fd, nullptr, len, MSG_NOSIGNAL); break;
+    default: io_uring_prep_send_zc(slave, fd, nullptr, len, MSG_NOSIGNAL, 0); break;
+  }
+  slave->flags = slave_op == IORING_OP_SEND_ZC ? 0 : IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(slave, tag | kSlaveBit);
+}
+
+// Every CQE of `ring` until `done` says so, or 10 s pass (false).
+template <typename Seen>
+bool ReapUntil(io_uring* ring, Seen seen) {
+  io_uring_submit(ring);
+  for (;;) {
+    __kernel_timespec deadline{.tv_sec = 10, .tv_nsec = 0};
+    io_uring_cqe* cqe = nullptr;
+    const int ret = io_uring_wait_cqe_timeout(ring, &cqe, &deadline);
+    if (ret == -EINTR) continue;
+    if (ret != 0) return false;
+    const bool done = seen(*cqe);
+    io_uring_cqe_seen(ring, cqe);
+    if (done) return true;
+  }
+}
+
+// A READ request filled by a fused RECV slave from a socket whose peer
+// sends the disk's bytes: the master's result (the application then reads
+// what came over the socket).
+std::optional<int> ReadFromSocket(int char_fd, uint16_t tag, int disk_fd, uint32_t len,
+                                  uint64_t off) {
+  TcpPair pair;
+  auto ring = Ring::Create(4, IORING_SETUP_SQE128);
+  std::vector<uint8_t> bytes(len);
+  if (!pair.ok() || !ring.ok() ||
+      pread(disk_fd, bytes.data(), len, static_cast<off_t>(off)) != static_cast<ssize_t>(len)) {
+    std::fprintf(stderr, "ublk_mem_target: the RECV slave's set-up failed\n");
+    return std::nullopt;
+  }
+  std::thread sender([&] { (void)send(pair.peer, bytes.data(), len, MSG_NOSIGNAL); });
+  PrepFusedSocket(io_uring_get_sqe(ring->get()), char_fd, tag, IORING_OP_RECV, pair.ours, len);
+  int master = 1;
+  const bool reaped = ReapUntil(ring->get(), [&](const io_uring_cqe& cqe) {
+    if (cqe.user_data == (tag | kMasterBit)) master = cqe.res;
+    return cqe.user_data == (tag | kMasterBit);
+  });
+  sender.join();
+  if (!reaped) return std::nullopt;
+  return master;
+}
+
+// A WRITE request drained by a fused SEND (or SEND_ZC) slave into a socket
+// whose peer writes what it gets to the disk: the master's result. A
+// SEND_ZC slave posts its own result and then its notification, and the
+// master comes with the byte count; all three must come.
+std::optional<int> WriteToSocket(int char_fd, uint16_t tag, int disk_fd, uint32_t len,
+                                 uint64_t off, bool zero_copy) {
+  TcpPair pair;
+  auto ring = Ring::Create(4, IORING_SETUP_SQE128);
+  if (!pair.ok() || !ring.ok()) {
+    std::fprintf(stderr, "ublk_mem_target: the SEND slave's set-up failed\n");
+    return std::nullopt;
+  }
+  std::vector<uint8_t> got(len);
+  ssize_t received = 0;
+  std::thread receiver([&] { received = recv(pair.peer, got.data(), len, MSG_WAITALL); });
+  PrepFusedSocket(io_uring_get_sqe(ring->get()), char_fd, tag,
+                  zero_copy ? IORING_OP_SEND_ZC : IORING_OP_SEND, pair.ours, len);
+  int master = 1, slave_result = 1;
+  bool notified = !zero_copy, slave_posted = !zero_copy, master_seen = false;
+  const bool reaped = ReapUntil(ring->get(), [&](const io_uring_cqe& cqe) {
+    if (cqe.user_data == (tag | kMasterBit)) {
+      master = cqe.res;
+      master_seen = true;
+    } else if ((cqe.flags & IORING_CQE_F_NOTIF) != 0) {
+      notified = true;
+    } else {
+      slave_result = cqe.res;
+      slave_posted = true;
+    }
+    return master_seen && notified && slave_posted;
+  });
+  receiver.join();
+  if (!reaped) {
+    std::fprintf(stderr, "ublk_mem_target: a fused %s: master %s, slave %s, notification %s\n",
+                 zero_copy ? "SEND_ZC" : "SEND", master_seen ? "came" : "missing",
+                 slave_posted ? "came" : "missing", notified ? "came" : "missing");
+    return std::nullopt;
+  }
+  if (zero_copy && slave_result != master) {
+    std::fprintf(stderr, "ublk_mem_target: a fused SEND_ZC: slave %d, master %d\n",
+                 slave_result, master);
+    return -EIO;
+  }
+  if (received != static_cast<ssize_t>(len) ||
+      pwrite(disk_fd, got.data(), len, static_cast<off_t>(off)) != static_cast<ssize_t>(len)) {
+    return -EIO;
+  }
+  return master;
+}
+
+// A fused RECV slave waiting on a silent socket, then `ending`: its ring
+// exits, or an ASYNC_CANCEL finds the slave. Either way the request's pages
+// must come back (else the request never completes and the application's
+// read hangs); a cancelled slave fails its master with ECANCELED.
+bool AbandonedRecv(int char_fd, uint16_t tag, uint32_t len, bool cancel) {
+  TcpPair pair;
+  auto ring = Ring::Create(4, IORING_SETUP_SQE128);
+  if (!pair.ok() || !ring.ok()) {
+    std::fprintf(stderr, "ublk_mem_target: the abandoned RECV's set-up failed\n");
+    return false;
+  }
+  PrepFusedSocket(io_uring_get_sqe(ring->get()), char_fd, tag, IORING_OP_RECV, pair.ours, len);
+  io_uring_submit(ring->get());  // issued at once: the slave now waits for data
+  io_uring_cqe* early = nullptr;
+  if (io_uring_peek_cqe(ring->get(), &early) == 0) {
+    std::fprintf(stderr, "ublk_mem_target: a RECV slave on a silent socket completed: %d\n",
+                 early->res);
+    return false;
+  }
+  if (!cancel) return true;  // the ring exits with it in flight (Ring's destructor)
+  io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+  io_uring_prep_cancel64(sqe, tag | kSlaveBit, 0);
+  io_uring_sqe_set_data64(sqe, kNopData);
+  int master = 1, slave = 1, canceller = 1;
+  int seen = 0;
+  const bool reaped = ReapUntil(ring->get(), [&](const io_uring_cqe& cqe) {
+    if (cqe.user_data == (tag | kMasterBit)) master = cqe.res;
+    if (cqe.user_data == (tag | kSlaveBit)) slave = cqe.res;
+    if (cqe.user_data == kNopData) canceller = cqe.res;
+    return ++seen == 3;
+  });
+  if (!reaped || master != -ECANCELED || slave != -ECANCELED || canceller != 0) {
+    std::fprintf(stderr,
+                 "ublk_mem_target: a cancelled RECV slave: master %d, slave %d, cancel %d; want "
+                 "%d, %d, 0\n",
+                 master, slave, canceller, -ECANCELED, -ECANCELED);
+    return false;
+  }
+  return true;
+}
+
 // The --fused data path of ServeQueue.
 int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size) {
   auto descs = IoDescMap::Map(char_fd, 0, depth);
@@ -371,6 +563,7 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
   }
   std::vector<uint32_t> want(depth);
   bool direction_checked = false;
+  int socket_reads = 0, socket_writes = 0;
   int live = depth;
   int errors = 0;
   auto commit = [&](uint16_t tag, int32_t result) {
@@ -397,7 +590,46 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
       commit(tag, -EIO);
       continue;
     }
-    switch (IodOp(iod)) {
+    // After the first read: socket slaves serve the first two writes and
+    // the next read; the two reads after it first see a RECV slave on
+    // their pages abandoned (its ring exits; it is cancelled).
+    const uint8_t op = IodOp(iod);
+    if (len > 0 && ((op == kIoOpRead && direction_checked && socket_reads < 3) ||
+                    (op == kIoOpWrite && socket_writes < 2))) {
+      const auto n = static_cast<uint32_t>(len);
+      std::optional<int> moved;
+      bool served = false;
+      if (op == kIoOpWrite) {
+        const bool zc = socket_writes++ == 1;
+        moved = WriteToSocket(char_fd, tag, disk_fd, n, off, zc);
+        served = true;
+        if (moved == static_cast<int>(n)) {
+          std::printf(zc ? "fused: a SEND_ZC slave drains a WRITE request into a TCP socket "
+                           "(its result, its notification, then the master)\n"
+                         : "fused: a SEND slave drains a WRITE request into a TCP socket\n");
+        }
+      } else if (socket_reads++ == 0) {
+        moved = ReadFromSocket(char_fd, tag, disk_fd, n, off);
+        served = true;
+        if (moved == static_cast<int>(n)) {
+          std::printf("fused: a RECV slave fills a READ request from a TCP socket\n");
+        }
+      } else if (AbandonedRecv(char_fd, tag, n, /*cancel=*/socket_reads == 3)) {
+        std::printf(socket_reads == 3
+                        ? "fused: a cancelled RECV slave fails its master with ECANCELED\n"
+                        : "fused: a ring exited with a RECV slave on a request's pages\n");
+      } else {
+        ++errors;
+      }
+      std::fflush(stdout);
+      if (served) {
+        want[tag] = n;
+        if (moved != static_cast<int>(n)) ++errors;
+        commit_moved(tag, moved.value_or(-EIO));
+        continue;
+      }
+    }
+    switch (op) {
       case kIoOpRead:
         if (!direction_checked) {
           // A READ request's pages may only be written into: lending them to
@@ -434,7 +666,7 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
       case kIoOpWrite:
         want[tag] = static_cast<uint32_t>(len);
         PrepFused(io_uring_get_sqe(ring->get()), char_fd, tag, disk_fd,
-                  IodOp(iod) == kIoOpRead ? IORING_OP_READ : IORING_OP_WRITE,
+                  op == kIoOpRead ? IORING_OP_READ : IORING_OP_WRITE,
                   static_cast<uint32_t>(len), off);
         break;
       case kIoOpFlush: commit(tag, 0); break;

@@ -15,6 +15,11 @@ TEST(RemedyWordsTest, EveryRemedyNamesWhatToChange) {
   EXPECT_THAT(RemedyWords(engine::Remedy::kAllowSocketOps), HasSubstr("--disable-socket-ops"));
   EXPECT_THAT(RemedyWords(engine::Remedy::kAllowUserRecovery),
               HasSubstr("--disable-ublk-features user-recovery"));
+  EXPECT_THAT(RemedyWords(engine::Remedy::kUseZeroCopyDataPath),
+              HasSubstr("--data-path auto (or zero-copy)"));
+  for (int r = 1; r <= static_cast<int>(engine::kLastRemedy); ++r) {
+    EXPECT_NE(RemedyWords(static_cast<engine::Remedy>(r)), "") << r;
+  }
 }
 
 TEST(RemedyWordsTest, ExplainAppendsTheWordsAndKeepsTheCode) {

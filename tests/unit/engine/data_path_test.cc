@@ -184,6 +184,95 @@ TEST(ChooseDataPathTest, CopyIsAlwaysPossible) {
   EXPECT_EQ(plan->detail, "copy (asked for)");
 }
 
+// A kernel carrying ublkgw's kernel/ series: the driver's fused command,
+// io_uring's opcode, and mainline's zero copy besides.
+constexpr uint64_t kFused = ublk::kFFusedCmd | ublk::kFSupportZeroCopy | ublk::kFAutoBufReg;
+FixedBufferSupport EverythingFused() {
+  FixedBufferSupport s = Everything();
+  s.fused_cmd = true;
+  return s;
+}
+
+TEST(ChooseDataPathTest, AutoTakesTheFusedPathWhereTheKernelOffersIt) {
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kFused, EverythingFused());
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_TRUE(plan->zero_copy);
+  EXPECT_EQ(plan->registration, BufferRegistration::kFused);
+  EXPECT_EQ(plan->WriteOpFor(1 << 20), WriteOp::kSend);
+  EXPECT_EQ(plan->read, ReadOp::kRecv);
+  EXPECT_THAT(plan->detail, HasSubstr("fused"));
+  EXPECT_EQ(DeviceFlags(*plan), ublk::kFSupportZeroCopy | ublk::kFFusedCmd);
+  // Asked for by name, likewise; zero copy by name stays mainline's.
+  auto asked = ChooseDataPath(DataPathMode::kFused, kFused, EverythingFused());
+  ASSERT_THAT(asked, IsOk());
+  EXPECT_EQ(asked->registration, BufferRegistration::kFused);
+  auto zero_copy = ChooseDataPath(DataPathMode::kZeroCopy, kFused, EverythingFused());
+  ASSERT_THAT(zero_copy, IsOk());
+  EXPECT_EQ(zero_copy->registration, BufferRegistration::kAuto);
+}
+
+TEST(ChooseDataPathTest, TheFusedPathNeedsTheDriverAndIoUringBoth) {
+  // Each piece missing: auto falls back to zero copy, fused by name is a
+  // clear refusal that names the piece and the way out.
+  FixedBufferSupport no_opcode = EverythingFused();
+  no_opcode.fused_cmd = false;
+  const struct {
+    uint64_t features;
+    FixedBufferSupport probe;
+    const char* missing;
+  } cases[] = {
+      {kFused & ~ublk::kFFusedCmd, EverythingFused(), "UBLK_F_FUSED_CMD"},
+      {kFused & ~ublk::kFSupportZeroCopy, EverythingFused(), "UBLK_F_FUSED_CMD"},
+      {kFused, no_opcode, "IORING_OP_FUSED_CMD"},
+  };
+  for (const auto& c : cases) {
+    auto fallback = ChooseDataPath(DataPathMode::kAuto, c.features, c.probe);
+    ASSERT_THAT(fallback, IsOk());
+    EXPECT_TRUE(fallback->zero_copy) << c.missing;
+    EXPECT_NE(fallback->registration, BufferRegistration::kFused) << c.missing;
+    auto refused = ChooseDataPath(DataPathMode::kFused, c.features, c.probe);
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                  AllOf(HasSubstr(c.missing), HasSubstr("kernel/"))));
+    EXPECT_EQ(RemedyOf(refused.status()), Remedy::kUseZeroCopyDataPath);
+  }
+  // No socket op either way: the slaves would have nothing to run.
+  FixedBufferSupport no_recv = EverythingFused();
+  no_recv.recv = no_recv.read_fixed = false;
+  EXPECT_THAT(ChooseDataPath(DataPathMode::kFused, kFused, no_recv),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("receives")));
+}
+
+TEST(ChooseDataPathTest, RulingOutTheFusedCommandChoosesMainlineZeroCopy) {
+  auto mask = ParseUblkFeatures("fused");
+  ASSERT_THAT(mask, IsOkAndHolds(ublk::kFFusedCmd));
+  EXPECT_THAT(ParseUblkFeatures("UBLK_F_FUSED_CMD"), IsOkAndHolds(ublk::kFFusedCmd));
+  auto plan = ChooseDataPath(DataPathMode::kAuto, kFused & ~*mask, EverythingFused());
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->registration, BufferRegistration::kAuto);
+}
+
+// A restarted daemon serves a device the way it was made: a fused device
+// on a kernel whose io_uring has no fused command (this host's) is a clear
+// refusal, never zero copy behind the device's back.
+TEST(PlanForDeviceTest, AFusedDeviceNeedsTheFusedCommand) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  auto probe = CachedProbe(AF_UNIX);
+  ASSERT_THAT(probe, IsOk());
+  if (probe->fused_cmd) GTEST_SKIP() << "this kernel has IORING_OP_FUSED_CMD";
+  auto plan = PlanForDevice(kFused, {}, ublk::kFSupportZeroCopy | ublk::kFFusedCmd, sv[0]);
+  EXPECT_THAT(plan, StatusIs(absl::StatusCode::kFailedPrecondition,
+                             AllOf(HasSubstr("cannot serve it"), HasSubstr("IORING_OP_FUSED_CMD"))));
+  // A device with mainline's zero copy is still served so.
+  auto zero_copy = PlanForDevice(kFused, {}, ublk::kFAutoBufReg, sv[0]);
+  if (probe->send && probe->recv) {
+    ASSERT_THAT(zero_copy, IsOk());
+    EXPECT_EQ(zero_copy->registration, BufferRegistration::kAuto);
+  }
+  close(sv[0]);
+  close(sv[1]);
+}
+
 TEST(PeerIsLocalTest, LoopbackIsLocalAndAnUnconnectedSocketIsNot) {
   int listener = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

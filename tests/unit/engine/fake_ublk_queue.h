@@ -12,6 +12,13 @@
 // fixed-buffer table at slot `tag` (as UBLK_F_AUTO_BUF_REG puts the
 // request's pages there) when the worker first fetches on the tag; writes'
 // data go there and reads' data are taken from there.
+// Fused (FakeUblkKernel::set_fused): the host kernel has no
+// IORING_OP_FUSED_CMD, so the fake checks each operation the worker fuses
+// as the patched kernel would (an op that may be a slave, on the tag's
+// buffer, inside the request, in the request's direction), counts it, and
+// leaves it to run as the fixed-buffer op it is. The tag's pages enter
+// the table only with its first fused op and leave at its commit: an op
+// the worker forgot to fuse finds an empty slot and fails.
 //
 // Threads: the worker calls the UblkQueue side on its thread; tests call
 // the rest from theirs. Everything is under one mutex.
@@ -57,6 +64,22 @@ class FakeUblkKernel {
   }
 
   uint16_t depth() const { return depth_; }
+
+  // The fused data path: see the file comment. Before the worker starts.
+  void set_fused(bool fused) {
+    absl::MutexLock lock(&mu_);
+    fused_ = fused;
+  }
+  // How many operations the worker fused, and what the kernel would have
+  // refused of them (empty: nothing).
+  int fused_ops() {
+    absl::MutexLock lock(&mu_);
+    return fused_ops_;
+  }
+  std::vector<std::string> fuse_refusals() {
+    absl::MutexLock lock(&mu_);
+    return fuse_refusals_;
+  }
 
   // The queue to hand to the worker; it refers to this kernel, which must
   // outlive it.
@@ -201,10 +224,11 @@ class FakeUblkKernel {
       commits_.push_back(std::move(c));
     }
     t.addr = t.pages.empty() ? addr : 0;
-    if (!t.pages.empty() && !t.registered) {
-      // Called on the worker's thread, the ring's single issuer.
-      iovec iov{t.pages.data(), t.pages.size()};
-      t.registered = io_uring_register_buffers_update_tag(worker_ring_, tag, &iov, nullptr, 1) == 1;
+    if (fused_ && t.registered) {  // the request's pages are lent no more
+      iovec none{nullptr, 0};
+      t.registered = io_uring_register_buffers_update_tag(worker_ring_, tag, &none, nullptr, 1) != 1;
+    } else if (!fused_ && !t.pages.empty() && !t.registered) {
+      t.registered = Register(t, tag);
     }
     t.user_data = user_data;
     if (stopping_) {
@@ -212,6 +236,49 @@ class FakeUblkKernel {
     } else {
       t.fetching = true;
     }
+  }
+
+  // Called on the worker's thread, the ring's single issuer.
+  bool Register(TagSlot& t, uint16_t tag) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    iovec iov{t.pages.data(), t.pages.size()};
+    return io_uring_register_buffers_update_tag(worker_ring_, tag, &iov, nullptr, 1) == 1;
+  }
+
+  bool Fuse(io_uring_sqe* sqe, uint16_t tag) {
+    absl::MutexLock lock(&mu_);
+    TagSlot& t = tags_[tag];
+    const bool fixed_buf = (sqe->ioprio & IORING_RECVSEND_FIXED_BUF) != 0;
+    bool fills = false;  // the op writes into the pages
+    std::string refusal;
+    switch (sqe->opcode) {
+      case IORING_OP_RECV: fills = true; [[fallthrough]];
+      case IORING_OP_SEND:
+      case IORING_OP_SEND_ZC:
+        if (!fixed_buf) refusal = "a socket op without IORING_RECVSEND_FIXED_BUF";
+        break;
+      case IORING_OP_READ_FIXED: fills = true; break;
+      case IORING_OP_WRITE_FIXED: break;
+      default: refusal = "an op that may not be a slave";
+    }
+    const uint64_t base = reinterpret_cast<uintptr_t>(t.pages.data());
+    const uint64_t request_bytes = uint64_t{t.desc.nr_sectors} << 9;
+    if (!refusal.empty()) {
+    } else if (!fused_) {
+      refusal = "a fused op on a device without the fused data path";
+    } else if (sqe->buf_index != tag) {
+      refusal = "an op on another tag's buffer";
+    } else if (sqe->addr < base || sqe->addr - base + sqe->len > request_bytes) {
+      refusal = "a range outside the request";
+    } else if (fills != (t.op == ublk::kIoOpRead)) {
+      refusal = fills ? "a WRITE request's pages written into" : "a READ request's pages read";
+    }
+    if (!refusal.empty()) {
+      fuse_refusals_.push_back(refusal);
+      return false;
+    }
+    ++fused_ops_;
+    if (!t.registered) t.registered = Register(t, tag);
+    return true;
   }
 
   const uint16_t depth_;
@@ -223,6 +290,9 @@ class FakeUblkKernel {
   const uint32_t zero_copy_bytes_;
   std::deque<Commit> commits_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool fused_ ABSL_GUARDED_BY(mu_) = false;
+  int fused_ops_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> fuse_refusals_ ABSL_GUARDED_BY(mu_);
 };
 
 class FakeUblkQueue final : public UblkQueue {
@@ -238,6 +308,9 @@ class FakeUblkQueue final : public UblkQueue {
     kernel_.Prep(sqe, cmd_op, tag, result, addr, user_data);
   }
   uint64_t FixedBufferBase(uint16_t tag) const override { return kernel_.PagesOf(tag); }
+  bool Fuse(io_uring_sqe* sqe, uint16_t tag, uint64_t /*slave_user_data*/) override {
+    return kernel_.Fuse(sqe, tag);
+  }
 
  private:
   FakeUblkKernel& kernel_;

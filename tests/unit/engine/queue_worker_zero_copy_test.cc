@@ -4,6 +4,9 @@
 // between that slot and the socket through fixed-buffer ops. Each socket
 // op the worker may use is run where the host kernel performs it on this
 // socket type (ProbeFixedBuffers), and skipped, saying so, where not.
+// Every test runs twice: with the pages in the table (UBLK_F_AUTO_BUF_REG)
+// and fused, each op lent them as a fused command's slave (the fake checks
+// each op as the patched kernel would, then runs it on the table slot).
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -46,10 +49,11 @@ bool Supported(ReadOp op) {
   return op == ReadOp::kRecv ? Support().recv : Support().read_fixed;
 }
 
-class ZeroCopyTest : public ::testing::TestWithParam<std::tuple<WriteOp, ReadOp>> {
+class ZeroCopyTest
+    : public ::testing::TestWithParam<std::tuple<WriteOp, ReadOp, BufferRegistration>> {
  protected:
   void SetUp() override {
-    const auto [write, read] = GetParam();
+    const auto [write, read, registration] = GetParam();
     if (!Supported(write) || !Supported(read)) {
       GTEST_SKIP() << "the host kernel does not perform this pair of fixed-buffer ops on a "
                       "unix socket: "
@@ -58,11 +62,11 @@ class ZeroCopyTest : public ::testing::TestWithParam<std::tuple<WriteOp, ReadOp>
   }
 
   WorkerHarness::Options Options(nbd::HeaderMode mode = nbd::HeaderMode::kSimple) const {
-    const auto [write, read] = GetParam();
+    const auto [write, read, registration] = GetParam();
     WorkerHarness::Options options;
     options.info = testing::TestExport(mode);
     options.plan.zero_copy = true;
-    options.plan.registration = BufferRegistration::kAuto;
+    options.plan.registration = registration;
     options.plan.small_write = options.plan.large_write = write;
     options.plan.read = read;
     return options;
@@ -242,18 +246,56 @@ TEST_P(ZeroCopyTest, AReadWaitsUntilTheWideRecvIsTakenBack) {
   EXPECT_EQ(b->result, 4096);
 }
 
-std::string Name(const ::testing::TestParamInfo<std::tuple<WriteOp, ReadOp>>& info) {
-  const auto [write, read] = info.param;
-  const char* w = write == WriteOp::kSend ? "Send" : write == WriteOp::kSendZc ? "SendZc" : "WriteFixed";
-  const char* r = read == ReadOp::kRecv ? "Recv" : "ReadFixed";
-  return std::string(w) + r;
+// The fused path: every op on the request's pages is a fused command's
+// slave, each one what the kernel would take (on the right tag, inside the
+// request, in its direction), and none goes without (the fake's table
+// holds a tag's pages only from its first fused op to its commit).
+TEST_P(ZeroCopyTest, FusedEveryOpOnTheRequestsPagesIsLentThem) {
+  if (std::get<2>(GetParam()) != BufferRegistration::kFused) GTEST_SKIP() << "fused only";
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req w, r;
+        ASSERT_TRUE(ReadReqAndPayload(peer, &w));
+        peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeNone, w.cookie, "");
+        ASSERT_TRUE(ReadReq(peer, &r));
+        peer.Chunk(0, nbd::kReplyTypeOffsetData, r.cookie, DataChunk(r.offset, Fill(4096, 'd')));
+        peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetHole, r.cookie,
+                   nbd::ByteWriter().Put(r.offset + 4096).Put(uint32_t{4096}).Take());
+        Honest(peer);
+      },
+      Options(nbd::HeaderMode::kStructured));
+  ASSERT_THAT(h.ready(), IsOk());
+  auto w = h.Do(0, kWrite, 0, 8192, Fill(8192, 'w'));
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->result, 8192);
+  auto r = h.Do(1, kRead, 8192, 8192);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 8192);
+  EXPECT_TRUE(r->data == Fill(4096, 'd') + std::string(4096, '\0'));
+  EXPECT_THAT(h.kernel().fuse_refusals(), ::testing::IsEmpty());
+  // The write's payload; the read's data and its hole's zeroes.
+  EXPECT_EQ(h.kernel().fused_ops(), 3);
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryOp, ZeroCopyTest,
-                         ::testing::Values(std::make_tuple(WriteOp::kWriteFixed, ReadOp::kReadFixed),
-                                           std::make_tuple(WriteOp::kSend, ReadOp::kRecv),
-                                           std::make_tuple(WriteOp::kSendZc, ReadOp::kReadFixed)),
-                         Name);
+std::string Name(
+    const ::testing::TestParamInfo<std::tuple<WriteOp, ReadOp, BufferRegistration>>& info) {
+  const auto [write, read, registration] = info.param;
+  const char* w = write == WriteOp::kSend ? "Send" : write == WriteOp::kSendZc ? "SendZc" : "WriteFixed";
+  const char* r = read == ReadOp::kRecv ? "Recv" : "ReadFixed";
+  return std::string(registration == BufferRegistration::kFused ? "Fused" : "") + w + r;
+}
+
+constexpr auto kTable = BufferRegistration::kAuto;
+constexpr auto kFused = BufferRegistration::kFused;
+INSTANTIATE_TEST_SUITE_P(
+    EveryOp, ZeroCopyTest,
+    ::testing::Values(std::make_tuple(WriteOp::kWriteFixed, ReadOp::kReadFixed, kTable),
+                      std::make_tuple(WriteOp::kSend, ReadOp::kRecv, kTable),
+                      std::make_tuple(WriteOp::kSendZc, ReadOp::kReadFixed, kTable),
+                      std::make_tuple(WriteOp::kWriteFixed, ReadOp::kReadFixed, kFused),
+                      std::make_tuple(WriteOp::kSend, ReadOp::kRecv, kFused),
+                      std::make_tuple(WriteOp::kSendZc, ReadOp::kRecv, kFused)),
+    Name);
 
 }  // namespace
 }  // namespace ublkgw::engine

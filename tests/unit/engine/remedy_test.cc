@@ -13,5 +13,12 @@ TEST(RemedyTest, TravelsWithAStatus) {
   EXPECT_EQ(RemedyOf(WithRemedy(absl::OkStatus(), Remedy::kAllowSocketOps)), Remedy::kNone);
 }
 
+TEST(RemedyTest, EveryRemedyTravels) {
+  for (int r = 1; r <= static_cast<int>(kLastRemedy); ++r) {
+    const auto remedy = static_cast<Remedy>(r);
+    EXPECT_EQ(RemedyOf(WithRemedy(absl::InternalError("x"), remedy)), remedy) << r;
+  }
+}
+
 }  // namespace
 }  // namespace ublkgw::engine

@@ -49,7 +49,8 @@ class WorkerHarness {
     // large sends come up short.
     int send_buffer = 0;
     // Copy unless plan.zero_copy: then the fake kernel lends buffers of
-    // its own as the requests' pages (fake_ublk_queue.h).
+    // its own as the requests' pages (fake_ublk_queue.h), through the table
+    // or, with BufferRegistration::kFused, to each fused operation.
     DataPathPlan plan;
   };
 
@@ -58,6 +59,8 @@ class WorkerHarness {
   WorkerHarness(Script first, Options options)
       : options_(std::move(options)),
         kernel_(options_.depth, options_.plan.zero_copy ? kMaxIoBytes : 0) {
+    kernel_.set_fused(options_.plan.zero_copy &&
+                      options_.plan.registration == BufferRegistration::kFused);
     servers_.push_back(std::make_unique<nbd::testing::FakeServer>(std::move(first)));
     for (auto& s : options_.reconnect_scripts) later_.push_back(std::move(s));
     QueueConfig config;

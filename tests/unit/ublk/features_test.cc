@@ -13,14 +13,14 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-TEST(FeaturesTest, TableHasTwentyUniqueNames) {
+TEST(FeaturesTest, TableHasTwentyOneUniqueNames) {
   std::set<std::string> names;
   for (const auto& f : KnownFeatures()) {
     EXPECT_TRUE(std::string(f.name).starts_with("UBLK_F_")) << f.name;
     EXPECT_FALSE(f.summary.empty()) << f.name;
     names.insert(std::string(f.name));
   }
-  EXPECT_EQ(names.size(), 20u);
+  EXPECT_EQ(names.size(), 21u);  // mainline's 20 and kernel/patches' one
 }
 
 TEST(FeaturesTest, NamesTheBitsOfAMask) {
@@ -40,12 +40,13 @@ TEST(FeaturesTest, SpecificFlagsHaveTheKernelsNames) {
   EXPECT_EQ(one(kFSupportZeroCopy), "UBLK_F_SUPPORT_ZERO_COPY");
   EXPECT_EQ(one(kFUserRecoveryReissue), "UBLK_F_USER_RECOVERY_REISSUE");
   EXPECT_EQ(one(kFShmemZc), "UBLK_F_SHMEM_ZC");
+  EXPECT_EQ(one(kFFusedCmd), "UBLK_F_FUSED_CMD");
 }
 
 TEST(FeaturesTest, UnknownBitsAreReportedNotDropped) {
-  const uint64_t mask = 0xfffff | (1ULL << 20) | (1ULL << 63);
-  EXPECT_EQ(FeaturesIn(mask).size(), 20u);
-  EXPECT_THAT(UnknownFeatureBits(mask), ElementsAre(20, 63));
+  const uint64_t mask = 0xfffff | (1ULL << 20) | (1ULL << 47) | (1ULL << 48) | (1ULL << 63);
+  EXPECT_EQ(FeaturesIn(mask).size(), 21u);
+  EXPECT_THAT(UnknownFeatureBits(mask), ElementsAre(20, 47, 63));
 }
 
 TEST(FeaturesTest, EmptyMask) {
