@@ -53,10 +53,17 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
   // probed (GET_FEATURES, io_uring's opcode list), with a socket op each
   // way for the slaves.
   std::vector<std::string> fused_missing;
+  bool kernel_lacks = false;  // else only socket ops are missing (ruled out, or failed the probe)
   if ((ublk_features & ublk::kFFusedCmd) == 0 || (ublk_features & ublk::kFSupportZeroCopy) == 0) {
-    fused_missing.push_back("the ublk driver has no fused command (UBLK_F_FUSED_CMD)");
+    fused_missing.push_back(
+        "the ublk driver offers no fused command (UBLK_F_FUSED_CMD; or "
+        "--disable-ublk-features rules it out)");
+    kernel_lacks = true;
   }
-  if (!probe.fused_cmd) fused_missing.push_back("io_uring has no IORING_OP_FUSED_CMD");
+  if (!probe.fused_cmd) {
+    fused_missing.push_back("io_uring has no IORING_OP_FUSED_CMD");
+    kernel_lacks = true;
+  }
   if (!probe.send && !probe.send_zc && !probe.write_fixed) {
     fused_missing.push_back("no socket operation sends from a fixed buffer");
   }
@@ -69,8 +76,10 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
         absl::FailedPreconditionError(absl::StrCat(
             "the fused data path is not possible on this kernel: ",
             absl::StrJoin(fused_missing, "; "),
-            " (it needs a kernel carrying ublkgw's IORING_OP_FUSED_CMD series, kernel/)")),
-        Remedy::kUseZeroCopyDataPath);
+            kernel_lacks ? " (it needs a kernel carrying ublkgw's IORING_OP_FUSED_CMD series, "
+                           "kernel/)"
+                         : "")),
+        kernel_lacks ? Remedy::kUseZeroCopyDataPath : Remedy::kAllowSocketOps);
   }
   std::vector<std::string> missing;
   const bool auto_reg = (ublk_features & ublk::kFAutoBufReg) != 0 && !fused;

@@ -144,6 +144,8 @@ absl::Status QueueWorker::Setup() {
   if (config_.plan.zero_copy) {
     // One empty slot per tag: the kernel fills slot `tag` with a request's
     // pages when it hands us the request, and empties it at its commit.
+    // The fused path uses none (it costs nothing; a host test's fake
+    // kernel lends its pages through them).
     if (int r = io_uring_register_buffers_sparse(ring_->get(), config_.depth); r < 0) {
       return ErrnoToStatus(-r, "registering the queue's fixed-buffer table");
     }
@@ -265,9 +267,10 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
     case Op::kCancel:
       return;  // it found nothing: the RECV had completed (OnRecv)
     case Op::kFusedSlave:
-      // A slave that failed; its master completes with the same result
-      // (or a SEND_ZC slave's result and notification: the master carries
-      // the one, the kernel holds the request for the other).
+      // A slave that failed, whose master completes with the same result;
+      // or a SEND_ZC slave's result (the master's carries it too) or its
+      // notification (the kernel holds the request's pages until then, so
+      // the commit need not wait for it).
       VLOG(2) << "queue " << config_.q_id << " tag " << TagOf(cqe.user_data)
               << ": a fused command's slave completed with " << cqe.res;
       return;

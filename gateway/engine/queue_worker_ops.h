@@ -16,8 +16,10 @@ inline constexpr size_t kMaxBatch = 64;
 //   kZeroFill: bits 16-35 the offset and 36-55 the length of the hole;
 //   kBufReg:   bit 16 set for UNREGISTER_IO_BUF (a failure: they post no
 //              completion when they succeed).
-//   kFusedSlave: the slave of a fused command on `tag` (its master carries
-//              the op's own user_data and result).
+//   kFusedSlave: the slave of a fused command on `tag`. Its master carries
+//              the op's own user_data and, once the slave is done, its
+//              result; the slave posts only when it fails, but a SEND_ZC
+//              slave posts its result and its notification.
 enum class Op : uint8_t {
   kIoCmd = 1,
   kSend = 2,
@@ -26,7 +28,7 @@ enum class Op : uint8_t {
   kZeroFill = 5,
   kBufReg = 6,
   kCancel = 7,
-  kFusedSlave = 8  // a fused command's slave: posts only when it fails, as its master does
+  kFusedSlave = 8  // a fused command's slave: its CQEs, if any, are ignored (the master's counts)
 };
 
 constexpr uint64_t UserData(Op op, uint16_t tag = 0, uint64_t extra = 0) {

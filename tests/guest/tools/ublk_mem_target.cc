@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -411,8 +412,11 @@ void PrepFusedSocket(io_uring_sqe* sqe, int char_fd, uint16_t tag, uint8_t slave
   std::memset(slave, 0, sizeof(*slave));
   switch (slave_op) {
     case IORING_OP_RECV: io_uring_prep_recv(slave, fd, nullptr, len, MSG_WAITALL); break;
-    case IORING_OP_SEND: io_uring_prep_send(slave, fd, nullptr, len, MSG_NOSIGNAL); break;
-    default: io_uring_prep_send_zc(slave, fd, nullptr, len, MSG_NOSIGNAL, 0); break;
+    // All of it or a failure, as ublkgw sends (a short send ends the slave).
+    case IORING_OP_SEND:
+      io_uring_prep_send(slave, fd, nullptr, len, MSG_NOSIGNAL | MSG_WAITALL);
+      break;
+    default: io_uring_prep_send_zc(slave, fd, nullptr, len, MSG_NOSIGNAL | MSG_WAITALL, 0); break;
   }
   slave->flags = slave_op == IORING_OP_SEND_ZC ? 0 : IOSQE_CQE_SKIP_SUCCESS;
   io_uring_sqe_set_data64(slave, tag | kSlaveBit);
@@ -454,6 +458,7 @@ std::optional<int> ReadFromSocket(int char_fd, uint16_t tag, int disk_fd, uint32
     if (cqe.user_data == (tag | kMasterBit)) master = cqe.res;
     return cqe.user_data == (tag | kMasterBit);
   });
+  shutdown(pair.peer, SHUT_RDWR);  // a sender still blocked (the slave failed) returns
   sender.join();
   if (!reaped) return std::nullopt;
   return master;
@@ -478,18 +483,22 @@ std::optional<int> WriteToSocket(int char_fd, uint16_t tag, int disk_fd, uint32_
                   zero_copy ? IORING_OP_SEND_ZC : IORING_OP_SEND, pair.ours, len);
   int master = 1, slave_result = 1;
   bool notified = !zero_copy, slave_posted = !zero_copy, master_seen = false;
+  bool flags_right = true;  // F_MORE on the slave's result only: the master's is final
   const bool reaped = ReapUntil(ring->get(), [&](const io_uring_cqe& cqe) {
     if (cqe.user_data == (tag | kMasterBit)) {
       master = cqe.res;
       master_seen = true;
+      flags_right = flags_right && (cqe.flags & IORING_CQE_F_MORE) == 0;
     } else if ((cqe.flags & IORING_CQE_F_NOTIF) != 0) {
       notified = true;
     } else {
       slave_result = cqe.res;
       slave_posted = true;
+      flags_right = flags_right && (cqe.flags & IORING_CQE_F_MORE) != 0;
     }
     return master_seen && notified && slave_posted;
   });
+  shutdown(pair.ours, SHUT_RDWR);  // a receiver still waiting (the slave failed) returns
   receiver.join();
   if (!reaped) {
     std::fprintf(stderr, "ublk_mem_target: a fused %s: master %s, slave %s, notification %s\n",
@@ -497,9 +506,10 @@ std::optional<int> WriteToSocket(int char_fd, uint16_t tag, int disk_fd, uint32_
                  slave_posted ? "came" : "missing", notified ? "came" : "missing");
     return std::nullopt;
   }
-  if (zero_copy && slave_result != master) {
-    std::fprintf(stderr, "ublk_mem_target: a fused SEND_ZC: slave %d, master %d\n",
-                 slave_result, master);
+  if (zero_copy && (slave_result != master || !flags_right)) {
+    std::fprintf(stderr,
+                 "ublk_mem_target: a fused SEND_ZC: slave %d, master %d (IORING_CQE_F_MORE %s)\n",
+                 slave_result, master, flags_right ? "right" : "on the wrong CQE");
     return -EIO;
   }
   if (received != static_cast<ssize_t>(len) ||
@@ -509,12 +519,13 @@ std::optional<int> WriteToSocket(int char_fd, uint16_t tag, int disk_fd, uint32_
   return master;
 }
 
-// A fused RECV slave waiting on a silent socket, then `ending`: its ring
-// exits, or an ASYNC_CANCEL finds the slave. Either way the request's pages
-// must come back (else the request never completes and the application's
-// read hangs); a cancelled slave fails its master with ECANCELED.
-bool AbandonedRecv(int char_fd, uint16_t tag, uint32_t len, bool cancel) {
-  TcpPair pair;
+// A fused RECV slave waiting on `pair`'s silent socket, then its ring exits
+// or (`cancel`) an ASYNC_CANCEL finds the slave. Either way the request's
+// pages must come back (else the request never completes and the
+// application's read hangs); a cancelled slave fails its master with
+// ECANCELED. The caller keeps the pair open until it stops serving, so
+// nothing but the ring's exit or the cancel can end the slave.
+bool AbandonedRecv(int char_fd, uint16_t tag, uint32_t len, bool cancel, TcpPair& pair) {
   auto ring = Ring::Create(4, IORING_SETUP_SQE128);
   if (!pair.ok() || !ring.ok()) {
     std::fprintf(stderr, "ublk_mem_target: the abandoned RECV's set-up failed\n");
@@ -564,6 +575,7 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
   std::vector<uint32_t> want(depth);
   bool direction_checked = false;
   int socket_reads = 0, socket_writes = 0;
+  std::vector<std::unique_ptr<TcpPair>> silent;  // the abandoned RECVs' sockets, kept open
   int live = depth;
   int errors = 0;
   auto commit = [&](uint16_t tag, int32_t result) {
@@ -605,7 +617,8 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
         served = true;
         if (moved == static_cast<int>(n)) {
           std::printf(zc ? "fused: a SEND_ZC slave drains a WRITE request into a TCP socket "
-                           "(its result, its notification, then the master)\n"
+                           "(the slave's result with F_MORE, its notification, the master's "
+                           "final result)\n"
                          : "fused: a SEND slave drains a WRITE request into a TCP socket\n");
         }
       } else if (socket_reads++ == 0) {
@@ -614,7 +627,8 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
         if (moved == static_cast<int>(n)) {
           std::printf("fused: a RECV slave fills a READ request from a TCP socket\n");
         }
-      } else if (AbandonedRecv(char_fd, tag, n, /*cancel=*/socket_reads == 3)) {
+      } else if (AbandonedRecv(char_fd, tag, n, /*cancel=*/socket_reads == 3,
+                               *silent.emplace_back(std::make_unique<TcpPair>()))) {
         std::printf(socket_reads == 3
                         ? "fused: a cancelled RECV slave fails its master with ECANCELED\n"
                         : "fused: a ring exited with a RECV slave on a request's pages\n");

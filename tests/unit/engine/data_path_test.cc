@@ -238,8 +238,9 @@ TEST(ChooseDataPathTest, TheFusedPathNeedsTheDriverAndIoUringBoth) {
   // No socket op either way: the slaves would have nothing to run.
   FixedBufferSupport no_recv = EverythingFused();
   no_recv.recv = no_recv.read_fixed = false;
-  EXPECT_THAT(ChooseDataPath(DataPathMode::kFused, kFused, no_recv),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("receives")));
+  auto no_ops = ChooseDataPath(DataPathMode::kFused, kFused, no_recv);
+  EXPECT_THAT(no_ops, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("receives")));
+  EXPECT_EQ(RemedyOf(no_ops.status()), Remedy::kAllowSocketOps);
 }
 
 TEST(ChooseDataPathTest, RulingOutTheFusedCommandChoosesMainlineZeroCopy) {

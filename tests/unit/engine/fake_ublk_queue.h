@@ -263,6 +263,10 @@ class FakeUblkKernel {
     const uint64_t base = reinterpret_cast<uintptr_t>(t.pages.data());
     const uint64_t request_bytes = uint64_t{t.desc.nr_sectors} << 9;
     if (!refusal.empty()) {
+    } else if (t.fetching) {
+      // The kernel finds the request by its tag: an op after the commit
+      // fails, or is lent the tag's next request.
+      refusal = "an op on a tag whose request was committed";
     } else if (!fused_) {
       refusal = "a fused op on a device without the fused data path";
     } else if (sqe->buf_index != tag) {
