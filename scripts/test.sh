@@ -4,7 +4,8 @@
 # AddressSanitizer and UndefinedBehaviorSanitizer, and runs the whole ctest
 # suite: unit, integration (real NBD servers on loopback), fuzz (bounded
 # runs) and guest (QEMU with Debian's kernels, fetched into
-# /var/cache/ublkgw outside the checkout on first use). Compiled objects
+# /var/cache/ublkgw outside the checkout on first use, and the kernel
+# carrying kernel/patches, built by kernel/build.sh and cached there). Compiled objects
 # are cached there too (ccache), so a second run builds only what changed.
 #
 # Usage: scripts/test.sh [CTEST ARGS...]     e.g. scripts/test.sh -L unit
