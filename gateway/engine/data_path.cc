@@ -49,27 +49,27 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
     plan.detail = "copy (asked for)";
     return plan;
   }
-  // The fused path: the driver's command and io_uring's opcode, both
-  // probed (GET_FEATURES, io_uring's opcode list), with a socket op each
-  // way for the slaves.
+  // Both zero-copy paths need a socket op each way on fixed buffers.
+  std::vector<std::string> socket_missing;
+  if (!probe.send && !probe.send_zc && !probe.write_fixed) {
+    socket_missing.push_back("no socket operation sends from a fixed buffer (SEND, SEND_ZC and "
+                             "WRITE_FIXED all failed the probe)");
+  }
+  if (!probe.recv && !probe.read_fixed) {
+    socket_missing.push_back("no socket operation receives into a fixed buffer (RECV and "
+                             "READ_FIXED both failed the probe)");
+  }
+  // The fused path: besides, the driver's command and io_uring's opcode,
+  // both probed (GET_FEATURES, io_uring's opcode list).
   std::vector<std::string> fused_missing;
-  bool kernel_lacks = false;  // else only socket ops are missing (ruled out, or failed the probe)
   if ((ublk_features & ublk::kFFusedCmd) == 0 || (ublk_features & ublk::kFSupportZeroCopy) == 0) {
     fused_missing.push_back(
         "the ublk driver offers no fused command (UBLK_F_FUSED_CMD; or "
         "--disable-ublk-features rules it out)");
-    kernel_lacks = true;
   }
-  if (!probe.fused_cmd) {
-    fused_missing.push_back("io_uring has no IORING_OP_FUSED_CMD");
-    kernel_lacks = true;
-  }
-  if (!probe.send && !probe.send_zc && !probe.write_fixed) {
-    fused_missing.push_back("no socket operation sends from a fixed buffer");
-  }
-  if (!probe.recv && !probe.read_fixed) {
-    fused_missing.push_back("no socket operation receives into a fixed buffer");
-  }
+  if (!probe.fused_cmd) fused_missing.push_back("io_uring has no IORING_OP_FUSED_CMD");
+  const bool kernel_lacks = !fused_missing.empty();  // else only socket ops are missing
+  fused_missing.insert(fused_missing.end(), socket_missing.begin(), socket_missing.end());
   const bool fused = fused_missing.empty() && mode != DataPathMode::kZeroCopy;
   if (mode == DataPathMode::kFused && !fused) {
     return WithRemedy(
@@ -87,14 +87,7 @@ absl::StatusOr<DataPathPlan> ChooseDataPath(DataPathMode mode, uint64_t ublk_fea
     missing.push_back("the ublk driver cannot put request buffers in io_uring "
                       "(UBLK_F_AUTO_BUF_REG, Linux 6.16, or UBLK_F_SUPPORT_ZERO_COPY, 6.15)");
   }
-  if (!probe.send && !probe.send_zc && !probe.write_fixed) {
-    missing.push_back("no socket operation sends from a fixed buffer (SEND, SEND_ZC and "
-                      "WRITE_FIXED all failed the probe)");
-  }
-  if (!probe.recv && !probe.read_fixed) {
-    missing.push_back("no socket operation receives into a fixed buffer (RECV and READ_FIXED "
-                      "both failed the probe)");
-  }
+  missing.insert(missing.end(), socket_missing.begin(), socket_missing.end());
   if (!missing.empty()) {
     const std::string why = absl::StrJoin(missing, "; ");
     if (mode == DataPathMode::kZeroCopy) {

@@ -124,6 +124,20 @@ io_uring_sqe* QueueWorker::Sqe() {
   return sqe;
 }
 
+// Shared by the send chain, the direct RECV and the hole fill: every op
+// on a request's pages goes through here.
+void QueueWorker::Lend(io_uring_sqe* sqe, uint16_t tag) {
+  if (!Fused()) return;
+  if (!queue_->Fuse(sqe, tag, UserData(Op::kFusedSlave, tag))) {
+    const uint64_t user_data = sqe->user_data;
+    const unsigned opcode = sqe->opcode;
+    io_uring_prep_nop(sqe);  // completes as the op would have, with nothing moved
+    io_uring_sqe_set_data64(sqe, user_data);
+    Fault(absl::StrCat("tag ", tag, ": an operation (opcode ", opcode,
+                       ") that cannot be a fused command's slave"));
+  }
+}
+
 absl::Status QueueWorker::Setup() {
   if (!wake_fd_.valid() || !stop_fd_.valid()) return ErrnoToStatus(errno, "eventfd");
   // Each tag can have a ublk command in flight, plus its send ops (a header

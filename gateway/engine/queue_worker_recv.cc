@@ -188,18 +188,6 @@ void QueueWorker::ZeroFill(uint16_t tag, uint32_t offset, uint32_t len) {
   Lend(sqe, tag);
 }
 
-void QueueWorker::Lend(io_uring_sqe *sqe, uint16_t tag) {
-  if (!Fused()) return;
-  if (!queue_->Fuse(sqe, tag, UserData(Op::kFusedSlave, tag))) {
-    const uint64_t user_data = sqe->user_data;
-    const unsigned opcode = sqe->opcode;
-    io_uring_prep_nop(sqe);  // completes as the op would have, with nothing moved
-    io_uring_sqe_set_data64(sqe, user_data);
-    Fault(absl::StrCat("tag ", tag, ": an operation (opcode ", opcode,
-                       ") that cannot be a fused command's slave"));
-  }
-}
-
 void QueueWorker::OnZeroFill(uint64_t user_data, int res) {
   // The fill does not need the connection: it goes on if that fails.
   const uint16_t tag = TagOf(user_data);

@@ -140,13 +140,19 @@ constexpr uint64_t kSlaveBit = 1ULL << 33;
 // Prepares one fused command in a 128-byte SQE slot: the ublk command for
 // `tag`, then `slave_op` (READ or WRITE) of `len` bytes at `off` of disk_fd,
 // starting at the request's first byte.
-void PrepFused(io_uring_sqe* sqe, int char_fd, uint16_t tag, int disk_fd, uint8_t slave_op,
-               uint32_t len, uint64_t off) {
+// The master half, for `tag`; returns the slave's half, zeroed.
+io_uring_sqe* PrepMaster(io_uring_sqe* sqe, int char_fd, uint16_t tag) {
   PrepIoCmd(sqe, char_fd, kIoFusedSubmitIo, 0, tag, 0, 0);
   sqe->opcode = kIoringOpFusedCmd;
   io_uring_sqe_set_data64(sqe, tag | kMasterBit);
   io_uring_sqe* slave = sqe + 1;
   std::memset(slave, 0, sizeof(*slave));
+  return slave;
+}
+
+void PrepFused(io_uring_sqe* sqe, int char_fd, uint16_t tag, int disk_fd, uint8_t slave_op,
+               uint32_t len, uint64_t off) {
+  io_uring_sqe* slave = PrepMaster(sqe, char_fd, tag);
   if (slave_op == IORING_OP_READ) {
     io_uring_prep_read(slave, disk_fd, nullptr, len, off);
   } else {
@@ -405,11 +411,7 @@ struct TcpPair {
 // `fd`: `len` bytes from or into the start of the request's pages.
 void PrepFusedSocket(io_uring_sqe* sqe, int char_fd, uint16_t tag, uint8_t slave_op, int fd,
                      uint32_t len) {
-  PrepIoCmd(sqe, char_fd, kIoFusedSubmitIo, 0, tag, 0, 0);
-  sqe->opcode = kIoringOpFusedCmd;
-  io_uring_sqe_set_data64(sqe, tag | kMasterBit);
-  io_uring_sqe* slave = sqe + 1;
-  std::memset(slave, 0, sizeof(*slave));
+  io_uring_sqe* slave = PrepMaster(sqe, char_fd, tag);
   switch (slave_op) {
     case IORING_OP_RECV: io_uring_prep_recv(slave, fd, nullptr, len, MSG_WAITALL); break;
     // All of it or a failure, as ublkgw sends (a short send ends the slave).

@@ -247,42 +247,45 @@ class FakeUblkKernel {
   bool Fuse(io_uring_sqe* sqe, uint16_t tag) {
     absl::MutexLock lock(&mu_);
     TagSlot& t = tags_[tag];
-    const bool fixed_buf = (sqe->ioprio & IORING_RECVSEND_FIXED_BUF) != 0;
-    bool fills = false;  // the op writes into the pages
-    std::string refusal;
-    switch (sqe->opcode) {
-      case IORING_OP_RECV: fills = true; [[fallthrough]];
-      case IORING_OP_SEND:
-      case IORING_OP_SEND_ZC:
-        if (!fixed_buf) refusal = "a socket op without IORING_RECVSEND_FIXED_BUF";
-        break;
-      case IORING_OP_READ_FIXED: fills = true; break;
-      case IORING_OP_WRITE_FIXED: break;
-      default: refusal = "an op that may not be a slave";
-    }
-    const uint64_t base = reinterpret_cast<uintptr_t>(t.pages.data());
-    const uint64_t request_bytes = uint64_t{t.desc.nr_sectors} << 9;
-    if (!refusal.empty()) {
-    } else if (t.fetching) {
-      // The kernel finds the request by its tag: an op after the commit
-      // fails, or is lent the tag's next request.
-      refusal = "an op on a tag whose request was committed";
-    } else if (!fused_) {
-      refusal = "a fused op on a device without the fused data path";
-    } else if (sqe->buf_index != tag) {
-      refusal = "an op on another tag's buffer";
-    } else if (sqe->addr < base || sqe->addr - base + sqe->len > request_bytes) {
-      refusal = "a range outside the request";
-    } else if (fills != (t.op == ublk::kIoOpRead)) {
-      refusal = fills ? "a WRITE request's pages written into" : "a READ request's pages read";
-    }
-    if (!refusal.empty()) {
+    if (const char* refusal = FuseRefusal(*sqe, tag, t)) {
       fuse_refusals_.push_back(refusal);
       return false;
     }
     ++fused_ops_;
     if (!t.registered) t.registered = Register(t, tag);
     return true;
+  }
+
+  // What the patched kernel would refuse of `sqe` as a slave on `tag`'s
+  // request, or null.
+  const char* FuseRefusal(const io_uring_sqe& sqe, uint16_t tag, const TagSlot& t) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    bool fills = false;  // the op writes into the pages
+    switch (sqe.opcode) {
+      case IORING_OP_RECV: fills = true; [[fallthrough]];
+      case IORING_OP_SEND:
+      case IORING_OP_SEND_ZC:
+        if ((sqe.ioprio & IORING_RECVSEND_FIXED_BUF) == 0) {
+          return "a socket op without IORING_RECVSEND_FIXED_BUF";
+        }
+        break;
+      case IORING_OP_READ_FIXED: fills = true; break;
+      case IORING_OP_WRITE_FIXED: break;
+      default: return "an op that may not be a slave";
+    }
+    // The kernel finds the request by its tag: an op after the commit
+    // fails, or is lent the tag's next request.
+    if (t.fetching) return "an op on a tag whose request was committed";
+    if (!fused_) return "a fused op on a device without the fused data path";
+    if (sqe.buf_index != tag) return "an op on another tag's buffer";
+    const uint64_t base = reinterpret_cast<uintptr_t>(t.pages.data());
+    if (sqe.addr < base || sqe.addr - base + sqe.len > uint64_t{t.desc.nr_sectors} << 9) {
+      return "a range outside the request";
+    }
+    if (fills != (t.op == ublk::kIoOpRead)) {
+      return fills ? "a WRITE request's pages written into" : "a READ request's pages read";
+    }
+    return nullptr;
   }
 
   const uint16_t depth_;
