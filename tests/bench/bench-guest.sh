@@ -6,9 +6,12 @@
 # (A B C A B C ...), ROUNDS times. Each run leaves fio's JSON in /out/fio/
 # and a line in /out/runs.tsv with the CPU time it cost:
 #   run server system job round guest_busy_ticks daemon_ticks server_ticks hz recvs enters
+#   fio_job shared
 # (recvs, enters: the RECVs and io_uring_enter calls the ublkgw volume
-# made during the run, from `ublkgw stats`; 0 for kernel nbd)
-# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE [NBD [FUSED]]]
+# made during the run, from `ublkgw stats`, 0 for kernel nbd; fio_job: the
+# system's job in fio/RUN.json; shared: with TOGETHER, which ticks are the
+# pair's, not the system's own, "-" when none)
+# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE [NBD [FUSED [TOGETHER]]]]
 #   SERVERS  comma-separated: memory, null
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
 #   SEND_VARIANTS  1: write jobs also run on zero copy with SEND only
@@ -24,9 +27,13 @@
 #   FUSED    1: a third volume on the fused path (ublkgw-fused; a kernel
 #            carrying kernel/patches), run back to back with zero copy, the
 #            pair's order swapping every round
+#   TOGETHER 1: the pairs of BASELINE or FUSED run at the same time instead
+#            of back to back, as two jobs of one fio process, each on its
+#            own volume: both see the same seconds of the machine, so its
+#            drift, however fast, cannot favour either
 . /lib/ublkgw/guest-lib.sh
 runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5 send_variants=${6:-0} baseline=${7:-0}
-with_nbd=${8:-1} fused=${9:-0}
+with_nbd=${8:-1} fused=${9:-0} together=${10:-0}
 fio=/usr/local/bin/fio
 size_mb=256
 
@@ -35,7 +42,7 @@ load_module nbd
 wait_for_path /dev/ublk-control 10
 wait_for_path /dev/nbd0 10
 mkdir -p /out/fio
-printf 'run\tserver\tsystem\tjob\tround\tguest_busy_ticks\tdaemon_ticks\tserver_ticks\thz\trecvs\tenters\n' \
+printf 'run\tserver\tsystem\tjob\tround\tguest_busy_ticks\tdaemon_ticks\tserver_ticks\thz\trecvs\tenters\tfio_job\tshared\n' \
   >/out/runs.tsv
 hz=100  # USER_HZ: /proc/stat and /proc/PID/stat count in 1/100 s on Linux
 
@@ -75,6 +82,83 @@ volume_counter() {
 # proc_ticks PID: the process's user + system time, all threads.
 proc_ticks() {
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# select_system SYSTEM: sets dev, pid (the process that serves it) and sock.
+select_system() {
+  sock=/run/ublkgw/ublkgw.sock
+  case $1 in
+    ublkgw-copy) dev=$copy pid=$daemon ;;
+    ublkgw-zero-copy) dev=$zc pid=$daemon ;;
+    ublkgw-fused) dev=$fz pid=$daemon ;;
+    ublkgw-zc-send) dev=$zc_send pid=$daemon_send sock=/run/ublkgw/send.sock ;;
+    ublkgw-zc-sendzc) dev=$zc_sendzc pid=$daemon_sendzc sock=/run/ublkgw/sendzc.sock ;;
+    base-copy) dev=$base_copy pid=$daemon_base sock=/run/ublkgw/base.sock ;;
+    base-zero-copy) dev=$base_zc pid=$daemon_base sock=/run/ublkgw/base.sock ;;
+    kernel-nbd) dev=/dev/nbd0 pid= ;;
+    *) fail "unknown system $1" ;;
+  esac
+}
+
+# counters SYSTEM DEV SOCK PID: prints "daemon_ticks recvs enters" now
+# (all 0 for kernel nbd: no daemon, the kernel does it all).
+counters() {
+  if [ "$1" = kernel-nbd ]; then
+    echo 0 0 0
+  else
+    echo "$(proc_ticks "$4") $(volume_counter "$2" "$3" socket_recvs) $(volume_counter "$2" "$3" ring_enters)"
+  fi
+}
+
+# measure ENTRY: one fio run of the current job. ENTRY is a system, or two
+# joined by "+" to run at the same time, each as its own job of one fio
+# process, so both see the same seconds of the machine. Writes one runs.tsv
+# line per system; for a pair, the ticks that cannot be told apart (the
+# guest's, the server's, and the daemon's when one serves both) are the
+# pair's, and the line's "shared" column names them.
+measure() {
+  first=${1%%+*} second=
+  [ "$first" = "$1" ] || second=${1#*+}
+  run=$((run + 1))
+  select_system "$first"
+  dev1=$dev pid1=$pid sock1=$sock
+  names="--name=$first --filename=$dev1"
+  shared=-
+  if [ -n "$second" ]; then
+    select_system "$second"
+    dev2=$dev pid2=$pid sock2=$sock
+    names="$names --name=$second --filename=$dev2"
+    shared=busy,server
+    [ "$pid1" = "$pid2" ] && shared=busy,server,daemon
+  fi
+  set -- $(counters "$first" "$dev1" "$sock1" "$pid1")
+  d1a=$1 r1a=$2 e1a=$3
+  if [ -n "$second" ]; then
+    set -- $(counters "$second" "$dev2" "$sock2" "$pid2")
+    d2a=$1 r2a=$2 e2a=$3
+  fi
+  b0=$(busy_ticks) s0=$(proc_ticks $server_pid)
+  # $names is a list of options: split on purpose.
+  $fio --ioengine=io_uring --direct=1 --rw="$rw" \
+    --bs="$bs" --iodepth="$qd" --size=${size_mb}M --time_based --runtime="$runtime" \
+    --norandommap --randrepeat=0 --output-format=json \
+    --output=/out/fio/$run.json $names >/dev/null 2>/out/fio/$run.err ||
+    fail "fio $job on $first${second:+ and $second} failed: $(cat /out/fio/$run.err)"
+  b1=$(busy_ticks) s1=$(proc_ticks $server_pid)
+  set -- $(counters "$first" "$dev1" "$sock1" "$pid1")
+  row "$first" 0 $(($1 - d1a)) $(($2 - r1a)) $(($3 - e1a))
+  if [ -n "$second" ]; then
+    set -- $(counters "$second" "$dev2" "$sock2" "$pid2")
+    row "$second" 1 $(($1 - d2a)) $(($2 - r2a)) $(($3 - e2a))
+  fi
+  log "run $run: $server $job round $round on $first${second:+ and $second} done"
+}
+
+# row SYSTEM FIO_JOB DAEMON_TICKS RECVS ENTERS: the runs.tsv line of one
+# system (FIO_JOB: its index in the run's fio JSON).
+row() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run "$server" "$1" "$job" \
+    $round $((b1 - b0)) "$3" $((s1 - s0)) $hz "$4" "$5" "$2" "$shared" >>/out/runs.tsv
 }
 
 run=0
@@ -131,10 +215,19 @@ $spec
 EOF
     round=1
     while [ $round -le "$rounds" ]; do
-      if [ "$baseline" = 1 ] && [ $((round % 2)) = 1 ]; then
+      # Each entry is one fio run; "a+b" runs a and b at the same time.
+      if [ "$baseline" = 1 ] && [ "$together" = 1 ] && [ $((round % 2)) = 1 ]; then
+        all="ublkgw-copy+base-copy ublkgw-zero-copy+base-zero-copy"
+      elif [ "$baseline" = 1 ] && [ "$together" = 1 ]; then
+        all="base-copy+ublkgw-copy base-zero-copy+ublkgw-zero-copy"
+      elif [ "$baseline" = 1 ] && [ $((round % 2)) = 1 ]; then
         all="ublkgw-copy base-copy ublkgw-zero-copy base-zero-copy"
       elif [ "$baseline" = 1 ]; then
         all="base-copy ublkgw-copy base-zero-copy ublkgw-zero-copy"
+      elif [ "$fused" = 1 ] && [ "$together" = 1 ] && [ $((round % 2)) = 1 ]; then
+        all="ublkgw-copy ublkgw-zero-copy+ublkgw-fused"
+      elif [ "$fused" = 1 ] && [ "$together" = 1 ]; then
+        all="ublkgw-copy ublkgw-fused+ublkgw-zero-copy"
       elif [ "$fused" = 1 ] && [ $((round % 2)) = 1 ]; then
         all="ublkgw-copy ublkgw-zero-copy ublkgw-fused"
       elif [ "$fused" = 1 ]; then
@@ -144,38 +237,8 @@ EOF
       fi
       [ "$with_nbd" = 1 ] && all="$all kernel-nbd"
       case "$rw" in *write*) [ "$send_variants" = 1 ] && all="$all ublkgw-zc-send ublkgw-zc-sendzc" ;; esac
-      for system in $all; do
-        sock=/run/ublkgw/ublkgw.sock
-        case $system in
-          ublkgw-copy) dev=$copy pid=$daemon ;;
-          ublkgw-zero-copy) dev=$zc pid=$daemon ;;
-          ublkgw-fused) dev=$fz pid=$daemon ;;
-          ublkgw-zc-send) dev=$zc_send pid=$daemon_send sock=/run/ublkgw/send.sock ;;
-          ublkgw-zc-sendzc) dev=$zc_sendzc pid=$daemon_sendzc sock=/run/ublkgw/sendzc.sock ;;
-          base-copy) dev=$base_copy pid=$daemon_base sock=/run/ublkgw/base.sock ;;
-          base-zero-copy) dev=$base_zc pid=$daemon_base sock=/run/ublkgw/base.sock ;;
-          kernel-nbd) dev=/dev/nbd0 pid=$daemon ;;
-        esac
-        run=$((run + 1))
-        r0=0 r1=0 e0=0 e1=0
-        if [ $system != kernel-nbd ]; then
-          r0=$(volume_counter "$dev" $sock socket_recvs) e0=$(volume_counter "$dev" $sock ring_enters)
-        fi
-        b0=$(busy_ticks) d0=$(proc_ticks $pid) s0=$(proc_ticks $server_pid)
-        $fio --name="$job" --filename="$dev" --ioengine=io_uring --direct=1 --rw="$rw" \
-          --bs="$bs" --iodepth="$qd" --size=${size_mb}M --time_based --runtime="$runtime" \
-          --norandommap --randrepeat=0 --output-format=json \
-          --output=/out/fio/$run.json >/dev/null 2>/out/fio/$run.err ||
-          fail "fio $job on $system failed: $(cat /out/fio/$run.err)"
-        b1=$(busy_ticks) d1=$(proc_ticks $pid) s1=$(proc_ticks $server_pid)
-        if [ $system = kernel-nbd ]; then
-          d1=$d0  # no daemon: the kernel does it all
-        else
-          r1=$(volume_counter "$dev" $sock socket_recvs) e1=$(volume_counter "$dev" $sock ring_enters)
-        fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run "$server" $system "$job" \
-          $round $((b1 - b0)) $((d1 - d0)) $((s1 - s0)) $hz $((r1 - r0)) $((e1 - e0)) >>/out/runs.tsv
-        log "run $run: $server $job round $round on $system done"
+      for entry in $all; do
+        measure "$entry"
       done
       round=$((round + 1))
     done

@@ -23,10 +23,12 @@ BASELINE = {"ublkgw-copy": "base-copy", "ublkgw-zero-copy": "base-zero-copy"}
 FUSED = {"ublkgw-fused": "ublkgw-zero-copy"}
 
 
-def fio_figures(path):
+def fio_figures(path, index=0):
+    """The figures of job `index` of a fio JSON output (a run of two
+    systems at once has one job per system)."""
     with open(path) as f:
         data = json.load(f)
-    job = data["jobs"][0]
+    job = data["jobs"][index]
     ios = job["read"]["total_ios"] + job["write"]["total_ios"]
     side = job["read"] if job["read"]["total_ios"] >= job["write"]["total_ios"] else job["write"]
     pct = side["clat_ns"].get("percentile", {})
@@ -42,33 +44,49 @@ def fio_figures(path):
 
 
 def load_runs(guest_out):
+    """One dict per system and run. Ticks a pair of systems run at the same
+    time shares (runs.tsv's "shared": the guest's, the server's, and the
+    daemon's when one serves both) are divided by the pair's I/Os, so they
+    are the pair's average cost per I/O."""
     files = os.path.join(guest_out, "files")
-    runs = []
+    rows = []
     with open(os.path.join(files, "runs.tsv")) as f:
         header = f.readline().rstrip("\n").split("\t")
         for line in f:
             row = dict(zip(header, line.rstrip("\n").split("\t")))
-            fig = fio_figures(os.path.join(files, "fio", row["run"] + ".json"))
-            hz = float(row["hz"])
-            ios = max(fig["ios"], 1)
-            kib = max(fig["bytes"] / 1024.0, 1)
-            busy = int(row["guest_busy_ticks"]) / hz
-            daemon = int(row["daemon_ticks"]) / hz
-            server = int(row["server_ticks"]) / hz
-            fig.update({
-                "server": row["server"], "system": row["system"], "job": row["job"],
-                "round": int(row["round"]),
-                "cpu_us_per_io": busy * 1e6 / ios,
-                "daemon_us_per_io": daemon * 1e6 / ios,
-                "server_us_per_io": server * 1e6 / ios,
-                # What the client side costs: everything but the server.
-                "client_us_per_io": (busy - server) * 1e6 / ios,
-                "client_ns_per_kib": (busy - server) * 1e9 / kib,
-                # The daemon's system interface cost per request (ublkgw only).
-                "recvs_per_io": int(row.get("recvs", 0) or 0) / ios,
-                "enters_per_io": int(row.get("enters", 0) or 0) / ios,
-            })
-            runs.append(fig)
+            row["fig"] = fio_figures(os.path.join(files, "fio", row["run"] + ".json"),
+                                     int(row.get("fio_job", 0) or 0))
+            rows.append(row)
+    run_ios = {}
+    for row in rows:
+        run_ios[row["run"]] = run_ios.get(row["run"], 0) + row["fig"]["ios"]
+    runs = []
+    for row in rows:
+        fig = row["fig"]
+        shared = set((row.get("shared") or "-").split(","))
+        hz = float(row["hz"])
+        own = max(fig["ios"], 1)
+        pair = max(run_ios[row["run"]], 1)
+        per_io = lambda ticks, name: (int(ticks) / hz * 1e6
+                                      / (pair if name in shared else own))
+        busy = per_io(row["guest_busy_ticks"], "busy")
+        server = per_io(row["server_ticks"], "server")
+        kib_per_io = max(fig["bytes"] / 1024.0, 1) / own
+        fig.update({
+            "server": row["server"], "system": row["system"], "job": row["job"],
+            "round": int(row["round"]),
+            "together": bool(shared - {"-"}),
+            "cpu_us_per_io": busy,
+            "daemon_us_per_io": per_io(row["daemon_ticks"], "daemon"),
+            "server_us_per_io": server,
+            # What the client side costs: everything but the server.
+            "client_us_per_io": busy - server,
+            "client_ns_per_kib": (busy - server) * 1e3 / kib_per_io,
+            # The daemon's system interface cost per request (ublkgw only).
+            "recvs_per_io": int(row.get("recvs", 0) or 0) / own,
+            "enters_per_io": int(row.get("enters", 0) or 0) / own,
+        })
+        runs.append(fig)
     return runs
 
 
@@ -164,7 +182,7 @@ def table(means, servers, jobs, header):
 
 
 def paired_table(runs, means, servers, jobs, pairs, title, words):
-    """Systems run back to back, `pairs` {new: old}: per job and path, the
+    """Systems run back to back or at once, `pairs` {new: old}: per job and path, the
     IOPS ratio (new / old) of every round, their median, the median's
     confidence interval and the verdict (compare.py), then whether every
     job holds (new not slower than old)."""
@@ -172,8 +190,11 @@ def paired_table(runs, means, servers, jobs, pairs, title, words):
             not any(r["system"] in pairs.values() for r in runs):
         return [], []
     by_round = {(r["server"], r["job"], r["system"], r["round"]): r for r in runs}
+    together = any(r["together"] for r in runs if r["system"] in pairs)
+    how = ("the two volumes run at the same time, one fio job each" if together
+           else "two runs back to back")
     md = [f"### {title} (IOPS {words}, same run)", "",
-          f"Each round's ratio comes from two runs back to back; the interval is "
+          f"Each round's ratio comes from {how}; the interval is "
           f"the median's, at {compare.CONFIDENCE:.0%} or more (sign test). A job holds when "
           f"the interval reaches 1 and stays above {1 - compare.MARGIN:.2f}.", "",
           "| server | job | path | median | interval (coverage) | verdict | per round "

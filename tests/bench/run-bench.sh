@@ -5,7 +5,7 @@
 #
 # Usage: tests/bench/run-bench.sh [--kernel sid] [--runtime SEC] [--rounds N]
 #          [--queues N] [--servers memory,null] [--jobs LIST] [--send-variants]
-#          [--baseline REV] [--fused] [--no-nbd] [--out DIR]
+#          [--baseline REV] [--fused] [--together] [--no-nbd] [--out DIR]
 #
 #   --kernel   the guest's kernel (a Debian suite, default sid: zero copy
 #              needs 6.16+, and RECV into fixed buffers 7.2; or patched:
@@ -28,6 +28,12 @@
 #              swapping every round; table.md then gives each job's median
 #              ratio, its 95% confidence interval and a verdict (see
 #              docs/BENCHMARKS.md, "Is the new code slower?")
+#   --together with --baseline or --fused: each pair runs at the same time,
+#              one fio job per volume in one fio process, instead of back to
+#              back. Both then see the same seconds of the machine, so its
+#              drift cannot favour either; they share its CPUs, so the
+#              ratio says which moves more I/O under the same load, not
+#              what either does alone (docs/BENCHMARKS.md)
 #   --no-nbd   with --baseline or --fused: leave the kernel's client out of
 #              the rounds, to spend the run on the pairs
 #   --fused    also run ublkgw's fused data path (ublkgw-fused), back to
@@ -44,7 +50,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 command_line="tests/bench/run-bench.sh $*"
 
-kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline= with_nbd=1 fused=0
+kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline= with_nbd=1 fused=0 together=0
 jobs="randread-4k-qd1:randread:4k:1,randread-4k-qd32:randread:4k:32"
 jobs+=",randwrite-4k-qd1:randwrite:4k:1,randwrite-4k-qd32:randwrite:4k:32"
 jobs+=",read-128k:read:128k:8,write-128k:write:128k:8,read-1m:read:1m:8,write-1m:write:1m:8"
@@ -61,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --baseline) baseline=$2; shift 2 ;;
     --no-nbd) with_nbd=0; shift ;;
     --fused) fused=1; shift ;;
+    --together) together=1; shift ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "run-bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -71,6 +78,9 @@ done
   exit 2; }
 [[ $with_nbd = 1 || -n $baseline || $fused = 1 ]] || {
   echo "run-bench: --no-nbd leaves nothing to compare without --baseline REV or --fused" >&2
+  exit 2; }
+[[ $together = 0 || -n $baseline || $fused = 1 ]] || {
+  echo "run-bench: --together runs pairs at once: it needs --baseline REV or --fused" >&2
   exit 2; }
 [[ $runtime =~ ^[1-9][0-9]*$ && $rounds =~ ^[1-9][0-9]*$ && $queues =~ ^[1-9][0-9]?$ ]] || {
   echo "run-bench: --runtime, --rounds and --queues take positive whole numbers" >&2; exit 2; }
@@ -105,7 +115,9 @@ fi
 
 n_jobs=$(tr ',' '\n' <<<"$jobs" | wc -l)
 n_servers=$(tr ',' '\n' <<<"$servers" | wc -l)
+# fio runs per job and round: a pair run together is one.
 n_systems=$((2 + with_nbd + fused + (send_variants ? 2 : 0) + (${#base_files[@]} ? 2 : 0)))
+((together)) && n_systems=$((n_systems - fused - (${#base_files[@]} ? 2 : 0)))
 runs=$((n_jobs * n_servers * rounds * n_systems))
 timeout=$((runs * (runtime + 4) + 300))
 echo "run-bench: $runs fio runs of ${runtime}s on $kernel (about $((runs * (runtime + 2) / 60)) min)"
@@ -119,7 +131,7 @@ mkdir -p "$out"
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
   "${base_files[@]}" --mem 2048 --timeout "$timeout" --out "$out.guest" \
-  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "$((${#base_files[@]} ? 1 : 0))" "$with_nbd" "$fused"
+  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "$((${#base_files[@]} ? 1 : 0))" "$with_nbd" "$fused" "$together"
 
 python3 "$here/report.py" --guest-out "$out.guest" --out "$out" \
   --command "$command_line" --queues "$queues" --runtime "$runtime" \
