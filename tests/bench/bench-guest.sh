@@ -11,7 +11,7 @@
 # made during the run, from `ublkgw stats`, 0 for kernel nbd; fio_job: the
 # system's job in fio/RUN.json; shared: with TOGETHER, which ticks are the
 # pair's, not the system's own, "-" when none)
-# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE [NBD [FUSED [TOGETHER]]]]
+# Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE [NBD [FUSED [TOGETHER [FIO_CPUS]]]]]
 #   SERVERS  comma-separated: memory, null
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
 #   SEND_VARIANTS  1: write jobs also run on zero copy with SEND only
@@ -31,9 +31,11 @@
 #            of back to back, as two jobs of one fio process, each on its
 #            own volume: both see the same seconds of the machine, so its
 #            drift, however fast, cannot favour either
+#   FIO_CPUS fio's processes run only on these CPUs (fio --cpus_allowed,
+#            e.g. 0); empty: anywhere
 . /lib/ublkgw/guest-lib.sh
 runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5 send_variants=${6:-0} baseline=${7:-0}
-with_nbd=${8:-1} fused=${9:-0} together=${10:-0}
+with_nbd=${8:-1} fused=${9:-0} together=${10:-0} fio_cpus=${11:-}
 fio=/usr/local/bin/fio
 size_mb=256
 
@@ -139,7 +141,7 @@ measure() {
   fi
   b0=$(busy_ticks) s0=$(proc_ticks $server_pid)
   # $names is a list of options: split on purpose.
-  $fio --ioengine=io_uring --direct=1 --rw="$rw" \
+  $fio ${fio_cpus:+--cpus_allowed=$fio_cpus} --ioengine=io_uring --direct=1 --rw="$rw" \
     --bs="$bs" --iodepth="$qd" --size=${size_mb}M --time_based --runtime="$runtime" \
     --norandommap --randrepeat=0 --output-format=json \
     --output=/out/fio/$run.json $names >/dev/null 2>/out/fio/$run.err ||

@@ -5,7 +5,8 @@
 #
 # Usage: tests/bench/run-bench.sh [--kernel sid] [--runtime SEC] [--rounds N]
 #          [--queues N] [--servers memory,null] [--jobs LIST] [--send-variants]
-#          [--baseline REV] [--fused] [--together] [--no-nbd] [--out DIR]
+#          [--baseline REV] [--fused] [--together] [--fio-cpus LIST] [--no-nbd]
+#          [--out DIR]
 #
 #   --kernel   the guest's kernel (a Debian suite, default sid: zero copy
 #              needs 6.16+, and RECV into fixed buffers 7.2; or patched:
@@ -34,6 +35,8 @@
 #              drift cannot favour either; they share its CPUs, so the
 #              ratio says which moves more I/O under the same load, not
 #              what either does alone (docs/BENCHMARKS.md)
+#   --fio-cpus fio runs only on these guest CPUs (fio's --cpus_allowed, e.g.
+#              0), so where the scheduler puts it varies less between runs
 #   --no-nbd   with --baseline or --fused: leave the kernel's client out of
 #              the rounds, to spend the run on the pairs
 #   --fused    also run ublkgw's fused data path (ublkgw-fused), back to
@@ -50,7 +53,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 command_line="tests/bench/run-bench.sh $*"
 
-kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline= with_nbd=1 fused=0 together=0
+kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline= with_nbd=1 fused=0 together=0 fio_cpus=
 jobs="randread-4k-qd1:randread:4k:1,randread-4k-qd32:randread:4k:32"
 jobs+=",randwrite-4k-qd1:randwrite:4k:1,randwrite-4k-qd32:randwrite:4k:32"
 jobs+=",read-128k:read:128k:8,write-128k:write:128k:8,read-1m:read:1m:8,write-1m:write:1m:8"
@@ -68,6 +71,7 @@ while [[ $# -gt 0 ]]; do
     --no-nbd) with_nbd=0; shift ;;
     --fused) fused=1; shift ;;
     --together) together=1; shift ;;
+    --fio-cpus) fio_cpus=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "run-bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -82,6 +86,8 @@ done
 [[ $together = 0 || -n $baseline || $fused = 1 ]] || {
   echo "run-bench: --together runs pairs at once: it needs --baseline REV or --fused" >&2
   exit 2; }
+[[ $fio_cpus =~ ^[0-9,-]*$ ]] || {
+  echo "run-bench: --fio-cpus takes a CPU list such as 0 or 0-1" >&2; exit 2; }
 [[ $runtime =~ ^[1-9][0-9]*$ && $rounds =~ ^[1-9][0-9]*$ && $queues =~ ^[1-9][0-9]?$ ]] || {
   echo "run-bench: --runtime, --rounds and --queues take positive whole numbers" >&2; exit 2; }
 
@@ -131,7 +137,7 @@ mkdir -p "$out"
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
   "${base_files[@]}" --mem 2048 --timeout "$timeout" --out "$out.guest" \
-  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "$((${#base_files[@]} ? 1 : 0))" "$with_nbd" "$fused" "$together"
+  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "$((${#base_files[@]} ? 1 : 0))" "$with_nbd" "$fused" "$together" "$fio_cpus"
 
 python3 "$here/report.py" --guest-out "$out.guest" --out "$out" \
   --command "$command_line" --queues "$queues" --runtime "$runtime" \
