@@ -160,6 +160,7 @@ class QueueWorker {
   void EndChain();
   // queue_worker_recv.cc
   void ArmRecv();
+  int64_t ReadsKeptFromWideRecvs() const;
   void CancelWideRecv();
   void OnRecv(int res);
   // Acts on every complete reply (or part) in the staging buffer. False
@@ -248,8 +249,8 @@ class QueueWorker {
   size_t rx_head_ = 0;
   size_t rx_tail_ = 0;
   bool rx_direct_ = false;
-  // Zero copy: the RECV in flight may take more than Want() (no read could
-  // be answered when it was armed), and it is being cancelled.
+  // The RECV in flight may take more than Want() (no read kept from wide
+  // RECVs could be answered when it was armed), and it is being cancelled.
   bool rx_wide_ = false;
   bool rx_cancelling_ = false;
   UniqueFd zero_fd_;  // /dev/zero: zero copy fills holes from it

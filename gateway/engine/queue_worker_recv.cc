@@ -8,7 +8,14 @@
 //              staging buffer's free space), and every complete reply in it is
 //              parsed in the same loop turn; small read payloads are
 //              copied out of staging, and a payload's rest of at least
-//              kDirectPayload goes straight into our buffer.
+//              kDirectPayload goes straight into our buffer. While a read
+//              of kDirectPayload or more may be answered, a staging RECV
+//              asks for exactly what the reader wants, as zero copy's do:
+//              a wide one would take up to 32 KiB of that read's payload
+//              only to copy it out again, which made 128 KiB reads 8%
+//              slower than exact RECVs (docs/BENCHMARKS.md). A wide RECV
+//              armed before such a read was queued is taken back first,
+//              as zero copy does for any read.
 //   zero copy  a read's payload must land in the request's own pages
 //              (fixed buffer `tag`), which user space cannot write, so no
 //              byte of it may come through staging. While a read may be
@@ -84,12 +91,14 @@ void QueueWorker::ArmRecv() {
     rx_tail_ -= rx_head_;
     rx_head_ = 0;
   }
-  // What has arrived, up to the staging buffer's free space; zero copy
-  // asks for exactly Want(), all of it, unless no read can be answered.
+  // What has arrived, up to the staging buffer's free space; or exactly
+  // Want(), all of it, where a read's payload must not (zero copy) or
+  // should not (the copy path's large reads) come through staging.
   size_t len = rx_buf_.size() - rx_tail_;
   int flags = 0;
-  rx_wide_ = config_.plan.zero_copy && tags_.reads_unanswered() == 0 && tags_.unanswered() > 0;
-  if (config_.plan.zero_copy && !rx_wide_) {
+  rx_wide_ = config_.plan.zero_copy ? tags_.reads_unanswered() == 0 && tags_.unanswered() > 0
+                                    : tags_.large_reads_unanswered() == 0;
+  if (!rx_wide_) {
     len = std::min(len, reader_.Want());
     flags = MSG_WAITALL;
   }
@@ -104,8 +113,15 @@ void QueueWorker::ArmRecv() {
   recv_in_flight_ = true;
 }
 
-// A read is queued while the wide RECV waits: take the RECV back before
-// the read goes (MaybeSend holds it until then).
+// Reads whose data must not meet a wide RECV: on zero copy every read
+// (its data may only land in its own pages), on the copy path the large
+// ones (their data would be copied out of staging).
+int64_t QueueWorker::ReadsKeptFromWideRecvs() const {
+  return config_.plan.zero_copy ? tags_.reads_unanswered() : tags_.large_reads_unanswered();
+}
+
+// Such a read is queued while the wide RECV waits: take the RECV back
+// before the read goes (MaybeSend holds it until then).
 void QueueWorker::CancelWideRecv() {
   if (rx_cancelling_) return;
   rx_cancelling_ = true;

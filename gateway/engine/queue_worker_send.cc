@@ -32,7 +32,7 @@ using worker_ops::TagOf;
 void QueueWorker::MaybeSend() {
   if (!chain_.empty() || send_queue_.empty() || !conn_.may_send()) return;
   if (tags_.suspect_in_flight()) return;  // nothing follows a suspect until its reply
-  if (rx_wide_ && recv_in_flight_ && tags_.reads_unanswered() > 0) {
+  if (rx_wide_ && recv_in_flight_ && ReadsKeptFromWideRecvs() > 0) {
     CancelWideRecv();  // a read's data must not meet the wide RECV: after it, then
     return;
   }

@@ -26,7 +26,10 @@ bool TagTable::Queue(uint16_t tag, const nbd::Request& request) {
   t.result = 0;
   t.attempts = 0;
   t.register_failed = false;
-  if (request.type == nbd::kCmdRead) ++reads_unanswered_;
+  if (request.type == nbd::kCmdRead) {
+    ++reads_unanswered_;
+    if (request.length >= large_read_) ++large_reads_unanswered_;
+  }
   return true;
 }
 
@@ -48,7 +51,10 @@ bool TagTable::Send(uint16_t tag, uint64_t cookie, uint64_t now_ns, uint64_t seq
 
 void TagTable::Unqueue(const Tag& t) {
   if (t.state == TagState::kInFlight) --unanswered_;
-  if (t.request.type == nbd::kCmdRead) --reads_unanswered_;
+  if (t.request.type == nbd::kCmdRead) {
+    --reads_unanswered_;
+    if (t.request.length >= large_read_) --large_reads_unanswered_;
+  }
 }
 
 void TagTable::LeaveWire(Tag& t) {

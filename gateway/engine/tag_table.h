@@ -17,6 +17,7 @@
 #define UBLKGW_ENGINE_TAG_TABLE_H_
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -70,7 +71,10 @@ inline constexpr int kSuspectAttempts = 2;
 
 class TagTable {
  public:
-  explicit TagTable(uint16_t depth) : tags_(depth), live_(depth) {}
+  // Reads of `large_read` bytes or more are counted apart
+  // (large_reads_unanswered).
+  explicit TagTable(uint16_t depth, uint64_t large_read = std::numeric_limits<uint64_t>::max())
+      : tags_(depth), live_(depth), large_read_(large_read) {}
 
   uint16_t depth() const { return static_cast<uint16_t>(tags_.size()); }
   bool valid(uint16_t tag) const { return tag < tags_.size(); }
@@ -112,6 +116,8 @@ class TagTable {
   // Reads queued or sent with no reply yet: a read's data may come (or,
   // once sent, be on its way) only while this is above 0.
   int64_t reads_unanswered() const { return reads_unanswered_; }
+  // Those of them of at least `large_read` bytes.
+  int64_t large_reads_unanswered() const { return large_reads_unanswered_; }
   // A suspect (kSuspectAttempts) is in flight: nothing else may be sent.
   bool suspect_in_flight() const { return suspects_in_flight_ > 0; }
   // Unanswered requests still using their buffer (the lost socket's ops).
@@ -131,6 +137,8 @@ class TagTable {
   int64_t on_wire_ = 0;
   int64_t unanswered_ = 0;
   int64_t reads_unanswered_ = 0;
+  uint64_t large_read_;
+  int64_t large_reads_unanswered_ = 0;
   int suspects_in_flight_ = 0;
 };
 

@@ -1,10 +1,11 @@
 """Is the new code slower than the old? The verdict for one job.
 
-The benchmark runs each job on this tree's volume and on the baseline's twin
-back to back, ROUNDS times, and takes one IOPS ratio (new / old) per round.
-On this machine one round can be off by a factor of 1.5 either way (the
-host's other work, a TCG guest), so no single ratio, and no mean of a few,
-settles anything. The verdict uses the median of the ratios and a
+The benchmark runs each job on this tree's volume and on the baseline's twin,
+back to back or at the same time (run-bench.sh --together), ROUNDS times,
+and takes one IOPS ratio (new / old) per round. On this machine one round
+can be off by a factor of 1.5 either way (the host's other work, a TCG
+guest, where the scheduler puts fio), so no single ratio, and no mean of a
+few, settles anything. The verdict uses the median of the ratios and a
 distribution-free confidence interval for it, the one the sign test gives:
 between the j-th smallest and the j-th largest ratio, for the largest j the
 binomial tail allows. It assumes nothing about the noise's shape beyond

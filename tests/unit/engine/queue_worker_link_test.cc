@@ -19,17 +19,7 @@ using testing::WorkerHarness;
 using ::ublkgw::testing::IsOk;
 using namespace testing::scripts;  // NOLINT: the tests' vocabulary
 
-// Polls `cond` until it holds, for `deadline` at most (the worker's link
-// state has no notification of its own).
-template <typename Cond>
-bool WaitFor(Cond cond, absl::Duration deadline = absl::Seconds(10)) {
-  const absl::Time end = absl::Now() + deadline;
-  while (!cond()) {
-    if (absl::Now() > end) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
-}
+using testing::WaitFor;
 
 // Reads `n` requests, answers none, and hangs up.
 Script DropAfter(int n) {

@@ -162,7 +162,8 @@ TEST_P(ZeroCopyTest, AReconnectSendsAgainWhatHadNoReply) {
 TEST_P(ZeroCopyTest, AStructuredReadTakesOneRecvPerElement) {
   WorkerHarness h(HonestStructured, Options(nbd::HeaderMode::kStructured));
   ASSERT_THAT(h.ready(), IsOk());
-  const uint64_t before = h.worker().stats().Snapshot().recvs;  // the one armed at the start
+  ASSERT_TRUE(testing::WaitFor([&h] { return testing::Recvs(h) == 1; }));  // armed at the start
+  const uint64_t before = testing::Recvs(h);
   constexpr int kReads = 8;
   for (int i = 0; i < kReads; ++i) {
     auto r = h.Do(static_cast<uint16_t>(i % 4), kRead, uint64_t{4096} * i, 4096);
@@ -171,8 +172,9 @@ TEST_P(ZeroCopyTest, AStructuredReadTakesOneRecvPerElement) {
     ASSERT_TRUE(r->data == Expected(uint64_t{4096} * i, 4096)) << i;
   }
   // Each read: its header's RECV (armed before it), its offset's and its
-  // payload's; the next header's is armed before its commit.
-  EXPECT_EQ(h.worker().stats().Snapshot().recvs - before, 3u * kReads);
+  // payload's; the next header's is armed just after its commit.
+  EXPECT_TRUE(testing::WaitFor([&] { return testing::Recvs(h) - before == 3u * kReads; }))
+      << testing::Recvs(h) - before;
 }
 
 // Replies without data, all there at once: while no read waits, one wide

@@ -87,6 +87,39 @@ TEST(TagTableTest, CountsWhatAwaitsAReplyAndWhichOfItAreReads) {
   EXPECT_EQ(tags.reads_unanswered(), 0);
 }
 
+TEST(TagTableTest, LargeReadsAreCountedApart) {
+  TagTable tags(4, /*large_read=*/16384);
+  nbd::Request small = ReadOf(0), large = ReadOf(4096), write = ReadOf(8192);
+  small.length = 16383;
+  large.length = 16384;
+  write.type = nbd::kCmdWrite;
+  write.length = 65536;
+  ASSERT_TRUE(tags.Arrive(0, {}, 0));
+  ASSERT_TRUE(tags.Queue(0, small));
+  ASSERT_TRUE(tags.Arrive(1, {}, 0));
+  ASSERT_TRUE(tags.Queue(1, large));
+  ASSERT_TRUE(tags.Arrive(2, {}, 0));
+  ASSERT_TRUE(tags.Queue(2, write));
+  EXPECT_EQ(tags.reads_unanswered(), 2);
+  EXPECT_EQ(tags.large_reads_unanswered(), 1);
+  ASSERT_TRUE(tags.Send(1, MakeCookie(1, 1), 0, 1));
+  ASSERT_TRUE(tags.Requeue(1));
+  EXPECT_EQ(tags.large_reads_unanswered(), 1);  // queued again: it may still go
+  ASSERT_TRUE(tags.Send(1, MakeCookie(2, 1), 0, 2));
+  ASSERT_TRUE(tags.Answer(1, 16384));
+  EXPECT_EQ(tags.large_reads_unanswered(), 0);
+  EXPECT_EQ(tags.reads_unanswered(), 1);
+  ASSERT_TRUE(tags.Commit(1));
+  ASSERT_TRUE(tags.Commit(0));
+  EXPECT_EQ(tags.large_reads_unanswered(), 0);
+  EXPECT_EQ(tags.reads_unanswered(), 0);
+  // Without a threshold, no read is large.
+  TagTable plain(1);
+  ASSERT_TRUE(plain.Arrive(0, {}, 0));
+  ASSERT_TRUE(plain.Queue(0, large));
+  EXPECT_EQ(plain.large_reads_unanswered(), 0);
+}
+
 TEST(TagTableTest, TransitionsFromTheWrongStateAreRefused) {
   TagTable tags(2);
   EXPECT_FALSE(tags.Queue(0, ReadOf(0)));   // nothing arrived

@@ -15,6 +15,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/fake_ublk_queue.h"
 #include "engine/queue_worker.h"
 #include "nbd/fake_server.h"
@@ -140,6 +142,22 @@ class WorkerHarness {
   absl::Notification run_done_;
   absl::Status ready_;
 };
+
+// Polls `cond` until it holds, for `deadline` at most: for what the worker
+// does after the step a test can wait on (its link state, the RECV it arms
+// after a commit) and has no notification of its own.
+template <typename Cond>
+bool WaitFor(Cond cond, absl::Duration deadline = absl::Seconds(10)) {
+  const absl::Time end = absl::Now() + deadline;
+  while (!cond()) {
+    if (absl::Now() > end) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+// The RECVs the worker has armed so far.
+inline uint64_t Recvs(WorkerHarness& h) { return h.worker().stats().Snapshot().recvs; }
 
 }  // namespace ublkgw::engine::testing
 
