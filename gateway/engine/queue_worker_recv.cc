@@ -157,6 +157,7 @@ bool QueueWorker::ParseReplies() {
   auto find = [this](uint64_t cookie) { return tags_.InFlight(cookie); };
   for (;;) {
     std::span<const uint8_t> staged(rx_buf_.data() + rx_head_, rx_tail_ - rx_head_);
+    if (staged.empty() && !reader_.event_due()) return true;  // Feed would say kNeedMore
     const ReplyEvent e = reader_.Feed(staged, find);
     rx_head_ += e.consumed;
     switch (e.kind) {

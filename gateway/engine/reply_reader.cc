@@ -35,22 +35,6 @@ void ReplyReader::Reset() {
   trailer_ = 0;
 }
 
-size_t ReplyReader::Want() const {
-  switch (state_) {
-    case State::kHeader:
-      return header_want_ - have_;
-    case State::kPrefix:
-    case State::kTrailer:
-      return prefix_want_ - have_;
-    case State::kPayload:
-    case State::kMessage:
-      return static_cast<size_t>(std::min<uint64_t>(left_, SIZE_MAX));
-    case State::kDone:
-    case State::kFaulted:
-      return 0;
-  }
-  return 0;
-}
 
 bool ReplyReader::Gather(std::span<const uint8_t>& input, size_t& consumed, uint8_t* buf,
                          size_t want) {

@@ -13,7 +13,9 @@
 #ifndef UBLKGW_ENGINE_REPLY_READER_H_
 #define UBLKGW_ENGINE_REPLY_READER_H_
 
+#include <algorithm>
 #include <cstdint>
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <vector>
@@ -70,6 +72,10 @@ class ReplyReader {
   uint64_t payload_offset() const { return payload_offset_; }
   void SkipPayload(uint64_t n);
 
+  // An event is due even with no more input (a reply complete, a fault):
+  // without one, Feed of nothing says only kNeedMore.
+  bool event_due() const { return state_ == State::kDone || state_ == State::kFaulted; }
+
   // Forgets the stream and every partial reply (a new connection).
   void Reset();
 
@@ -116,6 +122,23 @@ class ReplyReader {
   uint32_t trailer_ = 0;
   int32_t done_result_ = 0;
 };
+
+inline size_t ReplyReader::Want() const {
+  switch (state_) {
+    case State::kHeader:
+      return header_want_ - have_;
+    case State::kPrefix:
+    case State::kTrailer:
+      return prefix_want_ - have_;
+    case State::kPayload:
+    case State::kMessage:
+      return static_cast<size_t>(std::min<uint64_t>(left_, SIZE_MAX));
+    case State::kDone:
+    case State::kFaulted:
+      return 0;
+  }
+  return 0;
+}
 
 }  // namespace ublkgw::engine
 

@@ -7,64 +7,6 @@
 
 namespace ublkgw::engine {
 
-bool TagTable::Arrive(uint16_t tag, const ublk::ublksrv_io_desc& iod, uint64_t now_ns) {
-  Tag& t = tags_[tag];
-  if (t.state != TagState::kFetching) return false;
-  t.state = TagState::kOwned;
-  t.iod = iod;
-  t.start_ns = now_ns;
-  return true;
-}
-
-bool TagTable::Queue(uint16_t tag, const nbd::Request& request) {
-  Tag& t = tags_[tag];
-  if (t.state != TagState::kOwned) return false;
-  t.state = TagState::kQueued;
-  t.request = request;
-  t.fill_errno = 0;
-  t.buffer_users = 0;
-  t.result = 0;
-  t.attempts = 0;
-  t.register_failed = false;
-  if (request.type == nbd::kCmdRead) {
-    ++reads_unanswered_;
-    if (request.length >= large_read_) ++large_reads_unanswered_;
-  }
-  return true;
-}
-
-bool TagTable::Send(uint16_t tag, uint64_t cookie, uint64_t now_ns, uint64_t seq) {
-  Tag& t = tags_[tag];
-  if (t.state != TagState::kQueued) return false;
-  t.state = TagState::kInFlight;
-  t.cookie = cookie;
-  t.request.cookie = cookie;
-  t.sent_ns = now_ns;
-  t.send_seq = seq;
-  t.alone = t.attempts >= kSuspectAttempts;
-  ++t.attempts;
-  ++on_wire_;
-  ++unanswered_;
-  if (t.alone) ++suspects_in_flight_;
-  return true;
-}
-
-void TagTable::Unqueue(const Tag& t) {
-  if (t.state == TagState::kInFlight) --unanswered_;
-  if (t.request.type == nbd::kCmdRead) {
-    --reads_unanswered_;
-    if (t.request.length >= large_read_) --large_reads_unanswered_;
-  }
-}
-
-void TagTable::LeaveWire(Tag& t) {
-  --on_wire_;
-  if (t.alone) {
-    t.alone = false;
-    --suspects_in_flight_;
-  }
-}
-
 bool TagTable::Requeue(uint16_t tag) {
   Tag& t = tags_[tag];
   if (t.state != TagState::kInFlight) return false;
@@ -73,38 +15,6 @@ bool TagTable::Requeue(uint16_t tag) {
   t.state = TagState::kQueued;
   t.fill_errno = 0;
   return true;
-}
-
-bool TagTable::Answer(uint16_t tag, int32_t result) {
-  Tag& t = tags_[tag];
-  if (t.state != TagState::kInFlight) return false;
-  Unqueue(t);
-  t.state = TagState::kAnswered;
-  t.result = result;
-  return true;
-}
-
-bool TagTable::Commit(uint16_t tag) {
-  Tag& t = tags_[tag];
-  switch (t.state) {
-    case TagState::kInFlight:
-      Unqueue(t);
-      [[fallthrough]];
-    case TagState::kAnswered:
-      // Answered: still counted on the wire until now (a leaving queue
-      // waits for its commit too).
-      LeaveWire(t);
-      t.state = TagState::kFetching;
-      return true;
-    case TagState::kQueued:
-      Unqueue(t);
-      [[fallthrough]];
-    case TagState::kOwned:
-      t.state = TagState::kFetching;
-      return true;
-    default:
-      return false;
-  }
 }
 
 bool TagTable::Abort(uint16_t tag) {
@@ -122,14 +32,6 @@ bool TagTable::ReleaseBuffer(uint16_t tag, bool* commit_due) {
   --t.buffer_users;
   *commit_due = t.buffer_users == 0 && t.state == TagState::kAnswered;
   return true;
-}
-
-const nbd::Request* TagTable::InFlight(uint64_t cookie) const {
-  const uint16_t tag = CookieTag(cookie);
-  if (tag >= tags_.size()) return nullptr;
-  const Tag& t = tags_[tag];
-  if (t.state != TagState::kInFlight || t.cookie != cookie) return nullptr;
-  return &t.request;
 }
 
 bool TagTable::AnyUnansweredBufferInUse() const {
