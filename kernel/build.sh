@@ -10,8 +10,11 @@
 # change. Compiled objects go through ccache, so a rebuild after a change to
 # one patch recompiles only what that patch touched.
 #
-# Usage: kernel/build.sh [--jobs N]
+# Usage: kernel/build.sh [--jobs N] [--debug]
 #   --jobs        parallel make jobs (default: the number of CPUs)
+#   --debug       also config/debug.config: KASAN and kmemleak, for the
+#                 series' memory checks (ublk-mem.sh --fused reports what
+#                 they find); cached apart, as ublkgw-guest-debug
 #
 # Prints, as its last line of stdout, a directory the guest harness boots
 # (tests/guest/run-guest.sh --kernel DIR): vmlinuz, modules/modules.builtin,
@@ -24,14 +27,17 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 jobs=$(nproc)
+debug=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --jobs) jobs=$2; shift 2 ;;
+    --debug) debug=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "kernel/build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 fragments=("$here/config/guest.config")
+[[ $debug = 0 ]] || fragments+=("$here/config/debug.config")
 "$here/../scripts/install-deps.sh" >&2
 
 # The series is made on this exact source: Debian's 7.2.13-1, the source of
@@ -48,7 +54,7 @@ while IFS= read -r p; do series+=("$p"); done \
 
 key=$( { echo "$source_pkg $source_ver"; cat "${series[@]}" "${fragments[@]}" "$0"; } |
   sha256sum | cut -c1-16)
-name=ublkgw-guest
+name=ublkgw-guest$([[ $debug = 0 ]] || echo -debug)
 out="$cache/kernels/$name-$key"
 if [[ -f "$out/vmlinuz" && -f "$out/version" ]]; then
   log "cached $(cat "$out/version") in $out"

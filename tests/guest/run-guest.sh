@@ -4,13 +4,15 @@
 # script in it, and returns the scenario's exit status (77 = skipped).
 #
 # Usage:
-#   tests/guest/run-guest.sh --kernel sid|trixie|trixie-backports|patched|DIR \
+#   tests/guest/run-guest.sh --kernel sid|trixie|trixie-backports|patched|patched-debug|DIR \
 #       --scenario FILE [--bin FILE]... [--tool NAME]... [--module NAME]... \
 #       [--file SRC:DEST]... [--mem MB] [--timeout SEC] [--out DIR] [-- ARGS...]
 #
 #   --kernel    a Debian suite (fetched and cached by fetch-kernel.sh),
 #               patched (Debian's 7.2 with the series in kernel/patches, built
-#               or taken from the cache by kernel/build.sh), or a directory
+#               or taken from the cache by kernel/build.sh), patched-debug
+#               (the same with KASAN and kmemleak: kernel/build.sh --debug),
+#               or a directory
 #               holding vmlinuz, modules/ and version
 #   --scenario  shell script run in the guest as `/scenario ARGS...`; it
 #               sources /lib/ublkgw/guest-lib.sh for helpers
@@ -62,6 +64,8 @@ if [[ -d "$kernel" ]]; then
   kdir=$kernel
 elif [[ $kernel == patched ]]; then
   kdir=$("$here/../../kernel/build.sh" | tail -n1)
+elif [[ $kernel == patched-debug ]]; then
+  kdir=$("$here/../../kernel/build.sh" --debug | tail -n1)
 else
   kdir=$("$here/fetch-kernel.sh" "$kernel" | tail -n1)
 fi

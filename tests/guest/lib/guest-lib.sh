@@ -214,3 +214,44 @@ fault_cycles() {
     log "$2 $i: the volume reconnected"
   done
 }
+
+# kernel_reports_start: on a kernel with kmemleak (kernel/build.sh --debug),
+# sets aside what it already suspects (boot's, not ours), so that
+# kernel_reports_check sees only what this scenario left. Elsewhere a no-op.
+kmemleak=/sys/kernel/debug/kmemleak
+kernel_reports_start() {
+  [ -d /sys/kernel/debug ] && mount -t debugfs none /sys/kernel/debug 2>/dev/null
+  [ -e $kmemleak ] || return 0
+  echo scan >$kmemleak
+  echo clear >$kmemleak
+  log "kmemleak: on; what boot left behind is set aside"
+}
+
+# kernel_reports_check: fails if the kernel logged a sanitizer report (UBSAN,
+# KASAN), a warning or an oops, or, with kmemleak, if anything io_uring or
+# ublk allocated is left unreferenced. Call it once the scenario's users of
+# io_uring and ublk are gone.
+kernel_reports_check() {
+  local gone leaks
+  if [ -e $kmemleak ]; then
+    # kmemleak reports only objects unreferenced for 5 s or more (its
+    # minimum age, a kernel constant): scan once this moment is that old,
+    # twice, as its documentation advises.
+    gone=$(cut -d. -f1 /proc/uptime)
+    until [ $(( $(cut -d. -f1 /proc/uptime) - gone )) -ge 6 ]; do usleep 200000; done
+    echo scan >$kmemleak
+    echo scan >$kmemleak
+    cat $kmemleak >/out/kmemleak.txt
+    leaks=$(grep -c '^unreferenced object' /out/kmemleak.txt)
+    if grep -qE 'io_uring|io_fused|ublk' /out/kmemleak.txt; then
+      cat /out/kmemleak.txt
+      fail "kmemleak: io_uring or ublk left objects unreferenced (above; /out/kmemleak.txt)"
+    fi
+    log "kmemleak: nothing of io_uring's or ublk's leaked ($leaks other suspect(s) in /out/kmemleak.txt)"
+  fi
+  dmesg >/out/dmesg.txt
+  if grep -E 'UBSAN|KASAN|WARNING:|BUG:|Oops' /out/dmesg.txt; then
+    fail "the kernel logged a report (above; /out/dmesg.txt)"
+  fi
+  log "no sanitizer report, warning or oops in the kernel log"
+}

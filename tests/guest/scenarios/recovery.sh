@@ -19,12 +19,18 @@
 #     waiting on it fails with EIO.
 #  5. a device made without user recovery (as on kernels that lack it):
 #     attach says why, and --on-stop keep detaches it rather than leave it.
+#  On the fused path (a kernel carrying kernel/patches, which also fixes
+#  mainline's UBSAN report on zero-copy registration), the kernel must log
+#  no sanitizer report, warning or oops, and on a debug kernel (KASAN,
+#  kmemleak: kernel/build.sh --debug) the killed daemons' fused commands
+#  must leave nothing of io_uring's or ublk's unreferenced.
 # Usage: recovery.sh PATH   (the data path auto must choose: copy|zero-copy|fused)
 . /lib/ublkgw/guest-lib.sh
 expect=${1:?data path}
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
+[ "$expect" = fused ] && kernel_reports_start
 truncate -s 256M /tmp/disk.img
 serve nbdkit -f -i 127.0.0.1 -p 10809 file /tmp/disk.img >>/out/nbdkit.log 2>&1
 wait_for_listen 10809 20
@@ -146,4 +152,5 @@ wait $daemon || fail "ublkgwd exited $?"
 [ ! -e "$dev" ] || fail "$dev, made without user recovery, was left behind"
 grep -q 'detaching it' /out/ublkgwd.log || fail "the log does not say why it was detached"
 unserve
+[ "$expect" = fused ] && kernel_reports_check
 log "ok"
