@@ -60,7 +60,9 @@ QueueWorker::QueueWorker(QueueConfig config, std::unique_ptr<UblkQueue> queue,
       info_(std::move(info)),
       socket_(std::move(socket)),
       queue_(std::move(queue)),
-      tags_(config_.depth, kDirectPayload),
+      // Reads whose data must not meet a wide RECV (ReadsKeptFromWideRecvs):
+      // on zero copy every read, on the copy path the large ones.
+      tags_(config_.depth, config_.plan.zero_copy ? 1 : kDirectPayload),
       conn_(config_.connector && config_.reconnect.reconnect_deadline > absl::ZeroDuration()),
       chain_(2 * kMaxBatch),
       reader_(info_.mode, config_.depth),

@@ -160,7 +160,10 @@ class QueueWorker {
   void EndChain();
   // queue_worker_recv.cc
   void ArmRecv();
-  int64_t ReadsKeptFromWideRecvs() const;
+  // Reads whose data must not meet a wide RECV: on zero copy every read
+  // (its data may only land in its own pages), on the copy path the large
+  // ones (their data would be copied out of staging). tags_ counts them.
+  int64_t ReadsKeptFromWideRecvs() const { return tags_.large_reads_unanswered(); }
   void CancelWideRecv();
   void OnRecv(int res);
   // Acts on every complete reply (or part) in the staging buffer. False

@@ -96,8 +96,10 @@ void QueueWorker::ArmRecv() {
   // should not (the copy path's large reads) come through staging.
   size_t len = rx_buf_.size() - rx_tail_;
   int flags = 0;
-  rx_wide_ = config_.plan.zero_copy ? tags_.reads_unanswered() == 0 && tags_.unanswered() > 0
-                                    : tags_.large_reads_unanswered() == 0;
+  // Zero copy asks for a header while nothing is in flight, so a read that
+  // comes next need not wait for a wide RECV to be taken back.
+  rx_wide_ = ReadsKeptFromWideRecvs() == 0 &&
+             (tags_.unanswered() > 0 || !config_.plan.zero_copy);
   if (!rx_wide_) {
     len = std::min(len, reader_.Want());
     flags = MSG_WAITALL;
@@ -113,14 +115,7 @@ void QueueWorker::ArmRecv() {
   recv_in_flight_ = true;
 }
 
-// Reads whose data must not meet a wide RECV: on zero copy every read
-// (its data may only land in its own pages), on the copy path the large
-// ones (their data would be copied out of staging).
-int64_t QueueWorker::ReadsKeptFromWideRecvs() const {
-  return config_.plan.zero_copy ? tags_.reads_unanswered() : tags_.large_reads_unanswered();
-}
-
-// Such a read is queued while the wide RECV waits: take the RECV back
+// A read kept from wide RECVs is queued while the wide RECV waits: take the RECV back
 // before the read goes (MaybeSend holds it until then).
 void QueueWorker::CancelWideRecv() {
   if (rx_cancelling_) return;

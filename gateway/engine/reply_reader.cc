@@ -35,7 +35,6 @@ void ReplyReader::Reset() {
   trailer_ = 0;
 }
 
-
 bool ReplyReader::Gather(std::span<const uint8_t>& input, size_t& consumed, uint8_t* buf,
                          size_t want) {
   const size_t n = std::min(want - have_, input.size());

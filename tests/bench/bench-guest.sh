@@ -156,6 +156,14 @@ measure() {
   log "run $run: $server $job round $round on $first${second:+ and $second} done"
 }
 
+# pair A B: the two systems of a compared pair, as entries for measure:
+# back to back, or one entry with TOGETHER; their order swaps every round.
+pair() {
+  local sep=' '
+  [ "$together" = 1 ] && sep=+
+  if [ $((round % 2)) = 1 ]; then echo "$1$sep$2"; else echo "$2$sep$1"; fi
+}
+
 # row SYSTEM FIO_JOB DAEMON_TICKS RECVS ENTERS: the runs.tsv line of one
 # system (FIO_JOB: its index in the run's fio JSON).
 row() {
@@ -218,22 +226,10 @@ EOF
     round=1
     while [ $round -le "$rounds" ]; do
       # Each entry is one fio run; "a+b" runs a and b at the same time.
-      if [ "$baseline" = 1 ] && [ "$together" = 1 ] && [ $((round % 2)) = 1 ]; then
-        all="ublkgw-copy+base-copy ublkgw-zero-copy+base-zero-copy"
-      elif [ "$baseline" = 1 ] && [ "$together" = 1 ]; then
-        all="base-copy+ublkgw-copy base-zero-copy+ublkgw-zero-copy"
-      elif [ "$baseline" = 1 ] && [ $((round % 2)) = 1 ]; then
-        all="ublkgw-copy base-copy ublkgw-zero-copy base-zero-copy"
-      elif [ "$baseline" = 1 ]; then
-        all="base-copy ublkgw-copy base-zero-copy ublkgw-zero-copy"
-      elif [ "$fused" = 1 ] && [ "$together" = 1 ] && [ $((round % 2)) = 1 ]; then
-        all="ublkgw-copy ublkgw-zero-copy+ublkgw-fused"
-      elif [ "$fused" = 1 ] && [ "$together" = 1 ]; then
-        all="ublkgw-copy ublkgw-fused+ublkgw-zero-copy"
-      elif [ "$fused" = 1 ] && [ $((round % 2)) = 1 ]; then
-        all="ublkgw-copy ublkgw-zero-copy ublkgw-fused"
+      if [ "$baseline" = 1 ]; then
+        all="$(pair ublkgw-copy base-copy) $(pair ublkgw-zero-copy base-zero-copy)"
       elif [ "$fused" = 1 ]; then
-        all="ublkgw-copy ublkgw-fused ublkgw-zero-copy"
+        all="ublkgw-copy $(pair ublkgw-zero-copy ublkgw-fused)"
       else
         all=$systems
       fi
