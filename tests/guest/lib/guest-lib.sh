@@ -198,15 +198,20 @@ stop_load() {
   log "$1: $(cat "/out/$1-runs") fio run(s), 0 errors, data verified"
 }
 
+# How much a volume under load must complete between two faults: enough
+# that each fault meets requests in flight on both queues (a QD32 load
+# keeps 32 there) and that the volume is seen to work again after the last.
+progress_step=500
+
 # fault_cycles N BREAK HEAL PID: N times, once the volume has made progress
-# (1500 requests) under the load PID (start_load's): runs the command
+# ($progress_step requests) under the load PID (start_load's): runs the command
 # BREAK, waits until the volume says reconnecting, runs HEAL, waits until
 # it is ok again.
 fault_cycles() {
   local i=0
   while [ $i -lt "$1" ]; do
     i=$((i + 1))
-    wait_for_progress 1500 120 "$4"
+    wait_for_progress $progress_step 120 "$4"
     $2
     wait_for_health HEALTH_RECONNECTING 20
     $3

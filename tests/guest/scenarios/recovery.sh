@@ -2,7 +2,7 @@
 # Guest scenario: the daemon dies, or is upgraded, under load, and the
 # filesystem mounted on its device never notices.
 #  1. ext4 on a 2-queue volume, fio with crc32c verify on files in it;
-#     ublkgwd SIGKILLed 3 times, each after more progress, and started
+#     ublkgwd SIGKILLed KILLS times (3), each after more progress, and started
 #     again: each new daemon takes the device over (the same /dev/ublkbN,
 #     never gone, the filesystem mounted throughout).
 #  2. an upgrade: SIGTERM with --on-stop keep, a new ublkgwd takes over;
@@ -24,9 +24,16 @@
 #  no sanitizer report, warning or oops, and on a debug kernel (KASAN,
 #  kmemleak: kernel/build.sh --debug) the killed daemons' fused commands
 #  must leave nothing of io_uring's or ublk's unreferenced.
-# Usage: recovery.sh PATH   (the data path auto must choose: copy|zero-copy|fused)
+# Usage: recovery.sh PATH [KILLS [FIO_SIZE]]
+#   PATH      the data path auto must choose: copy|zero-copy|fused
+#   KILLS     SIGKILLs under fio (default 3)
+#   FIO_SIZE  each fio job's file (default 16M); a debug kernel, 5 times
+#             slower, runs 1 kill on 4M files: still fused commands in flight
+#             at each SIGKILL, in a third of the time
 . /lib/ublkgw/guest-lib.sh
 expect=${1:?data path}
+kills=${2:-3}
+fio_size=${3:-16M}
 
 load_module ublk_drv
 wait_for_path /dev/ublk-control 10
@@ -58,14 +65,14 @@ mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4 failed"
 mkdir -p /mnt/vol
 mount -t ext4 "$dev" /mnt/vol || fail "mount failed"
 
-# 1. SIGKILL 3 times under fio.
+# 1. SIGKILL KILLS times under fio.
 start_load crash --directory=/mnt/vol --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k \
-  --iodepth=16 --numjobs=2 --size=16M --eta=never --verify=crc32c --do_verify=1 \
+  --iodepth=16 --numjobs=2 --size="$fio_size" --eta=never --verify=crc32c --do_verify=1 \
   --verify_fatal=1 --group_reporting
 i=0
-while [ $i -lt 3 ]; do
+while [ $i -lt "$kills" ]; do
   i=$((i + 1))
-  wait_for_progress 1500 120 $load_pid
+  wait_for_progress $progress_step 120 $load_pid
   kill -KILL $daemon
   wait $daemon 2>/dev/null
   still_there "$dev"
@@ -76,10 +83,10 @@ while [ $i -lt 3 ]; do
   log "ublkgwd killed $i: the new daemon took $dev over"
 done
 n=$(grep -c "took over .* as $dev" /out/ublkgwd.log)
-[ "$n" -eq 3 ] || fail "$n take-overs logged after 3 kills, want 3"
+[ "$n" -eq "$kills" ] || fail "$n take-overs logged after $kills kills, want $kills"
 
 # 2. An upgrade: SIGTERM keeps the device for the next daemon.
-wait_for_progress 1500 120 $load_pid
+wait_for_progress $progress_step 120 $load_pid
 kill -TERM $daemon
 wait $daemon || fail "ublkgwd exited $? on SIGTERM"
 grep -q "left $dev for the next ublkgwd" /out/ublkgwd.log || fail "SIGTERM did not leave $dev"
@@ -95,7 +102,7 @@ if dmesg | grep -E 'I/O error|EXT4-fs (error|warning)|Buffer I/O|WARNING:|BUG:';
 fi
 umount /mnt/vol || fail "umount failed"
 e2fsck -f -n "$dev" >/out/fsck.txt 2>&1 || { cat /out/fsck.txt; fail "e2fsck: the filesystem is not clean"; }
-log "3 kills and an upgrade under fio on ext4: 0 errors, data verified, fsck clean" \
+log "$kills kill(s) and an upgrade under fio on ext4: 0 errors, data verified, fsck clean" \
   "(nbdkit aborted and was started again $(server_restarts) times)"
 
 # The device waits for a daemon (the server gone too); a read waits on it.
