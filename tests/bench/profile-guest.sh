@@ -46,6 +46,10 @@ for system in ublkgw-copy ublkgw-zero-copy kernel-nbd; do
     >/out/perf-$system-by-comm.txt 2>/dev/null
   $perf report -i /tmp/perf-$system.data --stdio --no-children --sort sym -g none \
     --percent-limit 0.7 >/out/perf-$system-by-symbol.txt 2>/dev/null
+  # The daemon alone, kernel and libraries included: where its CPU per I/O goes.
+  [ "$dev" = /dev/nbd0 ] ||
+    $perf report -i /tmp/perf-$system.data --stdio --no-children --sort dso,sym -g none \
+      --pid "$(pidof ublkgwd)" --percent-limit 0.2 >/out/perf-$system-daemon.txt 2>/dev/null
   log "$system profiled"
 done
 log "ok"

@@ -7,13 +7,17 @@
 # one run.
 #
 # Usage: tests/bench/profile.sh [--job RW:BS:QD] [--runtime SEC] [--queues N]
-#          [--kernel sid] [--out DIR]
+#          [--kernel sid] [--build DIR] [--out DIR]
 #   defaults: --job randread:4k:32 --runtime 5 --queues 2
 #             --out /var/cache/ublkgw/bench/profile
+#   --build   profile the ublkgwd and ublkgw of this CMake build directory
+#             (say, an old revision's, as run-bench.sh --baseline keeps them
+#             in /var/cache/ublkgw/bench-base/REV) instead of building this
+#             tree with symbols
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-job=randread:4k:32 runtime=5 queues=2 kernel=sid out=/var/cache/ublkgw/bench/profile
+job=randread:4k:32 runtime=5 queues=2 kernel=sid out=/var/cache/ublkgw/bench/profile build=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --job) job=$2; shift 2 ;;
@@ -21,6 +25,7 @@ while [[ $# -gt 0 ]]; do
     --queues) queues=$2; shift 2 ;;
     --kernel) kernel=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "profile: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -29,9 +34,14 @@ IFS=: read -r rw bs qd <<<"$job"
 [[ -n $rw && -n $bs && $qd =~ ^[0-9]+$ ]] || { echo "profile: --job is RW:BS:QD" >&2; exit 2; }
 "$root/scripts/install-deps.sh"
 command -v perf >/dev/null || apt-get install -y -q linux-perf
-build=/var/cache/ublkgw/profile-build
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C "$build" ublkgwd ublkgw >/dev/null
+if [[ -z $build ]]; then
+  build=/var/cache/ublkgw/profile-build
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  ninja -C "$build" ublkgwd ublkgw >/dev/null
+fi
+for bin in gateway/control/ublkgwd gateway/cli/ublkgw; do
+  [[ -x $build/$bin ]] || { echo "profile: no $build/$bin (build it first)" >&2; exit 2; }
+done
 "$root/tests/guest/fetch-kernel.sh" "$kernel"
 plugins=/usr/lib/x86_64-linux-gnu/nbdkit/plugins
 rm -rf "$out"
