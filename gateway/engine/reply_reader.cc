@@ -231,7 +231,7 @@ ReplyEvent ReplyReader::OnPrefix() {
       return {};
     case nbd::Chunk::Kind::kData:
     case nbd::Chunk::Kind::kHole: {
-      if (!p.coverage) p.coverage = std::make_unique<nbd::ReadCoverage>(request_.length);
+      if (!p.coverage) p.coverage.emplace(request_.length);
       const uint64_t at = chunk->offset - request_.offset;
       if (absl::Status s = p.coverage->Add(at, chunk->length); !s.ok()) return Fault(s);
       if (chunk->kind == nbd::Chunk::Kind::kData) {

@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstddef>
-#include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -91,7 +91,7 @@ class ReplyReader {
   };
   // What one request has received so far, across chunks.
   struct Partial {
-    std::unique_ptr<nbd::ReadCoverage> coverage;
+    std::optional<nbd::ReadCoverage> coverage;  // inline: no allocation per read
     int32_t server_errno = 0;
   };
 

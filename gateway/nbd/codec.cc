@@ -267,6 +267,30 @@ absl::Status ReadCoverage::Add(uint64_t offset, uint64_t length) {
   }
   if (length == 0) return absl::OkStatus();
   const uint64_t end = offset + length;
+  if (ranges_.empty()) {
+    if (run_end_ == run_begin_) {  // the first piece
+      run_begin_ = offset;
+      run_end_ = end;
+    } else if (offset == run_end_) {
+      run_end_ = end;
+    } else if (end == run_begin_) {
+      run_begin_ = offset;
+    } else if (offset < run_end_ && end > run_begin_) {
+      return ProtocolViolation(ProtocolError::kChunkOverlap,
+                               absl::StrCat("chunk [", offset, ", +", length, ") overlaps [",
+                                            run_begin_, ", ", run_end_, ") of the same read"));
+    } else {
+      ranges_.emplace(run_begin_, run_end_);
+      return AddToRanges(offset, length);
+    }
+    covered_ += length;
+    return absl::OkStatus();
+  }
+  return AddToRanges(offset, length);
+}
+
+absl::Status ReadCoverage::AddToRanges(uint64_t offset, uint64_t length) {
+  const uint64_t end = offset + length;
   // `next` is the first range starting after `offset`; the one before it
   // is the only one that can reach into [offset, end) from the left.
   auto next = ranges_.upper_bound(offset);

@@ -99,9 +99,10 @@ absl::Status CheckErrorOffset(std::span<const uint8_t> trailer, const Request& r
 // Which bytes of one read have arrived, across its chunks. Rejects overlaps
 // (kChunkOverlap); at the end tells whether every byte was covered.
 // Adjacent pieces merge, so chunks sent in order (what servers do) keep one
-// range; chunks out of order cost O(log n) each. At most kMaxFragments
-// disjoint pieces are tracked (kTooFragmented past that), so a hostile
-// server's tiny chunks cost neither quadratic time nor unbounded memory.
+// range, held inline: no allocation on the hot path. Chunks out of order
+// cost O(log n) each. At most kMaxFragments disjoint pieces are tracked
+// (kTooFragmented past that), so a hostile server's tiny chunks cost
+// neither quadratic time nor unbounded memory.
 class ReadCoverage {
  public:
   static constexpr size_t kMaxFragments = 1024;
@@ -113,8 +114,16 @@ class ReadCoverage {
   bool complete() const { return covered_ == length_; }
 
  private:
+  // A second piece that neither touches nor overlaps the first: from here
+  // on every range lives in ranges_.
+  absl::Status AddToRanges(uint64_t offset, uint64_t length);
+
   uint64_t length_;
   uint64_t covered_ = 0;
+  // While ranges_ is empty, what has arrived is one range [run_begin_,
+  // run_end_) (empty before the first piece).
+  uint64_t run_begin_ = 0;
+  uint64_t run_end_ = 0;
   std::map<uint64_t, uint64_t> ranges_;  // begin -> end, disjoint, never adjacent
 };
 

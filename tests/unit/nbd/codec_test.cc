@@ -1,7 +1,10 @@
 #include "nbd/codec.h"
 
+#include <algorithm>
 #include <array>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -343,6 +346,35 @@ TEST(ReadCoverageTest, TooManySeparatePiecesAreRefused) {
   // A piece that joins one already there still fits.
   EXPECT_THAT(cov.Add(5, 1), IsOk());
   EXPECT_FALSE(cov.complete());
+}
+
+// Against a model (a flag per byte): any pieces, in any order, are taken
+// exactly when they touch no byte already there, and the read is complete
+// exactly when every byte is. Covers the inline first range, its hand-over
+// to the map at the first disjoint piece, and the map.
+TEST(ReadCoverageTest, AgreesWithAByteMapForRandomPieces) {
+  constexpr uint64_t kLength = 48;
+  std::mt19937_64 rng(20261206);
+  for (int round = 0; round < 2000; ++round) {
+    ReadCoverage cov(kLength);
+    std::vector<bool> have(kLength, false);
+    for (int piece = 0; piece < 12; ++piece) {
+      const uint64_t offset = rng() % kLength;
+      const uint64_t length = 1 + rng() % std::min<uint64_t>(kLength - offset, 1 + rng() % 16);
+      bool free = true;
+      for (uint64_t i = offset; i < offset + length; ++i) free = free && !have[i];
+      const absl::Status s = cov.Add(offset, length);
+      if (free) {
+        ASSERT_THAT(s, IsOk()) << "round " << round << " piece " << piece;
+        for (uint64_t i = offset; i < offset + length; ++i) have[i] = true;
+      } else {
+        ASSERT_THAT(s, IsViolation(ProtocolError::kChunkOverlap))
+            << "round " << round << " piece " << piece;
+      }
+      const bool all = std::all_of(have.begin(), have.end(), [](bool b) { return b; });
+      ASSERT_EQ(cov.complete(), all) << "round " << round << " piece " << piece;
+    }
+  }
 }
 
 TEST(ReadCoverageTest, PiecesBridgingAGapMerge) {
