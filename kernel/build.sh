@@ -122,14 +122,18 @@ printf 'CONFIG_LOCALVERSION="%s"\n# CONFIG_LOCALVERSION_AUTO is not set\n' "$loc
 make "${makeflags[@]}" olddefconfig >>"$work/config.log" 2>&1 || config_failed
 # merge_config only warns when an option does not survive (a dependency is
 # off, or the name is wrong): a config that silently lost ublk would boot
-# and fail every test far from the cause. Check every =y line landed.
+# and fail every test far from the cause. Check every =y line landed, and
+# that nothing a fragment turns off came back (another option selects it).
 lost=()
 while IFS= read -r line; do
   grep -qxF "$line" "$tree/.config" || lost+=("$line")
 done < <(grep -h '^CONFIG_[A-Z0-9_]*=y$' "${fragments[@]}")
+while IFS= read -r option; do
+  grep -q "^$option=" "$tree/.config" && lost+=("# $option is not set")
+done < <(grep -h '^# CONFIG_[A-Z0-9_]* is not set$' "${fragments[@]}" | awk '{print $2}')
 if [[ ${#lost[@]} -gt 0 ]]; then
   log "these options of the config fragments did not survive olddefconfig"
-  log "(a dependency is missing, or the name is wrong): ${lost[*]}"
+  log "(a dependency is missing or selects it, or the name is wrong): ${lost[*]}"
   exit 1
 fi
 
