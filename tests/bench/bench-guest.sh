@@ -6,11 +6,12 @@
 # (A B C A B C ...), ROUNDS times. Each run leaves fio's JSON in /out/fio/
 # and a line in /out/runs.tsv with the CPU time it cost:
 #   run server system job round guest_busy_ticks daemon_ticks server_ticks hz recvs enters
-#   fio_job shared
+#   fio_job shared daemon_sys_ticks
 # (recvs, enters: the RECVs and io_uring_enter calls the ublkgw volume
 # made during the run, from `ublkgw stats`, 0 for kernel nbd; fio_job: the
 # system's job in fio/RUN.json; shared: with TOGETHER, which ticks are the
-# pair's, not the system's own, "-" when none)
+# pair's, not the system's own, "-" when none; daemon_sys_ticks: the part of
+# daemon_ticks spent in the kernel)
 # Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE [NBD [FUSED [TOGETHER [FIO_CPUS]]]]]
 #   SERVERS  comma-separated: memory, null
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
@@ -44,7 +45,7 @@ load_module nbd
 wait_for_path /dev/ublk-control 10
 wait_for_path /dev/nbd0 10
 mkdir -p /out/fio
-printf 'run\tserver\tsystem\tjob\tround\tguest_busy_ticks\tdaemon_ticks\tserver_ticks\thz\trecvs\tenters\tfio_job\tshared\n' \
+printf 'run\tserver\tsystem\tjob\tround\tguest_busy_ticks\tdaemon_ticks\tserver_ticks\thz\trecvs\tenters\tfio_job\tshared\tdaemon_sys_ticks\n' \
   >/out/runs.tsv
 hz=100  # USER_HZ: /proc/stat and /proc/PID/stat count in 1/100 s on Linux
 
@@ -85,6 +86,10 @@ volume_counter() {
 proc_ticks() {
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+# proc_sys_ticks PID: the part of that spent in the kernel.
+proc_sys_ticks() {
+  awk '{ print $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 
 # select_system SYSTEM: sets dev, pid (the process that serves it) and sock.
 select_system() {
@@ -102,13 +107,15 @@ select_system() {
   esac
 }
 
-# counters SYSTEM DEV SOCK PID: prints "daemon_ticks recvs enters" now
-# (all 0 for kernel nbd: no daemon, the kernel does it all).
+# counters SYSTEM DEV SOCK PID: prints "daemon_ticks recvs enters
+# daemon_sys_ticks" now (all 0 for kernel nbd: no daemon, the kernel does
+# it all).
 counters() {
   if [ "$1" = kernel-nbd ]; then
-    echo 0 0 0
+    echo 0 0 0 0
   else
-    echo "$(proc_ticks "$4") $(volume_counter "$2" "$3" socket_recvs) $(volume_counter "$2" "$3" ring_enters)"
+    echo "$(proc_ticks "$4") $(volume_counter "$2" "$3" socket_recvs)" \
+      "$(volume_counter "$2" "$3" ring_enters) $(proc_sys_ticks "$4")"
   fi
 }
 
@@ -134,10 +141,10 @@ measure() {
     [ "$pid1" = "$pid2" ] && shared=busy,server,daemon
   fi
   set -- $(counters "$first" "$dev1" "$sock1" "$pid1")
-  d1a=$1 r1a=$2 e1a=$3
+  d1a=$1 r1a=$2 e1a=$3 k1a=$4
   if [ -n "$second" ]; then
     set -- $(counters "$second" "$dev2" "$sock2" "$pid2")
-    d2a=$1 r2a=$2 e2a=$3
+    d2a=$1 r2a=$2 e2a=$3 k2a=$4
   fi
   b0=$(busy_ticks) s0=$(proc_ticks $server_pid)
   # $names is a list of options: split on purpose.
@@ -148,10 +155,10 @@ measure() {
     fail "fio $job on $first${second:+ and $second} failed: $(cat /out/fio/$run.err)"
   b1=$(busy_ticks) s1=$(proc_ticks $server_pid)
   set -- $(counters "$first" "$dev1" "$sock1" "$pid1")
-  row "$first" 0 $(($1 - d1a)) $(($2 - r1a)) $(($3 - e1a))
+  row "$first" 0 $(($1 - d1a)) $(($2 - r1a)) $(($3 - e1a)) $(($4 - k1a))
   if [ -n "$second" ]; then
     set -- $(counters "$second" "$dev2" "$sock2" "$pid2")
-    row "$second" 1 $(($1 - d2a)) $(($2 - r2a)) $(($3 - e2a))
+    row "$second" 1 $(($1 - d2a)) $(($2 - r2a)) $(($3 - e2a)) $(($4 - k2a))
   fi
   log "run $run: $server $job round $round on $first${second:+ and $second} done"
 }
@@ -164,11 +171,11 @@ pair() {
   if [ $((round % 2)) = 1 ]; then echo "$1$sep$2"; else echo "$2$sep$1"; fi
 }
 
-# row SYSTEM FIO_JOB DAEMON_TICKS RECVS ENTERS: the runs.tsv line of one
-# system (FIO_JOB: its index in the run's fio JSON).
+# row SYSTEM FIO_JOB DAEMON_TICKS RECVS ENTERS DAEMON_SYS_TICKS: the
+# runs.tsv line of one system (FIO_JOB: its index in the run's fio JSON).
 row() {
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run "$server" "$1" "$job" \
-    $round $((b1 - b0)) "$3" $((s1 - s0)) $hz "$4" "$5" "$2" "$shared" >>/out/runs.tsv
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run "$server" "$1" "$job" \
+    $round $((b1 - b0)) "$3" $((s1 - s0)) $hz "$4" "$5" "$2" "$shared" "$6" >>/out/runs.tsv
 }
 
 run=0
