@@ -60,7 +60,9 @@ log "device stopped and deleted"
 if [ "$mode" = --fused ]; then
   for check in 'a READ request' 'a refused slave fails' 'a SEND_ZC slave refused' \
       'a short slave' 'a drained fused READ' 'a SEND slave' 'a SEND_ZC slave drains' \
-      'a RECV slave fills' 'a ring exited' 'a cancelled RECV slave'; do
+      'a RECV slave fills' 'a ring exited' 'a cancelled RECV slave' \
+      'a master that is not a ublk command' 'a ring without SQE128' \
+      'a slave past the request'; do
     grep -q "^fused: $check" /out/target.log || fail "the check '$check' did not run"
   done
   kernel_reports_check

@@ -303,6 +303,42 @@ bool CheckFusedGuards(int char_fd, int disk_fd) {
     }
     std::printf("fused: a SEND_ZC slave refused at prep posts no notification\n");
   }
+  // The master of a fused command is a command of a file that lends its
+  // buffer: on a file without uring_cmd (the memfd) it is refused, and its
+  // slave never runs.
+  {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+    PrepFused(sqe, disk_fd, 0, disk_fd, IORING_OP_READ, 4096, 0);
+    int master = 1, other = 0;
+    if (!Reap(ring->get(), 1, [&](uint64_t ud, int res) {
+          (ud == kMasterBit ? master : other) = res;
+        })) {
+      return false;
+    }
+    if (master != -EOPNOTSUPP || other != 0) {
+      std::fprintf(stderr,
+                   "ublk_mem_target: a master on a memfd: %d (want %d), slave %d (want none)\n",
+                   master, -EOPNOTSUPP, other);
+      return false;
+    }
+    std::printf("fused: a master that is not a ublk command is refused (EOPNOTSUPP)\n");
+  }
+  // The opcode takes a 128-byte SQE: a ring of 64-byte ones refuses it.
+  // (The slave's half is written into the next slot, which is never
+  // submitted.)
+  {
+    auto plain = Ring::Create(4, 0);
+    if (!plain.ok()) return Fail("a ring without SQE128", plain.status()) == 0;
+    PrepFused(io_uring_get_sqe(plain->get()), char_fd, 0, disk_fd, IORING_OP_READ, 4096, 0);
+    int res = 1;
+    if (!Reap(plain->get(), 1, [&](uint64_t, int r) { res = r; })) return false;
+    if (res != -EINVAL) {
+      std::fprintf(stderr, "ublk_mem_target: a ring without SQE128: %d, want %d\n", res,
+                   -EINVAL);
+      return false;
+    }
+    std::printf("fused: a ring without SQE128 refuses it (EINVAL)\n");
+  }
   return true;
 }
 
@@ -662,6 +698,23 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
             ++errors;
           } else {
             std::printf("fused: a READ request's pages are not lent to a WRITE (EFAULT)\n");
+          }
+          // The slave's addr and len are an offset and a length inside the
+          // request's data: a range one byte past its end fails at import.
+          {
+            io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+            PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, static_cast<uint32_t>(len), 0);
+            sqe[1].addr = 1;
+            const int past = NextResult(ring->get(), &ud);
+            if (ud != (tag | kMasterBit) || past != -EFAULT) {
+              std::fprintf(stderr,
+                           "ublk_mem_target: a slave one byte past the request's end: %d, want "
+                           "%d\n",
+                           past, -EFAULT);
+              ++errors;
+            } else {
+              std::printf("fused: a slave past the request's end is refused (EFAULT)\n");
+            }
           }
           if (!CheckShortSlave(ring->get(), char_fd, tag, disk_fd, disk_size, len)) ++errors;
           // The data itself moves under a drain: the master's own slave
