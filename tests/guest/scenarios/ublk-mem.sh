@@ -62,7 +62,7 @@ if [ "$mode" = --fused ]; then
       'a short slave' 'a drained fused READ' 'a SEND slave' 'a SEND_ZC slave drains' \
       'a RECV slave fills' 'a ring exited' 'a cancelled RECV slave' \
       'a master that is not a ublk command' 'a ring without SQE128' \
-      'a slave past the request'; do
+      'a slave past the request' 'another ublk command as master'; do
     grep -q "^fused: $check" /out/target.log || fail "the check '$check' did not run"
   done
   kernel_reports_check

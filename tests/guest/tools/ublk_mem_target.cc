@@ -342,6 +342,49 @@ bool CheckFusedGuards(int char_fd, int disk_fd) {
   return true;
 }
 
+// The first READ request, before its data moves: only the ublk command
+// that lends may be a master. Another, taken as itself, would complete
+// with its slave never run: UBLK_U_IO_REGISTER_IO_BUF, which succeeds on
+// this request outside a fused command, is refused with EINVAL (on a ring
+// of its own, with a buffer table it could register into), and no CQE
+// but the master's comes.
+bool CheckOtherUblkMaster(int char_fd, uint16_t tag, int disk_fd) {
+  auto ring = Ring::Create(4, IORING_SETUP_SQE128);
+  if (!ring.ok()) return Fail("a ring for another master", ring.status()) == 0;
+  if (const int ret = io_uring_register_buffers_sparse(ring->get(), 1); ret != 0) {
+    std::fprintf(stderr, "ublk_mem_target: a sparse buffer table: %d\n", ret);
+    return false;
+  }
+  io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+  PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, 4096, 0);
+  sqe->cmd_op = kIoRegisterIoBuf;  // addr 0: slot 0 of the table
+  PrepNop(ring->get());
+  int master = 1, others = 0;
+  if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
+        if (ud == (tag | kMasterBit)) {
+          master = res;
+        } else if (ud != kNopData) {
+          ++others;
+        }
+      })) {
+    return false;
+  }
+  if (master == 0) {  // registered: take the request's pages back out
+    io_uring_sqe* un = io_uring_get_sqe(ring->get());
+    PrepIoCmd(un, char_fd, kIoUnregisterIoBuf, 0, tag, 0, 0);
+    Reap(ring->get(), 1, [](uint64_t, int) {});
+  }
+  if (master != -EINVAL || others != 0) {
+    std::fprintf(stderr,
+                 "ublk_mem_target: REGISTER_IO_BUF as a fused master: %d (want %d), %d other "
+                 "CQEs (want 0)\n",
+                 master, -EINVAL, others);
+    return false;
+  }
+  std::printf("fused: another ublk command as master is refused (EINVAL)\n");
+  return true;
+}
+
 // The first READ request, before its data moves: a short slave fails its
 // link and its master carries the short count.
 bool CheckShortSlave(io_uring* ring, int char_fd, uint16_t tag, int disk_fd, uint64_t disk_size,
@@ -716,6 +759,7 @@ int ServeQueueFused(int char_fd, uint16_t depth, int disk_fd, uint64_t disk_size
               std::printf("fused: a slave past the request's end is refused (EFAULT)\n");
             }
           }
+          if (!CheckOtherUblkMaster(char_fd, tag, disk_fd)) ++errors;
           if (!CheckShortSlave(ring->get(), char_fd, tag, disk_fd, disk_size, len)) ++errors;
           // The data itself moves under a drain: the master's own slave
           // must not count as something to wait for. On a ring of its own:
