@@ -1,6 +1,6 @@
 #!/bin/sh
 # Guest scenario: the ublk layer end to end with a RAM-backed target
-# (tests/guest/tools/ublk_mem_target.cc): ADD_DEV, SET_PARAMS, START_DEV,
+# (kernel/tests/ublk_mem_target.cc): ADD_DEV, SET_PARAMS, START_DEV,
 # the copy data path, STOP_DEV and DEL_DEV. Data written with O_DIRECT reads
 # back the same; discard reads back as zeroes; stopping removes both device
 # nodes.
