@@ -213,6 +213,55 @@ int NextResult(io_uring* ring, uint64_t* user_data) {
   }
 }
 
+// How a refused fused command's slave ends: refused before the master ran
+// (at set-up), it never existed as a request and posts nothing; refused
+// when the master is issued, it is cancelled and says so (-ECANCELED).
+enum class Slave { kNone, kCancelled };
+
+// Submits what is queued, ending with the fused command whose master
+// carries `master_ud`: its master must complete with `want`, its slave as
+// `slave` says, and no other CQE may come (no SEND_ZC notification, which
+// would arrive as task work by the time two NOPs behind it are done).
+// `got`, if given, receives the master's result even when it is not `want`.
+bool Refused(io_uring* ring, uint64_t master_ud, int want, Slave slave, const char* what,
+             int* got = nullptr) {
+  const uint64_t slave_ud = (master_ud & ~kMasterBit) | kSlaveBit;
+  int master = 1, strays = 0, cancelled = 0;
+  auto seen = [&](uint64_t ud, int res) {
+    if (ud == master_ud) {
+      master = res;
+    } else if (ud == slave_ud && res == -ECANCELED) {
+      ++cancelled;
+    } else if (ud != kNopData) {
+      std::fprintf(stderr, "ublk_mem_target: %s: another CQE %#llx: %d\n", what,
+                   static_cast<unsigned long long>(ud), res);
+      ++strays;
+    }
+  };
+  PrepNop(ring);
+  bool reaped = Reap(ring, 2, seen);
+  if (reaped) {
+    PrepNop(ring);
+    reaped = Reap(ring, 1, seen);
+  }
+  io_uring_cqe* left = nullptr;
+  while (io_uring_peek_cqe(ring, &left) == 0) {
+    seen(left->user_data, left->res);
+    io_uring_cqe_seen(ring, left);
+  }
+  if (got) *got = master;
+  if (!reaped) return false;
+  const int want_cancelled = slave == Slave::kCancelled ? 1 : 0;
+  if (master != want || cancelled != want_cancelled || strays != 0) {
+    std::fprintf(stderr,
+                 "ublk_mem_target: %s: master %d (want %d), slave cancelled %d (want %d), %d "
+                 "other CQEs (want 0)\n",
+                 what, master, want, cancelled, want_cancelled, strays);
+    return false;
+  }
+  return true;
+}
+
 // What the kernel must refuse before any request exists: the opcode shows
 // in the probe, and a slave that cannot be one fails its master at prep.
 bool CheckFusedGuards(int char_fd, int disk_fd) {
@@ -277,48 +326,19 @@ bool CheckFusedGuards(int char_fd, int disk_fd) {
     sqe[1].opcode = IORING_OP_SEND_ZC;
     sqe[1].flags = 0;
     sqe[1].ioprio = 1U << 15;  // no such SEND_ZC flag: refused at prep
-    PrepNop(ring->get());
-    int master = 1, strays = 0;
-    if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
-          if (ud == kMasterBit) master = res;  // tag 0
-          if (ud != kNopData && ud != kMasterBit) ++strays;
-        })) {
-      return false;
-    }
-    // A notification would come as task work by the time a second NOP
-    // has completed behind it.
-    PrepNop(ring->get());
-    if (!Reap(ring->get(), 1, [&](uint64_t ud, int) { strays += ud != kNopData; })) return false;
-    io_uring_cqe* left = nullptr;
-    while (io_uring_peek_cqe(ring->get(), &left) == 0) {
-      ++strays;
-      io_uring_cqe_seen(ring->get(), left);
-    }
-    if (master != -EINVAL || strays != 0) {
-      std::fprintf(stderr,
-                   "ublk_mem_target: a SEND_ZC slave refused at prep: master %d (want %d), %d "
-                   "other CQEs (want 0)\n",
-                   master, -EINVAL, strays);
+    if (!Refused(ring->get(), kMasterBit, -EINVAL, Slave::kNone,
+                 "a SEND_ZC slave refused at prep")) {
       return false;
     }
     std::printf("fused: a SEND_ZC slave refused at prep posts no notification\n");
   }
   // The master of a fused command is a command of a file that lends its
   // buffer: on a file without uring_cmd (the memfd) it is refused, and its
-  // slave never runs.
+  // slave is cancelled, never run.
   {
     io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
     PrepFused(sqe, disk_fd, 0, disk_fd, IORING_OP_READ, 4096, 0);
-    int master = 1, other = 0;
-    if (!Reap(ring->get(), 1, [&](uint64_t ud, int res) {
-          (ud == kMasterBit ? master : other) = res;
-        })) {
-      return false;
-    }
-    if (master != -EOPNOTSUPP || other != 0) {
-      std::fprintf(stderr,
-                   "ublk_mem_target: a master on a memfd: %d (want %d), slave %d (want none)\n",
-                   master, -EOPNOTSUPP, other);
+    if (!Refused(ring->get(), kMasterBit, -EOPNOTSUPP, Slave::kCancelled, "a master on a memfd")) {
       return false;
     }
     std::printf("fused: a master that is not a ublk command is refused (EOPNOTSUPP)\n");
@@ -330,11 +350,7 @@ bool CheckFusedGuards(int char_fd, int disk_fd) {
     auto plain = Ring::Create(4, 0);
     if (!plain.ok()) return Fail("a ring without SQE128", plain.status()) == 0;
     PrepFused(io_uring_get_sqe(plain->get()), char_fd, 0, disk_fd, IORING_OP_READ, 4096, 0);
-    int res = 1;
-    if (!Reap(plain->get(), 1, [&](uint64_t, int r) { res = r; })) return false;
-    if (res != -EINVAL) {
-      std::fprintf(stderr, "ublk_mem_target: a ring without SQE128: %d, want %d\n", res,
-                   -EINVAL);
+    if (!Refused(plain->get(), kMasterBit, -EINVAL, Slave::kNone, "a ring without SQE128")) {
       return false;
     }
     std::printf("fused: a ring without SQE128 refuses it (EINVAL)\n");
@@ -358,29 +374,15 @@ bool CheckOtherUblkMaster(int char_fd, uint16_t tag, int disk_fd) {
   io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
   PrepFused(sqe, char_fd, tag, disk_fd, IORING_OP_READ, 4096, 0);
   sqe->cmd_op = kIoRegisterIoBuf;  // addr 0: slot 0 of the table
-  PrepNop(ring->get());
-  int master = 1, others = 0;
-  if (!Reap(ring->get(), 2, [&](uint64_t ud, int res) {
-        if (ud == (tag | kMasterBit)) {
-          master = res;
-        } else if (ud != kNopData) {
-          ++others;
-        }
-      })) {
-    return false;
-  }
+  int master = 1;
+  const bool refused = Refused(ring->get(), tag | kMasterBit, -EINVAL, Slave::kCancelled,
+                               "REGISTER_IO_BUF as a fused master", &master);
   if (master == 0) {  // registered: take the request's pages back out
     io_uring_sqe* un = io_uring_get_sqe(ring->get());
     PrepIoCmd(un, char_fd, kIoUnregisterIoBuf, 0, tag, 0, 0);
     Reap(ring->get(), 1, [](uint64_t, int) {});
   }
-  if (master != -EINVAL || others != 0) {
-    std::fprintf(stderr,
-                 "ublk_mem_target: REGISTER_IO_BUF as a fused master: %d (want %d), %d other "
-                 "CQEs (want 0)\n",
-                 master, -EINVAL, others);
-    return false;
-  }
+  if (!refused) return false;
   std::printf("fused: another ublk command as master is refused (EINVAL)\n");
   return true;
 }
