@@ -60,7 +60,11 @@ struct ConnectedExport {
 
 inline constexpr uint16_t kMaxQueues = 64;
 inline constexpr uint16_t kMaxDepth = 1024;
-inline constexpr uint32_t kMaxIoBytes = 512 * 1024;
+// The largest request a device takes (less if the server's maximum
+// payload is smaller): 1 MiB, so a 1 MiB read or write is one NBD request.
+// The copy path maps depth * this per queue; pages are touched only as
+// requests that large come.
+inline constexpr uint32_t kMaxIoBytes = 1024 * 1024;
 // Connects and negotiates `options.uri` for a device: one connection per
 // queue (several only when the server sets CAN_MULTI_CONN, else one, with a
 // note), each seeing the same export. INVALID_ARGUMENT (URI, queues,

@@ -165,7 +165,7 @@ absl::Status QueueWorker::Setup() {
     if (int r = io_uring_register_buffers_sparse(ring_->get(), config_.depth); r < 0) {
       return ErrnoToStatus(-r, "registering the queue's fixed-buffer table");
     }
-    if (config_.max_io_bytes > worker_ops::kFillFieldMax) {
+    if (config_.max_io_bytes > worker_ops::kFillMaxBytes) {
       return absl::InvalidArgumentError("requests too large for the zero-copy path");
     }
     zero_fd_.Reset(open("/dev/zero", O_RDONLY | O_CLOEXEC));

@@ -86,8 +86,8 @@ namespace ublkgw::engine {
 struct QueueConfig {
   uint16_t q_id = 0;
   uint16_t depth = 128;
-  uint32_t max_io_bytes = 512 * 1024;  // the largest request
-  DataPathPlan plan;                   // copy unless plan.zero_copy
+  uint32_t max_io_bytes = 1024 * 1024;  // the largest request
+  DataPathPlan plan;                    // copy unless plan.zero_copy
   ReconnectPolicy reconnect;
   Connector connector;  // unset: a failed connection fails all I/O for good
 };

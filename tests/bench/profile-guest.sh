@@ -4,10 +4,12 @@
 # `perf record -a` (cpu-clock: a TCG guest has no PMU), and a report per
 # system: where the guest's CPU goes, by command and symbol. For ublkgw,
 # `ublkgw stats --json` before and after the job too (RECVs and
-# io_uring_enter calls per I/O are their difference over the ops').
-# Usage: profile-guest.sh RW BS QD RUNTIME QUEUES
+# io_uring_enter calls per I/O are their difference over the ops'), and
+# the samples' stacks (`perf script`) for the host to draw as flame graphs.
+# Usage: profile-guest.sh RUNTIME QUEUES RW:BS:QD...
 . /lib/ublkgw/guest-lib.sh
-rw=$1 bs=$2 qd=$3 runtime=$4 queues=$5
+runtime=$1 queues=$2
+shift 2
 fio=/usr/local/bin/fio
 perf=/usr/local/bin/perf
 
@@ -29,27 +31,37 @@ nbd-client 127.0.0.1 10809 /dev/nbd0 -N '' -C "$queues" -b 4096 >/out/nbd-client
 wait_for_path /sys/block/nbd0/pid 10
 dd if=/dev/urandom of="$zc" bs=1M count=256 oflag=direct 2>/dev/null || fail "prefill failed"
 
-for system in ublkgw-copy ublkgw-zero-copy kernel-nbd; do
-  case $system in
-    ublkgw-copy) dev=$copy ;;
-    ublkgw-zero-copy) dev=$zc ;;
-    kernel-nbd) dev=/dev/nbd0 ;;
-  esac
-  [ "$dev" = /dev/nbd0 ] || ublkgw stats "$dev" --json >/out/stats-$system-before.json
-  $perf record -e cpu-clock -F 999 -a -g -o /tmp/perf-$system.data -- \
-    $fio --name=profile --filename="$dev" --ioengine=io_uring --direct=1 --rw="$rw" --bs="$bs" \
-      --iodepth="$qd" --size=256M --time_based --runtime="$runtime" --norandommap \
-      --output-format=json --output=/out/fio-$system.json >/out/perf-record-$system.log 2>&1 ||
-    fail "perf record on $system failed: $(tail -5 /out/perf-record-$system.log)"
-  [ "$dev" = /dev/nbd0 ] || ublkgw stats "$dev" --json >/out/stats-$system-after.json
-  $perf report -i /tmp/perf-$system.data --stdio --no-children --sort comm,dso \
-    >/out/perf-$system-by-comm.txt 2>/dev/null
-  $perf report -i /tmp/perf-$system.data --stdio --no-children --sort sym -g none \
-    --percent-limit 0.7 >/out/perf-$system-by-symbol.txt 2>/dev/null
-  # The daemon alone, kernel and libraries included: where its CPU per I/O goes.
-  [ "$dev" = /dev/nbd0 ] ||
-    $perf report -i /tmp/perf-$system.data --stdio --no-children --sort dso,sym -g none \
-      --pid "$(pidof ublkgwd)" --percent-limit 0.2 >/out/perf-$system-daemon.txt 2>/dev/null
-  log "$system profiled"
+for job in "$@"; do
+  rw=${job%%:*} rest=${job#*:}
+  bs=${rest%%:*} qd=${rest#*:}
+  name=$rw-$bs-qd$qd
+  for system in ublkgw-copy ublkgw-zero-copy kernel-nbd; do
+    case $system in
+      ublkgw-copy) dev=$copy ;;
+      ublkgw-zero-copy) dev=$zc ;;
+      kernel-nbd) dev=/dev/nbd0 ;;
+    esac
+    run=$system-$name
+    [ "$dev" = /dev/nbd0 ] || ublkgw stats "$dev" --json >/out/stats-$run-before.json
+    $perf record -e cpu-clock -F 999 -a -g -o /tmp/perf-$run.data -- \
+      $fio --name=profile --filename="$dev" --ioengine=io_uring --direct=1 --rw="$rw" --bs="$bs" \
+        --iodepth="$qd" --size=256M --time_based --runtime="$runtime" --norandommap \
+        --output-format=json --output=/out/fio-$run.json >/out/perf-record-$run.log 2>&1 ||
+      fail "perf record on $run failed: $(tail -5 /out/perf-record-$run.log)"
+    [ "$dev" = /dev/nbd0 ] || ublkgw stats "$dev" --json >/out/stats-$run-after.json
+    $perf report -i /tmp/perf-$run.data --stdio --no-children --sort comm,dso \
+      >/out/perf-$run-by-comm.txt 2>/dev/null
+    $perf report -i /tmp/perf-$run.data --stdio --no-children --sort sym -g none \
+      --percent-limit 0.7 >/out/perf-$run-by-symbol.txt 2>/dev/null
+    # The daemon alone, kernel and libraries included: where its CPU per I/O goes.
+    [ "$dev" = /dev/nbd0 ] ||
+      $perf report -i /tmp/perf-$run.data --stdio --no-children --sort dso,sym -g none \
+        --pid "$(pidof ublkgwd)" --percent-limit 0.2 >/out/perf-$run-daemon.txt 2>/dev/null
+    # Every sample's stack, for the flame graph the host draws.
+    $perf script -i /tmp/perf-$run.data >/out/perf-$run.script 2>/dev/null ||
+      fail "perf script on $run failed"
+    rm -f /tmp/perf-$run.data
+    log "$run profiled"
+  done
 done
 log "ok"

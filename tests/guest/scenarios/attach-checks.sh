@@ -5,6 +5,7 @@
 #     4k-aligned) reads back; I/O past the end is refused;
 #   - discard and write-zeroes read back as zeroes;
 #   - FLUSH and FUA reach the server (its log);
+#   - a 1 MiB direct read or write is one NBD request (the server's log);
 #   - a read-only export, or --read-only, gives a read-only device;
 #   - an unknown export is NOT_FOUND (exit 7) and leaves nothing behind;
 #   - without CAN_MULTI_CONN, --queues 2 gives one queue, and says so;
@@ -62,6 +63,21 @@ cmp /tmp/zeroes /tmp/z2 || fail "zeroed range is not zeroes"
 grep -q ' Trim ' /out/nbdkit-rw.log || fail "no TRIM reached the server"
 grep -q ' Zero ' /out/nbdkit-rw.log || fail "no WRITE_ZEROES reached the server"
 log "discard and write-zeroes read back as zeroes; the server saw TRIM and ZERO"
+
+# --- 1 MiB requests ----------------------------------------------------------
+kb=$(cat "/sys/block/${dev#/dev/}/queue/max_sectors_kb")
+[ "$kb" -ge 1024 ] || fail "max_sectors_kb is $kb: a 1 MiB request would be split"
+dd if=/dev/urandom of=/tmp/m bs=1M count=4 2>/dev/null
+dd if=/tmp/m of="$dev" bs=1M seek=40 oflag=direct 2>/dev/null || fail "1 MiB writes failed"
+dd if="$dev" of=/tmp/mb bs=1M skip=40 count=4 iflag=direct 2>/dev/null || fail "1 MiB reads failed"
+cmp /tmp/m /tmp/mb || fail "1 MiB reads differ from the writes"
+for i in 40 41 42 43; do
+  for op in Read Write; do
+    n=$(grep -c " $op id=[0-9]* offset=$(printf 0x%x $((i << 20))) count=0x100000 " /out/nbdkit-rw.log)
+    [ "$n" -eq 1 ] || fail "the server saw $n ${op}s of 1 MiB at MiB $i (want 1): requests were split"
+  done
+done
+log "1 MiB direct reads and writes: one NBD request each (max_sectors_kb $kb)"
 
 # --- flush and FUA -------------------------------------------------------------
 before=$(grep -c ' Flush ' /out/nbdkit-rw.log)

@@ -9,6 +9,7 @@
 // each op as the patched kernel would, then runs it on the table slot).
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <tuple>
@@ -110,6 +111,55 @@ TEST_P(ZeroCopyTest, StructuredChunksLandAtTheirOffsetsAndHolesAreZeroed) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->result, 8192);
   EXPECT_TRUE(r->data == Fill(1024, 'a') + std::string(5120, '\0') + Fill(2048, 'd'));
+}
+
+// A request of 2 MiB (the daemon's requests reach 1 MiB, the encoding of
+// a hole's zero fill 4 MiB): a hole past the first MiB, and one ending at
+// the request's end, are zeroed exactly where they are. When a fill's
+// offset and length had 20 bits each, such requests were refused.
+TEST_P(ZeroCopyTest, HolesBeyondTheFirstMebibyteAreZeroedWhereTheyAre) {
+  static constexpr uint32_t kLen = 2 << 20;
+  static constexpr uint32_t kMiB = 1 << 20;
+  WorkerHarness::Options options = Options(nbd::HeaderMode::kStructured);
+  options.info = testing::TestExport(nbd::HeaderMode::kStructured, 8 << 20);
+  options.max_io_bytes = kLen;
+  options.depth = 2;
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        Req r;
+        ASSERT_TRUE(ReadReq(peer, &r));
+        ASSERT_EQ(r.length, kLen);
+        peer.Chunk(0, nbd::kReplyTypeOffsetData, r.cookie,
+                   DataChunk(r.offset, Fill(kMiB + 512, 'a')));
+        peer.Chunk(0, nbd::kReplyTypeOffsetHole, r.cookie,
+                   nbd::ByteWriter().Put(r.offset + kMiB + 512).Put(uint32_t{kMiB - 4096}).Take());
+        peer.Chunk(0, nbd::kReplyTypeOffsetData, r.cookie,
+                   DataChunk(r.offset + 2 * kMiB - 3584, Fill(1024, 'd')));
+        peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetHole, r.cookie,
+                   nbd::ByteWriter().Put(r.offset + 2 * kMiB - 2560).Put(uint32_t{2560}).Take());
+        Honest(peer);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  auto r = h.Do(1, kRead, 4 << 20, kLen);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, static_cast<int32_t>(kLen));
+  const std::string want = Fill(kMiB + 512, 'a') + std::string(kMiB - 4096, '\0') +
+                           Fill(1024, 'd') + std::string(2560, '\0');
+  ASSERT_EQ(want.size(), kLen);
+  EXPECT_TRUE(r->data == want) << "first difference at byte "
+                               << std::mismatch(want.begin(), want.end(), r->data.begin()).first -
+                                      want.begin();
+}
+
+// A request larger than a hole's fill can describe is refused when the
+// queue starts, not met by a wrong fill later.
+TEST_P(ZeroCopyTest, RequestsLargerThanAFillCanDescribeAreRefusedAtStart) {
+  WorkerHarness::Options options = Options();
+  options.max_io_bytes = (4 << 20) + 4096;
+  options.depth = 1;
+  WorkerHarness h(Honest, options);
+  EXPECT_FALSE(h.ready().ok());
 }
 
 // A write larger than the socket takes at once comes up short: the rest

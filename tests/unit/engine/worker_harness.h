@@ -38,6 +38,8 @@ inline nbd::ExportInfo TestExport(nbd::HeaderMode mode = nbd::HeaderMode::kSimpl
 
 class WorkerHarness {
  public:
+  static constexpr uint32_t kMaxIoBytes = 64 * 1024;
+
   struct Options {
     uint16_t depth = 4;
     nbd::ExportInfo info = TestExport();
@@ -54,13 +56,12 @@ class WorkerHarness {
     // its own as the requests' pages (fake_ublk_queue.h), through the table
     // or, with BufferRegistration::kFused, to each fused operation.
     DataPathPlan plan;
+    uint32_t max_io_bytes = kMaxIoBytes;  // the largest request
   };
-
-  static constexpr uint32_t kMaxIoBytes = 64 * 1024;
 
   WorkerHarness(Script first, Options options)
       : options_(std::move(options)),
-        kernel_(options_.depth, options_.plan.zero_copy ? kMaxIoBytes : 0) {
+        kernel_(options_.depth, options_.plan.zero_copy ? options_.max_io_bytes : 0) {
     kernel_.set_fused(options_.plan.zero_copy &&
                       options_.plan.registration == BufferRegistration::kFused);
     servers_.push_back(std::make_unique<nbd::testing::FakeServer>(std::move(first)));
@@ -68,7 +69,7 @@ class WorkerHarness {
     QueueConfig config;
     config.q_id = 0;
     config.depth = options_.depth;
-    config.max_io_bytes = kMaxIoBytes;
+    config.max_io_bytes = options_.max_io_bytes;
     config.plan = options_.plan;
     config.reconnect = options_.reconnect;
     config.reconnect.backoff_min = absl::Milliseconds(1);
