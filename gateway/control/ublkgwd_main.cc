@@ -52,8 +52,10 @@ int main(int argc, char** argv) {
                  "the kernel lacked them (send, send-zc, recv, write-fixed, read-fixed; "
                  "comma-separated). 'send,recv' makes a 7.2+ kernel use what 6.16 to 7.1 offer");
   app.add_option("--disable-ublk-features", o.disabled_ublk_features,
-                 "make devices as if the ublk driver lacked these features (auto-buf-reg, "
-                 "zero-copy, user-recovery; comma-separated). 'auto-buf-reg' makes a 6.16+ "
+                 "make devices as if the ublk driver lacked these features (batch-io, "
+                 "auto-buf-reg, zero-copy, user-recovery; comma-separated). 'batch-io' makes "
+                 "a 7.0+ driver take a command per request, not batches; 'auto-buf-reg' makes a "
+                 "6.16+ "
                  "driver register request buffers the way 6.15 does (REGISTER_IO_BUF per "
                  "request); adding 'zero-copy' leaves only the copy path; 'user-recovery' "
                  "makes devices that go away with the daemon");

@@ -214,7 +214,9 @@ absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
   uint64_t mask = 0;
   for (absl::string_view name : absl::StrSplit(absl::string_view(list.data(), list.size()), ',',
                                                absl::SkipEmpty())) {
-    if (name == "auto-buf-reg" || name == "UBLK_F_AUTO_BUF_REG") {
+    if (name == "batch-io" || name == "UBLK_F_BATCH_IO") {
+      mask |= ublk::kFBatchIo;
+    } else if (name == "auto-buf-reg" || name == "UBLK_F_AUTO_BUF_REG") {
       mask |= ublk::kFAutoBufReg;
     } else if (name == "zero-copy" || name == "UBLK_F_SUPPORT_ZERO_COPY") {
       mask |= ublk::kFSupportZeroCopy;
@@ -225,7 +227,8 @@ absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown or unsupported ublk feature '", std::string(name),
-          "': those that can be ruled out are auto-buf-reg (UBLK_F_AUTO_BUF_REG), zero-copy "
+          "': those that can be ruled out are batch-io (UBLK_F_BATCH_IO), auto-buf-reg "
+          "(UBLK_F_AUTO_BUF_REG), zero-copy "
           "(UBLK_F_SUPPORT_ZERO_COPY), user-recovery (UBLK_F_USER_RECOVERY) and fused "
           "(UBLK_F_FUSED_CMD)"));
     }
@@ -233,31 +236,55 @@ absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list) {
   return mask;
 }
 
+namespace {
+
+// Batched ublk commands where the driver offers them: on the copy path and
+// on zero copy registered by the driver. Not with REGISTER_IO_BUF, whose
+// UNREGISTER must reach the kernel before the tag's own commit, nor fused,
+// whose masters are per-tag commands.
+bool CanBatch(const DataPathPlan& plan) {
+  return !plan.zero_copy || plan.registration == BufferRegistration::kAuto;
+}
+
+void Batch(DataPathPlan& plan) {
+  plan.batch = true;
+  absl::StrAppend(&plan.detail, "; ublk commands in batches (UBLK_F_BATCH_IO)");
+}
+
+}  // namespace
+
 absl::StatusOr<DataPathPlan> PlanDataPath(DataPathMode mode, uint64_t have,
                                           const DataPathTuning& tuning, int socket) {
-  if (mode == DataPathMode::kCopy) return ChooseDataPath(DataPathMode::kCopy, 0, {});
-  auto family = SocketFamily(socket);
-  if (!family.ok()) return family.status();
-  auto probe = CachedProbe(*family);
-  if (!probe.ok()) {
-    LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
-    probe = FixedBufferSupport{};  // nothing proven: zero copy is off
+  absl::StatusOr<DataPathPlan> plan;
+  if (mode == DataPathMode::kCopy) {
+    plan = ChooseDataPath(DataPathMode::kCopy, 0, {});
+  } else {
+    auto family = SocketFamily(socket);
+    if (!family.ok()) return family.status();
+    auto probe = CachedProbe(*family);
+    if (!probe.ok()) {
+      LOG(WARNING) << "the fixed-buffer probe could not run: " << probe.status();
+      probe = FixedBufferSupport{};  // nothing proven: zero copy is off
+    }
+    plan = ChooseDataPath(mode, have, WithoutOps(*probe, tuning.disabled_ops),
+                          tuning.send_zc_min_bytes, PeerIsLocal(socket));
   }
-  return ChooseDataPath(mode, have, WithoutOps(*probe, tuning.disabled_ops),
-                        tuning.send_zc_min_bytes, PeerIsLocal(socket));
+  if (plan.ok() && (have & ublk::kFBatchIo) != 0 && CanBatch(*plan)) Batch(*plan);
+  return plan;
 }
 
 uint64_t DeviceFlags(const DataPathPlan& plan) {
-  if (!plan.zero_copy) return 0;
+  const uint64_t batch = plan.batch ? ublk::kFBatchIo : 0;
+  if (!plan.zero_copy) return batch;
   switch (plan.registration) {
     case BufferRegistration::kAuto:
-      return ublk::kFAutoBufReg;
+      return batch | ublk::kFAutoBufReg;
     case BufferRegistration::kExplicit:
-      return ublk::kFSupportZeroCopy;
+      return batch | ublk::kFSupportZeroCopy;
     case BufferRegistration::kFused:
-      return ublk::kFSupportZeroCopy | ublk::kFFusedCmd;
+      return batch | ublk::kFSupportZeroCopy | ublk::kFFusedCmd;
   }
-  return 0;
+  return batch;
 }
 
 absl::StatusOr<DataPathPlan> PlanForDevice(uint64_t features, const DataPathTuning& tuning,
@@ -265,21 +292,35 @@ absl::StatusOr<DataPathPlan> PlanForDevice(uint64_t features, const DataPathTuni
   constexpr uint64_t kZeroCopyFlags =
       ublk::kFAutoBufReg | ublk::kFSupportZeroCopy | ublk::kFFusedCmd;
   const uint64_t has = device_flags & kZeroCopyFlags;
-  if (has == 0) return ChooseDataPath(DataPathMode::kCopy, 0, {});
-  uint64_t offer = features;
-  if ((has & ublk::kFAutoBufReg) == 0) offer &= ~ublk::kFAutoBufReg;
-  DataPathTuning device_tuning = tuning;
-  device_tuning.disabled_ublk_features = 0;  // the device's flags decide
-  device_tuning.disabled_ops.fused_cmd = false;
-  const DataPathMode mode =
-      (has & ublk::kFFusedCmd) != 0 ? DataPathMode::kFused : DataPathMode::kZeroCopy;
-  auto plan = PlanDataPath(mode, offer, device_tuning, socket);
-  if (!plan.ok() || DeviceFlags(*plan) != has) {
-    return WithRemedy(absl::FailedPreconditionError(absl::StrCat(
-                          "the device was made for zero copy (flags 0x", absl::Hex(has),
-                          ") and this daemon cannot serve it that way",
-                          plan.ok() ? "" : absl::StrCat(": ", plan.status().message()))),
-                      Remedy::kAllowSocketOps);
+  absl::StatusOr<DataPathPlan> plan;
+  if (has == 0) {
+    plan = ChooseDataPath(DataPathMode::kCopy, 0, {});
+  } else {
+    uint64_t offer = features & ~ublk::kFBatchIo;  // the device's flags decide
+    if ((has & ublk::kFAutoBufReg) == 0) offer &= ~ublk::kFAutoBufReg;
+    DataPathTuning device_tuning = tuning;
+    device_tuning.disabled_ublk_features = 0;  // the device's flags decide
+    device_tuning.disabled_ops.fused_cmd = false;
+    const DataPathMode mode =
+        (has & ublk::kFFusedCmd) != 0 ? DataPathMode::kFused : DataPathMode::kZeroCopy;
+    plan = PlanDataPath(mode, offer, device_tuning, socket);
+    if (!plan.ok() || DeviceFlags(*plan) != has) {
+      return WithRemedy(absl::FailedPreconditionError(absl::StrCat(
+                            "the device was made for zero copy (flags 0x", absl::Hex(has),
+                            ") and this daemon cannot serve it that way",
+                            plan.ok() ? "" : absl::StrCat(": ", plan.status().message()))),
+                        Remedy::kAllowSocketOps);
+    }
+  }
+  // A device made with UBLK_F_BATCH_IO takes only batched commands, and
+  // one made without it only per-tag ones.
+  if ((device_flags & ublk::kFBatchIo) != 0) {
+    if (!CanBatch(*plan)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the device takes only batched ublk commands (UBLK_F_BATCH_IO), which its data path (",
+          plan->detail, ") cannot use"));
+    }
+    Batch(*plan);
   }
   return plan;
 }

@@ -52,6 +52,10 @@ enum class BufferRegistration : uint8_t {
 
 struct DataPathPlan {
   bool zero_copy = false;
+  // UBLK_F_BATCH_IO: requests arrive many to a completion (FETCH_IO_CMDS)
+  // and are committed many to a command (COMMIT_IO_CMDS), on the copy path
+  // or zero copy registered by the driver.
+  bool batch = false;
   BufferRegistration registration = BufferRegistration::kAuto;  // zero copy only
   // Zero copy only: writes of at least `send_zc_min_bytes` go with
   // `large_write`, smaller ones with `small_write`.
@@ -109,13 +113,14 @@ absl::StatusOr<FixedBufferSupport> ParseSocketOps(std::string_view list);
 FixedBufferSupport WithoutOps(FixedBufferSupport probe, const FixedBufferSupport& disabled);
 
 // ublk features an operator rules out for new devices, as if GET_FEATURES
-// lacked them: "auto-buf-reg"
+// lacked them: "batch-io" makes per-tag commands of a 7.0+ kernel's batches;
+// "auto-buf-reg"
 // makes a 6.16+ kernel register buffers the way 6.15 does; "zero-copy" as
 // well leaves only the copy path; "user-recovery" makes devices that go
 // away with their daemon; "fused" leaves the fused path out. Names:
-// auto-buf-reg, zero-copy, user-recovery, fused (or the kernel's
-// UBLK_F_AUTO_BUF_REG, UBLK_F_SUPPORT_ZERO_COPY, UBLK_F_USER_RECOVERY, which
-// rules out its _REISSUE too, UBLK_F_FUSED_CMD). Returns the
+// batch-io, auto-buf-reg, zero-copy, user-recovery, fused (or the kernel's
+// UBLK_F_BATCH_IO, UBLK_F_AUTO_BUF_REG, UBLK_F_SUPPORT_ZERO_COPY,
+// UBLK_F_USER_RECOVERY, which rules out its _REISSUE too, UBLK_F_FUSED_CMD). Returns the
 // mask; INVALID_ARGUMENT for any other name.
 absl::StatusOr<uint64_t> ParseUblkFeatures(std::string_view list);
 

@@ -105,11 +105,11 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(std::unique_ptr<UblkDrive
   auto added = AddWithId(ctrl, dev, options);
   if (!added.ok()) return added.status();
   if ((added->flags & DeviceFlags(*plan)) != DeviceFlags(*plan)) {
-    // A driver that takes the flag but does not keep it (ADD_DEV echoes
-    // what it kept) has no zero copy after all.
+    // A driver that takes a flag but does not keep it (ADD_DEV echoes
+    // what it kept) has no such data path after all.
     (void)ctrl.DelDev(added->dev_id);
     return WithRemedy(absl::FailedPreconditionError(absl::StrCat(
-                          "the ublk driver did not keep the zero-copy flags (asked for 0x",
+                          "the ublk driver did not keep the data path's flags (asked for 0x",
                           absl::Hex(DeviceFlags(*plan)), ", kept 0x", absl::Hex(added->flags),
                           ")")),
                       Remedy::kUseCopyDataPath);

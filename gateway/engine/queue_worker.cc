@@ -156,7 +156,7 @@ absl::Status QueueWorker::Setup() {
   }
   if (!ring.ok()) return ring.status();
   ring_ = std::make_unique<Ring>(*std::move(ring));
-  if (absl::Status s = queue_->Open(ring_->get()); !s.ok()) return s;
+  if (absl::Status s = queue_->Open(ring_->get(), Batch()); !s.ok()) return s;
   if (config_.plan.zero_copy) {
     // One empty slot per tag: the kernel fills slot `tag` with a request's
     // pages when it hands us the request, and empties it at its commit.
@@ -226,12 +226,16 @@ absl::Status QueueWorker::Run() {
     if (conn_.state() == ConnState::kLeaving) MaybeLeave();
     if (conn_.over()) break;
     MaybeSend();
+    FlushCommits();
   }
   // Leaving for the next daemon, which is issued what had no reply here:
   // commits prepared in the last turn complete their requests now, rather
   // than have the next daemon issued them again; and nothing still queued
   // on this connection may reach the server after it.
-  if (conn_.state() == ConnState::kLeft) io_uring_submit(ring_->get());
+  if (conn_.state() == ConnState::kLeft) {
+    FlushCommits();
+    io_uring_submit(ring_->get());
+  }
   if (conn_.over()) AbortSocket();
   StopReconnecting();
   if (reconnect_thread_.joinable()) reconnect_thread_.join();
@@ -252,6 +256,17 @@ void QueueWorker::PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result) {
 }
 
 void QueueWorker::SubmitFetchAll() {
+  if (Batch()) {
+    // Every tag in one PREP_IO_CMDS, then the fetch that brings requests.
+    prep_elems_.clear();
+    for (uint16_t tag = 0; tag < config_.depth; ++tag) AppendBatchElem(&prep_elems_, tag, 0);
+    io_uring_sqe* sqe = Sqe();
+    queue_->PrepBatch(sqe, ublk::kIoPrepIoCmds, BatchFlags(), prep_elems_.data(), config_.depth,
+                      BatchElemBytes(), UserData(Op::kBatchPrep));
+    sqe->flags |= IOSQE_IO_LINK;  // the fetch goes once every tag is prepared
+    ArmFetchBatch();
+    return;
+  }
   for (uint16_t tag = 0; tag < config_.depth; ++tag) PrepIoCmd(ublk::kIoFetchReq, tag, 0);
 }
 
@@ -282,6 +297,15 @@ void QueueWorker::HandleCqe(const io_uring_cqe& cqe) {
       return;
     case Op::kCancel:
       return;  // it found nothing: the RECV had completed (OnRecv)
+    case Op::kBatchPrep:
+      OnPrepBatch(cqe.res);
+      return;
+    case Op::kBatchCommit:
+      OnCommitBatch(cqe.user_data, cqe.res);
+      return;
+    case Op::kBatchFetch:
+      OnFetchBatch(cqe);
+      return;
     case Op::kFusedSlave:
       // A slave that failed, whose master completes with the same result;
       // or a SEND_ZC slave's result (the master's carries it too) or its
@@ -373,6 +397,10 @@ void QueueWorker::Complete(uint16_t tag, int32_t result) {
     queue_->Prep(sqe, ublk::kIoUnregisterIoBuf, tag, 0, /*addr=*/tag,
                  worker_ops::BufRegData(tag, /*unregister=*/true));
     sqe->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+  }
+  if (Batch()) {
+    AppendBatchElem(&pending_commits_, tag, result);  // FlushCommits sends it this turn
+    return;
   }
   PrepIoCmd(ublk::kIoCommitAndFetchReq, tag, result);
 }

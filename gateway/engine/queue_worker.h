@@ -145,6 +145,22 @@ class QueueWorker {
   void PrepIoCmd(uint32_t cmd_op, uint16_t tag, int32_t result);
   void HandleCqe(const io_uring_cqe& cqe);
   void OnIoCmd(uint16_t tag, int res);
+  // UBLK_F_BATCH_IO (config_.plan.batch): requests come in FETCH_IO_CMDS'
+  // completions, and the commits of a loop turn go in one COMMIT_IO_CMDS.
+  bool Batch() const { return config_.plan.batch; }
+  uint8_t BatchElemBytes() const;
+  uint16_t BatchFlags() const;
+  // Appends `tag`'s element (its buffer, its result) to `elems`.
+  void AppendBatchElem(std::vector<uint8_t>* elems, uint16_t tag, int32_t result) const;
+  void ArmFetchBatch();
+  void OnFetchBatch(const io_uring_cqe& cqe);
+  void OnPrepBatch(int res);
+  // Sends the turn's commits (pending_commits_) in one COMMIT_IO_CMDS.
+  void FlushCommits();
+  void OnCommitBatch(uint64_t user_data, int res);
+  // The fetch ended for good (the device stops): every tag the kernel holds
+  // is done.
+  void EndFetching();
   void StartRequest(uint16_t tag);
   // Commits `result` for `tag` (COMMIT_AND_FETCH_REQ, prepared now).
   void Complete(uint16_t tag, int32_t result);
@@ -226,6 +242,18 @@ class QueueWorker {
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<UblkQueue> queue_;
   uint8_t* buffers_ = nullptr;  // copy path: depth * max_io_bytes
+  // UBLK_F_BATCH_IO: PREP_IO_CMDS' elements; the commits prepared this turn;
+  // COMMIT_IO_CMDS' buffers, each untouched while its command is in
+  // flight; the fetch's state; the tags of the last fetch completion.
+  std::vector<uint8_t> prep_elems_;
+  std::vector<uint8_t> pending_commits_;
+  struct CommitBuffer {
+    std::vector<uint8_t> elems;
+    bool busy = false;
+  };
+  std::vector<CommitBuffer> commit_buffers_;
+  bool fetch_over_ = false;
+  std::vector<uint16_t> fetched_;
   TagTable tags_;
   absl::Status first_error_;
   ConnectionState conn_;

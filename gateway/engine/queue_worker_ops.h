@@ -30,7 +30,12 @@ enum class Op : uint8_t {
   kZeroFill = 5,
   kBufReg = 6,
   kCancel = 7,
-  kFusedSlave = 8  // a fused command's slave: its CQEs, if any, are ignored (the master's counts)
+  kFusedSlave = 8,  // a fused command's slave: its CQEs, if any, are ignored (the master's counts)
+  // UBLK_F_BATCH_IO: PREP_IO_CMDS (once), COMMIT_IO_CMDS (bits 16-31: its
+  // buffer's index), and the multishot FETCH_IO_CMDS.
+  kBatchPrep = 9,
+  kBatchCommit = 10,
+  kBatchFetch = 11,
 };
 
 constexpr uint64_t UserData(Op op, uint16_t tag = 0, uint64_t extra = 0) {
@@ -43,6 +48,13 @@ constexpr uint64_t SendData(uint16_t tag, uint16_t index) {
   return UserData(Op::kSend, tag, index);
 }
 constexpr uint16_t SendIndexOf(uint64_t user_data) { return static_cast<uint16_t>(user_data >> 16); }
+
+constexpr uint64_t CommitBatchData(uint16_t buffer) {
+  return UserData(Op::kBatchCommit, 0, buffer);
+}
+constexpr uint16_t CommitBufferOf(uint64_t user_data) {
+  return static_cast<uint16_t>(user_data >> 16);
+}
 
 constexpr uint64_t BufRegData(uint16_t tag, bool unregister) {
   return UserData(Op::kBufReg, tag, unregister ? 1 : 0);

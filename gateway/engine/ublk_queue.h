@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "ublk/io_queue.h"
@@ -24,8 +25,10 @@ class UblkQueue {
   virtual ~UblkQueue() = default;
 
   // Called once, before anything else, with the worker's ring (whose fd a
-  // fake posts completions to).
-  virtual absl::Status Open(io_uring* ring) = 0;
+  // fake posts completions to). `batch`: the device has UBLK_F_BATCH_IO,
+  // and requests come through FetchBatch (the queue registers the buffers
+  // their tags arrive in).
+  virtual absl::Status Open(io_uring* ring, bool batch) = 0;
 
   // A copy of `tag`'s descriptor, valid once its FETCH_REQ (or
   // COMMIT_AND_FETCH_REQ) has completed with a request.
@@ -37,6 +40,21 @@ class UblkQueue {
   // completion carries.
   virtual void Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int32_t result,
                     uint64_t addr, uint64_t user_data) = 0;
+
+  // UBLK_F_BATCH_IO: fills `sqe` with PREP_IO_CMDS or COMMIT_IO_CMDS
+  // (ublk::PrepBatchCmd) for the `nr_elem` elements at `elems`, which stay
+  // as they are until it completes.
+  virtual void PrepBatch(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t flags, const uint8_t* elems,
+                         uint16_t nr_elem, uint8_t elem_bytes, uint64_t user_data) = 0;
+  // UBLK_F_BATCH_IO: the multishot FETCH_IO_CMDS (ublk::PrepFetchBatch),
+  // into the queue's own buffers.
+  virtual void PrepFetchBatch(io_uring_sqe* sqe, uint64_t user_data) = 0;
+  // The tags that a FETCH_IO_CMDS completion with a buffer
+  // (IORING_CQE_F_BUFFER) brought, appended to `tags`; the buffer goes back
+  // to the kernel. False, with nothing appended, when the completion
+  // cannot be one: no buffer of ours, or a length that is no whole number
+  // of tags or more than a buffer holds.
+  virtual bool TakeFetched(const io_uring_cqe& cqe, std::vector<uint16_t>* tags) = 0;
 
   // Zero copy: the address at which fixed buffer `tag` starts, as the
   // ring's fixed-buffer ops name a place in it. A request's pages are a
@@ -59,18 +77,33 @@ class KernelUblkQueue final : public UblkQueue {
  public:
   KernelUblkQueue(int char_fd, uint16_t q_id, uint16_t depth)
       : char_fd_(char_fd), q_id_(q_id), depth_(depth) {}
+  // The worker closes its ring first: the kernel writes into the fetch
+  // buffers only while the ring lives.
+  ~KernelUblkQueue() override;
 
-  absl::Status Open(io_uring* ring) override;
+  absl::Status Open(io_uring* ring, bool batch) override;
   ublk::ublksrv_io_desc Desc(uint16_t tag) const override { return descs_->Get(tag); }
   void Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int32_t result, uint64_t addr,
             uint64_t user_data) override;
+  void PrepBatch(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t flags, const uint8_t* elems,
+                 uint16_t nr_elem, uint8_t elem_bytes, uint64_t user_data) override;
+  void PrepFetchBatch(io_uring_sqe* sqe, uint64_t user_data) override;
+  bool TakeFetched(const io_uring_cqe& cqe, std::vector<uint16_t>* tags) override;
   bool Fuse(io_uring_sqe* sqe, uint16_t tag, uint64_t slave_user_data) override;
+
+  // FETCH_IO_CMDS' buffers: each holds the tags of up to 128 requests (the
+  // most the kernel puts in one completion).
+  static constexpr uint16_t kFetchBuffers = 16;  // a power of two
+  static constexpr uint32_t kFetchBufferBytes = 128 * sizeof(uint16_t);
+  static constexpr uint16_t kFetchGroup = 0;
 
  private:
   int char_fd_;
   uint16_t q_id_;
   uint16_t depth_;
   std::optional<ublk::IoDescMap> descs_;
+  io_uring_buf_ring* fetch_ring_ = nullptr;  // page-aligned, its own mapping
+  std::vector<uint16_t> fetch_space_;        // kFetchBuffers buffers
 };
 
 }  // namespace ublkgw::engine

@@ -61,6 +61,37 @@ void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, u
   std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
 }
 
+void PrepBatchCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t flags,
+                  const void* elems, uint16_t nr_elem, uint8_t elem_bytes) {
+  std::memset(sqe, 0, sizeof(*sqe));
+  sqe->opcode = IORING_OP_URING_CMD;
+  sqe->fd = char_fd;
+  sqe->cmd_op = cmd_op;
+  sqe->addr = reinterpret_cast<uintptr_t>(elems);
+  sqe->len = uint32_t{nr_elem} * elem_bytes;
+  static_assert(sizeof(ublk_batch_io) <= 16);
+  ublk_batch_io cmd{};
+  cmd.q_id = q_id;
+  cmd.flags = flags;
+  cmd.nr_elem = nr_elem;
+  cmd.elem_bytes = elem_bytes;
+  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+}
+
+void PrepFetchBatch(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t buf_group) {
+  std::memset(sqe, 0, sizeof(*sqe));
+  sqe->opcode = IORING_OP_URING_CMD;
+  sqe->fd = char_fd;
+  sqe->cmd_op = kIoFetchIoCmds;
+  sqe->uring_cmd_flags = kUringCmdMultishot;
+  sqe->flags = IOSQE_BUFFER_SELECT;
+  sqe->buf_group = buf_group;
+  ublk_batch_io cmd{};
+  cmd.q_id = q_id;
+  cmd.elem_bytes = sizeof(uint16_t);
+  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+}
+
 bool FuseOnRequest(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t tag,
                    uint64_t slave_user_data) {
   io_uring_sqe op = *sqe;

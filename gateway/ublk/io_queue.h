@@ -70,6 +70,23 @@ void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, u
 bool FuseOnRequest(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t tag,
                    uint64_t slave_user_data);
 
+// UBLK_F_BATCH_IO: fills `sqe` with PREP_IO_CMDS or COMMIT_IO_CMDS
+// (kIoPrepIoCmds, kIoCommitIoCmds) for queue `q_id`: `nr_elem` elements of
+// `elem_bytes` each at `elems`, each a ublk_elem_header and, with
+// kBatchFHasBufAddr in `flags`, the tag's buffer address. The kernel reads
+// them when it issues the command: they must stay as they are until it
+// completes.
+void PrepBatchCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t flags,
+                  const void* elems, uint16_t nr_elem, uint8_t elem_bytes);
+
+// UBLK_F_BATCH_IO: fills `sqe` with the multishot FETCH_IO_CMDS for queue
+// `q_id`. Each completion brings the tags of new requests, 16 bits each,
+// in a buffer it took from provided-buffer group `buf_group` (res: their
+// bytes); without IORING_CQE_F_MORE it was the last, and the fetch must be
+// issued again (-ENOBUFS: the group ran dry) unless the device is stopping
+// (kIoResAbort).
+void PrepFetchBatch(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t buf_group);
+
 // For a FETCH_REQ or COMMIT_AND_FETCH_REQ prepared with addr 0 on a
 // kFAutoBufReg device: the kernel registers the tag's next request buffer
 // in fixed-buffer slot `index` of the ring the command was issued on.

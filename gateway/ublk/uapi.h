@@ -136,6 +136,15 @@ struct ublk_batch_io {
 };
 static_assert(sizeof(ublk_batch_io) == 16);
 
+// ublk_batch_io.flags: which optional fields follow each element's header.
+inline constexpr uint16_t kBatchFHasZoneLba = 1 << 0;
+inline constexpr uint16_t kBatchFHasBufAddr = 1 << 1;  // the tag's buffer (copy path)
+inline constexpr uint16_t kBatchFAutoBufRegFallback = 1 << 2;
+
+// io_uring's uring_cmd_flags: a command that completes more than once
+// (FETCH_IO_CMDS); not in every liburing's headers.
+inline constexpr uint32_t kUringCmdMultishot = 1u << 1;
+
 // Device parameters (SET_PARAMS / GET_PARAMS). `len` is the size of the
 // struct the sender knows; an older kernel takes only the part it knows, so
 // set only the `types` the running kernel supports.

@@ -2,7 +2,7 @@
 # Guest scenario: the data path is chosen from what the kernel really does.
 #  - kernels with UBLK_F_AUTO_BUF_REG and fixed-buffer socket ops (sid's
 #    7.2): auto takes zero copy over TCP and over a unix socket (no SEND_ZC
-#    there); small (SEND) and large (SEND_ZC) writes and reads come back
+#    there), with batched ublk commands (UBLK_F_BATCH_IO, 7.0+; copy too); small (SEND) and large (SEND_ZC) writes and reads come back
 #    intact; a read's holes (qemu-nbd sends them for a sparse file) are
 #    zeroed in the kernel, into a buffer that held other data; copy can
 #    still be asked for;
@@ -11,7 +11,8 @@
 #    and leaves no device behind.
 #  - file-ops: the zero-copy checks with SEND and RECV ruled out
 #    (ublkgwd --disable-socket-ops send,recv), so writes go with
-#    WRITE_FIXED and reads with READ_FIXED, as on 6.16 to 7.1.
+#    WRITE_FIXED and reads with READ_FIXED, and batches too, so a command
+#    per request, as on 6.16 to 6.19.
 #  - explicit: as on 6.15, which has those ops and no auto registration
 #    (ublkgwd --disable-ublk-features auto-buf-reg as well): each request's
 #    buffer is registered with REGISTER_IO_BUF and unregistered before its
@@ -21,8 +22,9 @@
 expect=$1
 daemon_args=
 case "$expect" in
-  file-ops) daemon_args="--disable-socket-ops send,recv" ;;
-  explicit) daemon_args="--disable-socket-ops send,recv --disable-ublk-features auto-buf-reg" ;;
+  file-ops) daemon_args="--disable-socket-ops send,recv --disable-ublk-features batch-io" ;;
+  explicit)
+    daemon_args="--disable-socket-ops send,recv --disable-ublk-features auto-buf-reg,batch-io" ;;
 esac
 
 load_module ublk_drv
@@ -92,6 +94,17 @@ case "$expect" in
   *) want='registered by the driver' ;;
 esac
 echo "$detail" | grep -q "$want" || fail "buffers not $want: $detail"
+# Batched ublk commands where the kernel has them (sid's 7.2) and nothing
+# rules them out.
+batched=no
+grep -q '"UBLK_F_BATCH_IO"' /out/daemon-info.json && batched=yes
+[ "$expect" = zero-copy ] || batched=no
+if echo "$detail" | grep -q 'UBLK_F_BATCH_IO'; then
+  [ $batched = yes ] || fail "batched commands where they are ruled out: $detail"
+else
+  [ $batched = no ] || fail "no batched commands on a kernel with UBLK_F_BATCH_IO: $detail"
+fi
+log "ublk commands batched: $batched"
 
 ublkgw list | tee /out/list.txt
 grep -q ' zero-copy ' /out/list.txt || fail "list does not show zero-copy"

@@ -274,6 +274,60 @@ TEST(PlanForDeviceTest, AFusedDeviceNeedsTheFusedCommand) {
   close(sv[1]);
 }
 
+// UBLK_F_BATCH_IO where the driver offers it, on the copy path and on
+// driver-registered zero copy; a device made with it is served with it
+// (and one made without, without), whatever this daemon's features say.
+TEST(PlanDataPathTest, BatchedCommandsWhereTheDriverOffersThem) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  auto copy = PlanDataPath(DataPathMode::kCopy, ublk::kFBatchIo, {}, sv[0]);
+  ASSERT_THAT(copy, IsOk());
+  EXPECT_TRUE(copy->batch);
+  EXPECT_THAT(copy->detail, HasSubstr("UBLK_F_BATCH_IO"));
+  EXPECT_EQ(DeviceFlags(*copy), ublk::kFBatchIo);
+  auto without = PlanDataPath(DataPathMode::kCopy, 0, {}, sv[0]);
+  ASSERT_THAT(without, IsOk());
+  EXPECT_FALSE(without->batch);
+  EXPECT_EQ(DeviceFlags(*without), 0u);
+  EXPECT_THAT(ParseUblkFeatures("batch-io"), IsOkAndHolds(ublk::kFBatchIo));
+  EXPECT_THAT(ParseUblkFeatures("UBLK_F_BATCH_IO"), IsOkAndHolds(ublk::kFBatchIo));
+
+  // Restarted: the device's flags decide.
+  auto served = PlanForDevice(0, {}, ublk::kFBatchIo, sv[0]);
+  ASSERT_THAT(served, IsOk());
+  EXPECT_TRUE(served->batch);
+  auto per_tag = PlanForDevice(ublk::kFBatchIo, {}, 0, sv[0]);
+  ASSERT_THAT(per_tag, IsOk());
+  EXPECT_FALSE(per_tag->batch);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST(PlanDataPathTest, NoBatchesWithRegisterIoBufOrTheFusedPath) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  auto probe = CachedProbe(AF_UNIX);
+  ASSERT_THAT(probe, IsOk());
+  if (!(probe->write_fixed && probe->read_fixed)) GTEST_SKIP() << probe->detail;
+  // REGISTER_IO_BUF (no UBLK_F_AUTO_BUF_REG): per-tag commands.
+  auto explicit_reg = PlanDataPath(DataPathMode::kZeroCopy,
+                                   ublk::kFSupportZeroCopy | ublk::kFBatchIo, {}, sv[0]);
+  ASSERT_THAT(explicit_reg, IsOk());
+  EXPECT_EQ(explicit_reg->registration, BufferRegistration::kExplicit);
+  EXPECT_FALSE(explicit_reg->batch);
+  // Driver registration: batched.
+  auto auto_reg = PlanDataPath(DataPathMode::kZeroCopy, kAutoBufReg | ublk::kFBatchIo, {}, sv[0]);
+  ASSERT_THAT(auto_reg, IsOk());
+  EXPECT_TRUE(auto_reg->batch);
+  EXPECT_EQ(DeviceFlags(*auto_reg), kAutoBufReg | ublk::kFBatchIo);
+  // A device with both that this daemon would serve per request is refused.
+  auto refused = PlanForDevice(ublk::kFSupportZeroCopy, {},
+                               ublk::kFSupportZeroCopy | ublk::kFBatchIo, sv[0]);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("UBLK_F_BATCH_IO")));
+  close(sv[0]);
+  close(sv[1]);
+}
+
 TEST(PeerIsLocalTest, LoopbackIsLocalAndAnUnconnectedSocketIsNot) {
   int listener = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

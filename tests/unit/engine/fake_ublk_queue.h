@@ -20,6 +20,14 @@
 // the table only with its first fused op and leave at its commit: an op
 // the worker forgot to fuse finds an empty slot and fails.
 //
+// Batched (FakeUblkKernel::set_batch, UBLK_F_BATCH_IO): PREP_IO_CMDS and
+// COMMIT_IO_CMDS are checked element by element as the kernel does (a
+// commit stops at the first tag the worker does not hold, and its result
+// says how many bytes of elements it took), and complete with a posted
+// result; FETCH_IO_CMDS is armed until StopDevice or EndFetch, and each
+// issued request's tag comes in a completion of it, with a buffer id
+// TakeFetched resolves (Hold/Deliver put several tags in one).
+//
 // Threads: the worker calls the UblkQueue side on its thread; tests call
 // the rest from theirs. Everything is under one mutex.
 #ifndef UBLKGW_TESTS_UNIT_ENGINE_FAKE_UBLK_QUEUE_H_
@@ -30,9 +38,11 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -65,6 +75,49 @@ class FakeUblkKernel {
 
   uint16_t depth() const { return depth_; }
 
+  // UBLK_F_BATCH_IO: see the file comment. Before the worker starts.
+  void set_batch(bool batch) {
+    absl::MutexLock lock(&mu_);
+    batch_ = batch;
+  }
+  // Batched: requests issued from now on wait, until Deliver() posts all
+  // their tags in one fetch completion.
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    hold_ = true;
+  }
+  bool Deliver() {
+    absl::MutexLock lock(&mu_);
+    hold_ = false;
+    if (held_.empty()) return true;
+    std::vector<uint16_t> tags;
+    tags.swap(held_);
+    return PostFetched(std::move(tags));
+  }
+  // Batched: the fetch ends without the device stopping, as when the
+  // worker's buffers run out (-ENOBUFS): the worker must fetch again.
+  bool EndFetch(int32_t res) {
+    absl::MutexLock lock(&mu_);
+    if (!fetch_armed_) return false;
+    fetch_armed_ = false;
+    return Post(fetch_user_data_, res, 0);
+  }
+  // How many times the worker armed FETCH_IO_CMDS; how many COMMIT_IO_CMDS
+  // it sent, and how many requests they carried.
+  int fetches_armed() {
+    absl::MutexLock lock(&mu_);
+    return fetches_armed_;
+  }
+  std::pair<int, int> batch_commits() {
+    absl::MutexLock lock(&mu_);
+    return {batch_commits_, batch_committed_};
+  }
+  // What the kernel would have refused of the worker's batched commands.
+  std::vector<std::string> batch_refusals() {
+    absl::MutexLock lock(&mu_);
+    return batch_refusals_;
+  }
+
   // The fused data path: see the file comment. Before the worker starts.
   void set_fused(bool fused) {
     absl::MutexLock lock(&mu_);
@@ -93,7 +146,7 @@ class FakeUblkKernel {
              absl::Duration timeout = absl::Seconds(10)) {
     absl::MutexLock lock(&mu_);
     TagSlot& t = tags_[tag];
-    auto fetching = [&t]() { return t.fetching; };
+    auto fetching = [&]() { return t.fetching && (!batch_ || fetch_armed_); };
     if (!mu_.AwaitWithTimeout(absl::Condition(&fetching), timeout)) return false;
     t.fetching = false;
     t.desc = {};
@@ -107,6 +160,13 @@ class FakeUblkKernel {
       std::memcpy(buffer, data.data(), std::min<size_t>(data.size(), length));
     } else if (op == ublk::kIoOpRead && buffer != nullptr) {
       std::memset(buffer, '?', length);  // a read must overwrite every byte
+    }
+    if (batch_) {
+      if (hold_) {
+        held_.push_back(tag);
+        return true;
+      }
+      return PostFetched({tag});
     }
     return Post(t.user_data, 0);
   }
@@ -137,6 +197,14 @@ class FakeUblkKernel {
   void StopDevice() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    if (batch_) {
+      // The fetch ends; the tags it would have handed out are the worker's
+      // to count as done.
+      if (fetch_armed_) Post(fetch_user_data_, -ENODEV, 0);
+      fetch_armed_ = false;
+      for (TagSlot& t : tags_) t.fetching = false;
+      return;
+    }
     for (TagSlot& t : tags_) {
       if (t.fetching) {
         t.fetching = false;
@@ -172,6 +240,7 @@ class FakeUblkKernel {
     ublk::ublksrv_io_desc desc{};
     std::vector<uint8_t> pages;  // zero copy: the "request's pages"
     bool registered = false;     // zero copy: in the worker's table
+    bool prepared = false;       // batched: PREP_IO_CMDS named it
   };
 
   // Where the kernel would copy a request's data: the worker's buffer
@@ -181,12 +250,18 @@ class FakeUblkKernel {
     return reinterpret_cast<uint8_t*>(t.addr);
   }
 
-  // Posts a CQE (res, user_data) into the worker's ring.
-  bool Post(uint64_t user_data, int32_t res) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Posts a CQE (res, user_data, cqe_flags) into the worker's ring.
+  bool Post(uint64_t user_data, int32_t res, uint32_t cqe_flags = 0)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!ring_ || worker_ring_fd_ < 0) return false;
     io_uring_sqe* sqe = io_uring_get_sqe(ring_->get());
     if (sqe == nullptr) return false;
     io_uring_prep_msg_ring(sqe, worker_ring_fd_, static_cast<unsigned>(res), user_data, 0);
+    if (cqe_flags != 0) {
+      constexpr uint32_t kMsgRingFlagsPass = 1u << 1;  // IORING_MSG_RING_FLAGS_PASS, 6.3
+      sqe->msg_ring_flags = kMsgRingFlagsPass;
+      sqe->file_index = cqe_flags;
+    }
     auto cqe = ring_->SubmitAndWait(absl::Seconds(5));
     if (!cqe.ok()) return false;
     const bool ok = (*cqe)->res >= 0;
@@ -199,10 +274,111 @@ class FakeUblkKernel {
     absl::MutexLock lock(&mu_);
     return reinterpret_cast<uintptr_t>(tags_[tag].pages.data());
   }
-  void Open(io_uring* ring) {
+  void Open(io_uring* ring, bool batch) {
     absl::MutexLock lock(&mu_);
     worker_ring_ = ring;
     worker_ring_fd_ = ring->ring_fd;
+    if (batch != batch_) {
+      batch_refusals_.push_back(batch ? "batched commands on a device without UBLK_F_BATCH_IO"
+                                      : "per-tag commands on a device with UBLK_F_BATCH_IO");
+    }
+  }
+
+  // One fetch completion bringing `tags`, its buffer id naming them for
+  // TakeFetched.
+  bool PostFetched(std::vector<uint16_t> tags) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint16_t bid = next_bid_++;
+    const auto bytes = static_cast<int32_t>(tags.size() * sizeof(uint16_t));
+    fetched_[bid] = std::move(tags);
+    return Post(fetch_user_data_, bytes,
+                IORING_CQE_F_BUFFER | IORING_CQE_F_MORE | uint32_t{bid} << IORING_CQE_BUFFER_SHIFT);
+  }
+
+  bool TakeFetched(const io_uring_cqe& cqe, std::vector<uint16_t>* tags) {
+    absl::MutexLock lock(&mu_);
+    const auto it = fetched_.find(static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
+    if ((cqe.flags & IORING_CQE_F_BUFFER) == 0 || it == fetched_.end() ||
+        static_cast<size_t>(cqe.res) != it->second.size() * sizeof(uint16_t)) {
+      return false;
+    }
+    tags->insert(tags->end(), it->second.begin(), it->second.end());
+    fetched_.erase(it);
+    return true;
+  }
+
+  void PrepFetchBatch(io_uring_sqe* sqe, uint64_t user_data) {
+    io_uring_prep_nop(sqe);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, 0);
+    absl::MutexLock lock(&mu_);
+    if (!batch_) batch_refusals_.push_back("FETCH_IO_CMDS without UBLK_F_BATCH_IO");
+    if (fetch_armed_) batch_refusals_.push_back("a second FETCH_IO_CMDS while one is armed");
+    ++fetches_armed_;
+    fetch_user_data_ = user_data;
+    if (stopping_) {
+      Post(user_data, -ENODEV, 0);
+      return;
+    }
+    fetch_armed_ = true;
+  }
+
+  // PREP_IO_CMDS or COMMIT_IO_CMDS, checked as the kernel does.
+  void PrepBatch(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t flags, const uint8_t* elems,
+                 uint16_t nr_elem, uint8_t elem_bytes, uint64_t user_data) {
+    io_uring_prep_nop(sqe);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, 0);
+    absl::MutexLock lock(&mu_);
+    const bool copy = zero_copy_bytes_ == 0;
+    const uint8_t want_bytes = copy ? 16 : 8;
+    const uint16_t want_flags = copy ? ublk::kBatchFHasBufAddr : 0;
+    if (!batch_ || elem_bytes != want_bytes || flags != want_flags || nr_elem > depth_ ||
+        (cmd_op != ublk::kIoPrepIoCmds && cmd_op != ublk::kIoCommitIoCmds)) {
+      batch_refusals_.push_back("a batched command the kernel refuses (flags, sizes or op)");
+      Post(user_data, -EINVAL);
+      return;
+    }
+    const bool prep = cmd_op == ublk::kIoPrepIoCmds;
+    if (!prep) ++batch_commits_;
+    int32_t done = 0;
+    for (uint16_t i = 0; i < nr_elem; ++i, done += elem_bytes) {
+      ublk::ublk_elem_header elem{};
+      std::memcpy(&elem, elems + size_t{i} * elem_bytes, sizeof(elem));
+      uint64_t addr = 0;
+      if (copy) std::memcpy(&addr, elems + size_t{i} * elem_bytes + sizeof(elem), sizeof(addr));
+      if (elem.tag >= depth_ || (!copy && elem.buf_index != elem.tag) || (copy && addr == 0)) {
+        batch_refusals_.push_back("an element the kernel refuses (tag, buffer)");
+        break;
+      }
+      TagSlot& t = tags_[elem.tag];
+      if (prep ? t.prepared : (t.fetching || !t.prepared)) {
+        batch_refusals_.push_back(prep ? "PREP_IO_CMDS of a tag prepared already"
+                                       : "COMMIT_IO_CMDS of a tag the worker does not hold");
+        break;
+      }
+      if (!prep) {
+        ++batch_committed_;
+        Commit c{elem.tag, elem.result, ""};
+        if (t.op == ublk::kIoOpRead && elem.result > 0 && Buffer(t) != nullptr) {
+          c.data.assign(reinterpret_cast<const char*>(Buffer(t)),
+                        static_cast<size_t>(elem.result));
+        }
+        commits_.push_back(std::move(c));
+      }
+      t.prepared = true;
+      t.addr = copy ? addr : 0;
+      if (!copy && !t.registered) t.registered = Register(t, elem.tag);
+      t.fetching = !stopping_;
+    }
+    // PREP_IO_CMDS: 0, or an error (the kernel undoes what it prepared;
+    // this fake only ever sees the worker's one). COMMIT_IO_CMDS: the bytes
+    // of elements committed, or an error when it committed none.
+    const bool all = done == int32_t{nr_elem} * elem_bytes;
+    if (prep) {
+      Post(user_data, all ? 0 : -EINVAL);
+    } else {
+      Post(user_data, done == 0 && nr_elem > 0 ? -EBUSY : done);
+    }
   }
   ublk::ublksrv_io_desc Desc(uint16_t tag) {
     absl::MutexLock lock(&mu_);
@@ -215,6 +391,10 @@ class FakeUblkKernel {
     io_uring_sqe_set_data64(sqe, 0);
     if (cmd_op != ublk::kIoFetchReq && cmd_op != ublk::kIoCommitAndFetchReq) return;
     absl::MutexLock lock(&mu_);
+    if (batch_) {
+      batch_refusals_.push_back("a per-tag FETCH or COMMIT on a device with UBLK_F_BATCH_IO");
+      return;
+    }
     TagSlot& t = tags_[tag];
     if (cmd_op == ublk::kIoCommitAndFetchReq) {
       Commit c{tag, result, ""};
@@ -298,6 +478,17 @@ class FakeUblkKernel {
   std::deque<Commit> commits_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool fused_ ABSL_GUARDED_BY(mu_) = false;
+  bool batch_ ABSL_GUARDED_BY(mu_) = false;
+  bool fetch_armed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t fetch_user_data_ ABSL_GUARDED_BY(mu_) = 0;
+  bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<uint16_t> held_ ABSL_GUARDED_BY(mu_);
+  uint16_t next_bid_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint16_t, std::vector<uint16_t>> fetched_ ABSL_GUARDED_BY(mu_);
+  int fetches_armed_ ABSL_GUARDED_BY(mu_) = 0;
+  int batch_commits_ ABSL_GUARDED_BY(mu_) = 0;
+  int batch_committed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> batch_refusals_ ABSL_GUARDED_BY(mu_);
   int fused_ops_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> fuse_refusals_ ABSL_GUARDED_BY(mu_);
 };
@@ -305,9 +496,19 @@ class FakeUblkKernel {
 class FakeUblkQueue final : public UblkQueue {
  public:
   explicit FakeUblkQueue(FakeUblkKernel& kernel) : kernel_(kernel) {}
-  absl::Status Open(io_uring* ring) override {
-    kernel_.Open(ring);
+  absl::Status Open(io_uring* ring, bool batch) override {
+    kernel_.Open(ring, batch);
     return absl::OkStatus();
+  }
+  void PrepBatch(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t flags, const uint8_t* elems,
+                 uint16_t nr_elem, uint8_t elem_bytes, uint64_t user_data) override {
+    kernel_.PrepBatch(sqe, cmd_op, flags, elems, nr_elem, elem_bytes, user_data);
+  }
+  void PrepFetchBatch(io_uring_sqe* sqe, uint64_t user_data) override {
+    kernel_.PrepFetchBatch(sqe, user_data);
+  }
+  bool TakeFetched(const io_uring_cqe& cqe, std::vector<uint16_t>* tags) override {
+    return kernel_.TakeFetched(cqe, tags);
   }
   ublk::ublksrv_io_desc Desc(uint16_t tag) const override { return kernel_.Desc(tag); }
   void Prep(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t tag, int32_t result, uint64_t addr,

@@ -64,6 +64,7 @@ class WorkerHarness {
         kernel_(options_.depth, options_.plan.zero_copy ? options_.max_io_bytes : 0) {
     kernel_.set_fused(options_.plan.zero_copy &&
                       options_.plan.registration == BufferRegistration::kFused);
+    kernel_.set_batch(options_.plan.batch);
     servers_.push_back(std::make_unique<nbd::testing::FakeServer>(std::move(first)));
     for (auto& s : options_.reconnect_scripts) later_.push_back(std::move(s));
     QueueConfig config;
