@@ -183,6 +183,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   manager.tuning.send_zc_min_bytes = options.send_zc_min_bytes;
   manager.tuning.disabled_ops = *engine::ParseSocketOps(options.disabled_socket_ops);
   manager.tuning.disabled_ublk_features = *engine::ParseUblkFeatures(options.disabled_ublk_features);
+  manager.tuning.batch_io = options.batch_io;
   manager.reconnect = options.reconnect;
   d->volumes_ = std::make_unique<VolumeManager>(manager);
   d->service_ = std::make_unique<Service>(*d->volumes_, facts);

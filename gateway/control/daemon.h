@@ -32,6 +32,7 @@ struct DaemonOptions {
   std::optional<uint32_t> send_zc_min_bytes;  // see ManagerOptions
   std::string disabled_socket_ops;            // e.g. "send,recv"; see ManagerOptions
   std::string disabled_ublk_features;         // e.g. "auto-buf-reg"; likewise
+  bool batch_io = false;                      // see DataPathTuning
   engine::ReconnectPolicy reconnect;          // see ManagerOptions
   // Stop (SIGTERM, SIGINT): detach every device, or leave each waiting in
   // the kernel for the next daemon to take over (upgrades, restarts).

@@ -47,15 +47,20 @@ int main(int argc, char** argv) {
                  "netem) Linux 7.2 warns of taking references to them. Try it (e.g. 65536) "
                  "only on a kernel you have tested. See docs/BENCHMARKS.md")
       ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
+  app.add_flag("--batch-io", o.batch_io,
+               "new devices fetch and commit their requests in batches (UBLK_F_BATCH_IO, Linux "
+               "7.0+) where the kernel offers it: many requests per completion, a loop turn's "
+               "commits in one command. Off by default: in our measurements it cost more CPU "
+               "per request than a command per request (docs/BENCHMARKS.md); try it where "
+               "many requests arrive at once");
   app.add_option("--disable-socket-ops", o.disabled_socket_ops,
                  "zero-copy data path: never use these fixed-buffer socket operations, as if "
                  "the kernel lacked them (send, send-zc, recv, write-fixed, read-fixed; "
                  "comma-separated). 'send,recv' makes a 7.2+ kernel use what 6.16 to 7.1 offer");
   app.add_option("--disable-ublk-features", o.disabled_ublk_features,
                  "make devices as if the ublk driver lacked these features (batch-io, "
-                 "auto-buf-reg, zero-copy, user-recovery; comma-separated). 'batch-io' makes "
-                 "a 7.0+ driver take a command per request, not batches; 'auto-buf-reg' makes a "
-                 "6.16+ "
+                 "auto-buf-reg, zero-copy, user-recovery; comma-separated). 'batch-io' overrides "
+                 "--batch-io; 'auto-buf-reg' makes a 6.16+ "
                  "driver register request buffers the way 6.15 does (REGISTER_IO_BUF per "
                  "request); adding 'zero-copy' leaves only the copy path; 'user-recovery' "
                  "makes devices that go away with the daemon");

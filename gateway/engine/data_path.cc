@@ -269,7 +269,9 @@ absl::StatusOr<DataPathPlan> PlanDataPath(DataPathMode mode, uint64_t have,
     plan = ChooseDataPath(mode, have, WithoutOps(*probe, tuning.disabled_ops),
                           tuning.send_zc_min_bytes, PeerIsLocal(socket));
   }
-  if (plan.ok() && (have & ublk::kFBatchIo) != 0 && CanBatch(*plan)) Batch(*plan);
+  if (plan.ok() && tuning.batch_io && (have & ublk::kFBatchIo) != 0 && CanBatch(*plan)) {
+    Batch(*plan);
+  }
   return plan;
 }
 

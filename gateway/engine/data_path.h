@@ -54,7 +54,7 @@ struct DataPathPlan {
   bool zero_copy = false;
   // UBLK_F_BATCH_IO: requests arrive many to a completion (FETCH_IO_CMDS)
   // and are committed many to a command (COMMIT_IO_CMDS), on the copy path
-  // or zero copy registered by the driver.
+  // or zero copy registered by the driver; only if DataPathTuning::batch_io.
   bool batch = false;
   BufferRegistration registration = BufferRegistration::kAuto;  // zero copy only
   // Zero copy only: writes of at least `send_zc_min_bytes` go with
@@ -129,6 +129,10 @@ struct DataPathTuning {
   std::optional<uint32_t> send_zc_min_bytes;  // unset: automatic (ChooseDataPath)
   FixedBufferSupport disabled_ops;            // socket ops ruled out (ParseSocketOps)
   uint64_t disabled_ublk_features = 0;        // ublk features ruled out (ParseUblkFeatures)
+  // Batched ublk commands (UBLK_F_BATCH_IO) where the driver offers them.
+  // Off by default: measured, they cost more CPU per request than a
+  // command per request (docs/BENCHMARKS.md).
+  bool batch_io = false;
 };
 
 // The data path for a new device whose connections are sockets like

@@ -226,7 +226,10 @@ absl::Status QueueWorker::Run() {
     if (conn_.state() == ConnState::kLeaving) MaybeLeave();
     if (conn_.over()) break;
     MaybeSend();
-    FlushCommits();
+    if (Batch()) {
+      MaybeRearmFetch();
+      FlushCommits();
+    }
   }
   // Leaving for the next daemon, which is issued what had no reply here:
   // commits prepared in the last turn complete their requests now, rather

@@ -153,6 +153,8 @@ class QueueWorker {
   // Appends `tag`'s element (its buffer, its result) to `elems`.
   void AppendBatchElem(std::vector<uint8_t>* elems, uint16_t tag, int32_t result) const;
   void ArmFetchBatch();
+  // Fetches again once a failed fetch's wait is over.
+  void MaybeRearmFetch();
   void OnFetchBatch(const io_uring_cqe& cqe);
   void OnPrepBatch(int res);
   // Sends the turn's commits (pending_commits_) in one COMMIT_IO_CMDS.
@@ -253,6 +255,10 @@ class QueueWorker {
   };
   std::vector<CommitBuffer> commit_buffers_;
   bool fetch_over_ = false;
+  bool fetch_armed_ = false;
+  int fetch_failures_ = 0;       // in a row, none bringing a request
+  uint64_t fetch_retry_ns_ = 0;  // when to fetch again after them (0: not due)
+  static constexpr int kQuickFetchRetries = 3;
   std::vector<uint16_t> fetched_;
   TagTable tags_;
   absl::Status first_error_;

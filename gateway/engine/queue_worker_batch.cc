@@ -6,6 +6,7 @@
 // it out again through the fetch; so when the fetch ends for good (the
 // device stops), every tag the kernel holds is done, and each tag still
 // ours is done once its commit completes.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -51,6 +52,8 @@ void QueueWorker::AppendBatchElem(std::vector<uint8_t>* elems, uint16_t tag,
 
 void QueueWorker::ArmFetchBatch() {
   queue_->PrepFetchBatch(Sqe(), UserData(Op::kBatchFetch));
+  fetch_armed_ = true;
+  fetch_retry_ns_ = 0;
 }
 
 void QueueWorker::OnPrepBatch(int res) {
@@ -67,6 +70,7 @@ void QueueWorker::OnFetchBatch(const io_uring_cqe& cqe) {
       Fault(absl::StrCat("a FETCH_IO_CMDS completion that is no list of tags (", cqe.res,
                          " bytes, flags 0x", absl::Hex(cqe.flags), ")"));
     }
+    if (!fetched_.empty()) fetch_failures_ = 0;
     for (uint16_t tag : fetched_) {
       if (tag >= config_.depth) {
         Fault(absl::StrCat("FETCH_IO_CMDS brought tag ", tag, " of a queue of depth ",
@@ -77,18 +81,34 @@ void QueueWorker::OnFetchBatch(const io_uring_cqe& cqe) {
     }
   }
   if ((cqe.flags & IORING_CQE_F_MORE) != 0) return;
-  // It ran out of buffers (-ENOBUFS; we gave them back already), or ended
-  // with its last one: fetch again. UBLK_IO_RES_ABORT (-ENODEV): the device
-  // is stopping (or the ring going).
-  if (cqe.res >= 0 || cqe.res == -ENOBUFS) {
-    if (!fetch_over_) ArmFetchBatch();
+  fetch_armed_ = false;
+  // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping (or the ring
+  // going); -ECANCELED: PREP_IO_CMDS, linked ahead of the first fetch,
+  // failed. Either way no request comes any more.
+  if (cqe.res == -ENODEV || cqe.res == -ECANCELED) {
+    EndFetching();
     return;
   }
-  if (cqe.res != -ENODEV && cqe.res != -ECANCELED) {
-    LOG(ERROR) << "queue " << config_.q_id << ": FETCH_IO_CMDS failed: " << cqe.res;
-    if (first_error_.ok()) first_error_ = ErrnoToStatus(-cqe.res, "UBLK_U_IO_FETCH_IO_CMDS");
+  // It ran out of buffers (-ENOBUFS; we gave them back already), ended
+  // with its last one, or failed (-ENOMEM when the kernel could not
+  // allocate it, say) while the device runs: fetch again, or no request
+  // would ever come to this queue. After a few failures in a row, once a
+  // second (MaybeRearmFetch), so a lasting one does not spin.
+  if (cqe.res < 0 && cqe.res != -ENOBUFS) {
+    ++fetch_failures_;
+    LOG(ERROR) << "queue " << config_.q_id << ": FETCH_IO_CMDS failed (" << fetch_failures_
+               << " in a row): " << cqe.res << "; fetching again";
+    if (fetch_failures_ > kQuickFetchRetries) {
+      fetch_retry_ns_ = now_ns_ + 1'000'000'000;
+      return;
+    }
   }
-  EndFetching();
+  if (!fetch_over_) ArmFetchBatch();
+}
+
+void QueueWorker::MaybeRearmFetch() {
+  if (fetch_armed_ || fetch_over_ || fetch_retry_ns_ == 0 || now_ns_ < fetch_retry_ns_) return;
+  ArmFetchBatch();
 }
 
 void QueueWorker::EndFetching() {
@@ -137,19 +157,27 @@ void QueueWorker::OnCommitBatch(uint64_t user_data, int res) {
   buffer.busy = false;
   const size_t elem_bytes = BatchElemBytes();
   const size_t count = buffer.elems.size() / elem_bytes;
-  // The kernel commits in order and says how many bytes of elements it
-  // took; the rest are not committed.
-  const size_t done = res < 0 ? 0 : static_cast<size_t>(res) / elem_bytes;
+  // The kernel commits in order and stops at the first element it
+  // refuses: res is the bytes of elements it committed (or an error when
+  // it committed none). The refused one is a bug of ours (a tag it does not
+  // think is ours): its request fails with the queue. Those after it were
+  // never looked at and are still ours: they go in the next commit.
+  const size_t done = res < 0 ? 0 : std::min(count, static_cast<size_t>(res) / elem_bytes);
+  size_t finished = done;  // committed, or refused
   if (done < count) {
-    ublk::ublk_elem_header first{};
-    std::memcpy(&first, buffer.elems.data() + done * elem_bytes, sizeof(first));
+    ublk::ublk_elem_header refused{};
+    std::memcpy(&refused, buffer.elems.data() + done * elem_bytes, sizeof(refused));
+    pending_commits_.insert(pending_commits_.end(), buffer.elems.begin() + (done + 1) * elem_bytes,
+                            buffer.elems.end());
+    finished = done + 1;
     Fault(absl::StrCat("COMMIT_IO_CMDS committed ", done, " of ", count, " requests (",
                        res < 0 ? absl::StrCat("error ", res) : absl::StrCat(res, " bytes"),
-                       "); tag ", first.tag, " and those after it stay with the server"));
+                       "); the kernel refused tag ", refused.tag, ", ", count - done - 1,
+                       " after it go again"));
   }
   if (!fetch_over_) return;
   // The device stops: a tag committed now is not handed out again.
-  for (size_t i = 0; i < done; ++i) {
+  for (size_t i = 0; i < finished; ++i) {
     ublk::ublk_elem_header elem{};
     std::memcpy(&elem, buffer.elems.data() + i * elem_bytes, sizeof(elem));
     if (elem.tag < config_.depth && tags_[elem.tag].state == TagState::kFetching) {

@@ -46,7 +46,14 @@ done
 command -v perf >/dev/null || apt-get install -y -q linux-perf
 if [[ -z $build ]]; then
   build=/var/cache/ublkgw/profile-build
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # The tests' compiler cache, when there is one: a rebuild compiles only
+  # what changed.
+  cache=()
+  if command -v ccache >/dev/null; then
+    export CCACHE_DIR=${CCACHE_DIR:-/var/cache/ublkgw/ccache}
+    cache=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cache[@]}" >/dev/null
   ninja -C "$build" ublkgwd ublkgw >/dev/null
 fi
 for bin in gateway/control/ublkgwd gateway/cli/ublkgw; do

@@ -86,17 +86,33 @@ json_string() {
 
 # check_data_path LIST_JSON PATH: the (first) volume in LIST_JSON, the
 # output of `ublkgw list --json`, uses data path PATH (copy, zero-copy or
-# fused).
+# fused), with batched ublk commands if PATH ends in +batch and without
+# them otherwise.
 check_data_path() {
-  local want got
+  local want got detail
+  detail=$(json_string "$1" data_path_detail)
   case "$2" in
+    *+batch)
+      echo "$detail" | grep -q 'UBLK_F_BATCH_IO' || fail "no batched ublk commands: $detail" ;;
+    *)
+      echo "$detail" | grep -q 'UBLK_F_BATCH_IO' && fail "batched ublk commands: $detail" ;;
+  esac
+  case "${2%+batch}" in
     copy) want=DATA_PATH_COPY ;;
     zero-copy) want=DATA_PATH_ZERO_COPY ;;
     fused) want=DATA_PATH_FUSED ;;
     *) fail "check_data_path: unknown path '$2'" ;;
   esac
   got=$(json_string "$1" data_path)
-  [ "$got" = "$want" ] || fail "data path is $got, want $want ($(json_string "$1" data_path_detail))"
+  [ "$got" = "$want" ] || fail "data path is $got, want $want ($detail)"
+}
+
+# path_daemon_args PATH: what ublkgwd needs to give new devices PATH
+# (check_data_path): --batch-io for a +batch one.
+path_daemon_args() {
+  case "$1" in
+    *+batch) echo --batch-io ;;
+  esac
 }
 
 # volume_field KEY: KEY of the (only) volume, from ublkgw list --json.

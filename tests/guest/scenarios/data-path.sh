@@ -2,7 +2,7 @@
 # Guest scenario: the data path is chosen from what the kernel really does.
 #  - kernels with UBLK_F_AUTO_BUF_REG and fixed-buffer socket ops (sid's
 #    7.2): auto takes zero copy over TCP and over a unix socket (no SEND_ZC
-#    there), with batched ublk commands (UBLK_F_BATCH_IO, 7.0+; copy too); small (SEND) and large (SEND_ZC) writes and reads come back
+#    there), a ublk command per request unless asked; small (SEND) and large (SEND_ZC) writes and reads come back
 #    intact; a read's holes (qemu-nbd sends them for a sparse file) are
 #    zeroed in the kernel, into a buffer that held other data; copy can
 #    still be asked for;
@@ -11,20 +11,22 @@
 #    and leaves no device behind.
 #  - file-ops: the zero-copy checks with SEND and RECV ruled out
 #    (ublkgwd --disable-socket-ops send,recv), so writes go with
-#    WRITE_FIXED and reads with READ_FIXED, and batches too, so a command
-#    per request, as on 6.16 to 6.19.
+#    WRITE_FIXED and reads with READ_FIXED, as on 6.16 to 7.1.
+#  - zero-copy+batch: the zero-copy checks with ublkgwd --batch-io, on
+#    a kernel with UBLK_F_BATCH_IO (7.0+): ublk commands in batches, on
+#    zero copy and on copy.
 #  - explicit: as on 6.15, which has those ops and no auto registration
 #    (ublkgwd --disable-ublk-features auto-buf-reg as well): each request's
 #    buffer is registered with REGISTER_IO_BUF and unregistered before its
 #    commit.
-# Usage: data-path.sh zero-copy|copy|file-ops|explicit   (what auto should choose)
+# Usage: data-path.sh zero-copy|copy|file-ops|explicit|zero-copy+batch
+#        (what auto should choose)
 . /lib/ublkgw/guest-lib.sh
 expect=$1
-daemon_args=
+daemon_args=$(path_daemon_args "$expect")
 case "$expect" in
-  file-ops) daemon_args="--disable-socket-ops send,recv --disable-ublk-features batch-io" ;;
-  explicit)
-    daemon_args="--disable-socket-ops send,recv --disable-ublk-features auto-buf-reg,batch-io" ;;
+  file-ops) daemon_args="--disable-socket-ops send,recv" ;;
+  explicit) daemon_args="--disable-socket-ops send,recv --disable-ublk-features auto-buf-reg" ;;
 esac
 
 load_module ublk_drv
@@ -82,7 +84,9 @@ grep -q '"zero-copy"' /out/daemon-info.json || fail "daemon-info does not offer 
 
 dev=$(ublkgw attach nbd://127.0.0.1:10809/disk) || fail "attach failed"
 ublkgw list --json >/out/list.json
-check_data_path /out/list.json zero-copy
+zc=zero-copy copy=copy
+[ "$expect" = zero-copy+batch ] && zc=zero-copy+batch copy=copy+batch
+check_data_path /out/list.json $zc
 detail=$(json_string /out/list.json data_path_detail)
 case "$expect" in
   file-ops|explicit)
@@ -94,17 +98,6 @@ case "$expect" in
   *) want='registered by the driver' ;;
 esac
 echo "$detail" | grep -q "$want" || fail "buffers not $want: $detail"
-# Batched ublk commands where the kernel has them (sid's 7.2) and nothing
-# rules them out.
-batched=no
-grep -q '"UBLK_F_BATCH_IO"' /out/daemon-info.json && batched=yes
-[ "$expect" = zero-copy ] || batched=no
-if echo "$detail" | grep -q 'UBLK_F_BATCH_IO'; then
-  [ $batched = yes ] || fail "batched commands where they are ruled out: $detail"
-else
-  [ $batched = no ] || fail "no batched commands on a kernel with UBLK_F_BATCH_IO: $detail"
-fi
-log "ublk commands batched: $batched"
 
 ublkgw list | tee /out/list.txt
 grep -q ' zero-copy ' /out/list.txt || fail "list does not show zero-copy"
@@ -131,7 +124,7 @@ ublkgw detach "$dev" || fail "detach failed"
 # Copy can still be asked for.
 dev=$(ublkgw attach nbd://127.0.0.1:10809/disk --data-path copy) || fail "attach (copy) failed"
 ublkgw list --json >/out/list-copy.json
-check_data_path /out/list-copy.json copy
+check_data_path /out/list-copy.json $copy
 dd if="$dev" of=/tmp/back bs=1M count=8 iflag=direct 2>/dev/null || fail "read (copy) failed"
 cmp /tmp/pattern /tmp/back || fail "copy path reads differ from what zero copy wrote"
 ublkgw detach "$dev" || fail "detach failed"
@@ -142,7 +135,7 @@ nbdkit -f -U /tmp/nbd.sock memory 64M >/out/nbdkit.log 2>&1 &
 wait_for_path /tmp/nbd.sock 20
 dev=$(ublkgw attach 'nbd+unix:///?socket=/tmp/nbd.sock') || fail "attach over unix failed"
 ublkgw list --json >/out/list-unix.json
-check_data_path /out/list-unix.json zero-copy
+check_data_path /out/list-unix.json $zc
 grep -q 'SEND_ZC' /out/list-unix.json && fail "SEND_ZC chosen for a unix socket"
 round_trip "$dev"
 ublkgw detach "$dev" || fail "detach failed"

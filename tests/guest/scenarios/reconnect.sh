@@ -13,7 +13,8 @@
 #     server gone, reads fail with EIO
 #     after it (not before), the volume says disconnected; the server comes
 #     back and I/O works again; detach works with the server gone.
-# Usage: reconnect.sh PATH   (the data path auto must choose: copy|zero-copy|fused)
+# Usage: reconnect.sh PATH   (the data path auto must choose: copy|zero-copy|fused;
+#                            +batch: with ublkgwd --batch-io)
 . /lib/ublkgw/guest-lib.sh
 expect=${1:?data path}
 
@@ -32,7 +33,7 @@ stop_server() {
   server=
 }
 start_daemon() {
-  ublkgwd --state-dir '' "$@" >>/out/ublkgwd.log 2>&1 &
+  ublkgwd --state-dir '' $(path_daemon_args "$expect") "$@" >>/out/ublkgwd.log 2>&1 &
   daemon=$!
   wait_for_path /run/ublkgw/ublkgw.sock 20
 }

@@ -25,7 +25,8 @@
 #  kmemleak: kernel/build.sh --debug) the killed daemons' fused commands
 #  must leave nothing of io_uring's or ublk's unreferenced.
 # Usage: recovery.sh PATH [KILLS [FIO_SIZE]]
-#   PATH      the data path auto must choose: copy|zero-copy|fused
+#   PATH      the data path auto must choose: copy|zero-copy|fused, with
+#             +batch: ublkgwd --batch-io, batched ublk commands
 #   KILLS     SIGKILLs under fio (default 3)
 #   FIO_SIZE  each fio job's file (default 16M); a debug kernel, 5 times
 #             slower, runs 1 kill on 4M files: still fused commands in flight
@@ -44,7 +45,8 @@ wait_for_listen 10809 20
 
 daemon=
 start_daemon() {
-  ublkgwd --state-dir /tmp/state --on-stop keep --io-timeout 10 "$@" >>/out/ublkgwd.log 2>&1 &
+  ublkgwd --state-dir /tmp/state --on-stop keep --io-timeout 10 $(path_daemon_args "$expect") \
+    "$@" >>/out/ublkgwd.log 2>&1 &
   daemon=$!
   wait_for_daemon $daemon /out/ublkgwd.log
 }

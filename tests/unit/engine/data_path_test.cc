@@ -274,18 +274,24 @@ TEST(PlanForDeviceTest, AFusedDeviceNeedsTheFusedCommand) {
   close(sv[1]);
 }
 
-// UBLK_F_BATCH_IO where the driver offers it, on the copy path and on
-// driver-registered zero copy; a device made with it is served with it
-// (and one made without, without), whatever this daemon's features say.
-TEST(PlanDataPathTest, BatchedCommandsWhereTheDriverOffersThem) {
+// UBLK_F_BATCH_IO when the operator asks for it (--batch-io) and the
+// driver offers it, on the copy path and on driver-registered zero copy;
+// a device made with it is served with it (and one made without,
+// without), whatever this daemon's features and options say.
+TEST(PlanDataPathTest, BatchedCommandsWhereAskedForAndOffered) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  auto copy = PlanDataPath(DataPathMode::kCopy, ublk::kFBatchIo, {}, sv[0]);
+  DataPathTuning batch;
+  batch.batch_io = true;
+  auto by_default = PlanDataPath(DataPathMode::kCopy, ublk::kFBatchIo, {}, sv[0]);
+  ASSERT_THAT(by_default, IsOk());
+  EXPECT_FALSE(by_default->batch);
+  auto copy = PlanDataPath(DataPathMode::kCopy, ublk::kFBatchIo, batch, sv[0]);
   ASSERT_THAT(copy, IsOk());
   EXPECT_TRUE(copy->batch);
   EXPECT_THAT(copy->detail, HasSubstr("UBLK_F_BATCH_IO"));
   EXPECT_EQ(DeviceFlags(*copy), ublk::kFBatchIo);
-  auto without = PlanDataPath(DataPathMode::kCopy, 0, {}, sv[0]);
+  auto without = PlanDataPath(DataPathMode::kCopy, 0, batch, sv[0]);
   ASSERT_THAT(without, IsOk());
   EXPECT_FALSE(without->batch);
   EXPECT_EQ(DeviceFlags(*without), 0u);
@@ -310,13 +316,16 @@ TEST(PlanDataPathTest, NoBatchesWithRegisterIoBufOrTheFusedPath) {
   ASSERT_THAT(probe, IsOk());
   if (!(probe->write_fixed && probe->read_fixed)) GTEST_SKIP() << probe->detail;
   // REGISTER_IO_BUF (no UBLK_F_AUTO_BUF_REG): per-tag commands.
+  DataPathTuning batch;
+  batch.batch_io = true;
   auto explicit_reg = PlanDataPath(DataPathMode::kZeroCopy,
-                                   ublk::kFSupportZeroCopy | ublk::kFBatchIo, {}, sv[0]);
+                                   ublk::kFSupportZeroCopy | ublk::kFBatchIo, batch, sv[0]);
   ASSERT_THAT(explicit_reg, IsOk());
   EXPECT_EQ(explicit_reg->registration, BufferRegistration::kExplicit);
   EXPECT_FALSE(explicit_reg->batch);
   // Driver registration: batched.
-  auto auto_reg = PlanDataPath(DataPathMode::kZeroCopy, kAutoBufReg | ublk::kFBatchIo, {}, sv[0]);
+  auto auto_reg =
+      PlanDataPath(DataPathMode::kZeroCopy, kAutoBufReg | ublk::kFBatchIo, batch, sv[0]);
   ASSERT_THAT(auto_reg, IsOk());
   EXPECT_TRUE(auto_reg->batch);
   EXPECT_EQ(DeviceFlags(*auto_reg), kAutoBufReg | ublk::kFBatchIo);

@@ -26,7 +26,11 @@
 // says how many bytes of elements it took), and complete with a posted
 // result; FETCH_IO_CMDS is armed until StopDevice or EndFetch, and each
 // issued request's tag comes in a completion of it, with a buffer id
-// TakeFetched resolves (Hold/Deliver put several tags in one).
+// TakeFetched resolves (Hold/Deliver put several tags in one). Zero copy:
+// a tag's pages enter slot `tag` when its request is handed out and leave
+// at its commit, as with UBLK_F_AUTO_BUF_REG. A batched command's SQE is a
+// MSG_RING to a ring of the fake's own, so the fake knows which ones the
+// worker submitted (UnsubmittedBatchCommands).
 //
 // Threads: the worker calls the UblkQueue side on its thread; tests call
 // the rest from theirs. Everything is under one mutex.
@@ -41,6 +45,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +73,8 @@ class FakeUblkKernel {
       : depth_(depth), tags_(depth), zero_copy_bytes_(zero_copy_bytes) {
     auto ring = Ring::Create(8, 0);
     if (ring.ok()) ring_.emplace(*std::move(ring));
+    auto inbox = Ring::Create(64, 0);
+    if (inbox.ok()) inbox_.emplace(*std::move(inbox));
     if (zero_copy_bytes_ > 0) {
       for (TagSlot& t : tags_) t.pages.resize(zero_copy_bytes_);
     }
@@ -111,6 +118,27 @@ class FakeUblkKernel {
   std::pair<int, int> batch_commits() {
     absl::MutexLock lock(&mu_);
     return {batch_commits_, batch_committed_};
+  }
+  // Batched: PREP_IO_CMDS fails (as when the device is gone), so the
+  // fetch linked behind it is cancelled. Before the worker starts.
+  void FailPrep() {
+    absl::MutexLock lock(&mu_);
+    fail_prep_ = true;
+  }
+  // Batched: the next COMMIT_IO_CMDS element for `tag` is refused, as the
+  // kernel refuses a tag it does not think is the server's (-EBUSY): the
+  // command stops there.
+  void RefuseCommitOf(uint16_t tag) {
+    absl::MutexLock lock(&mu_);
+    refuse_commit_of_ = tag;
+  }
+  // Batched commands the worker prepared (and this fake carried out, as
+  // the kernel would at issue) but never submitted: 0 once every one
+  // reached the ring.
+  int UnsubmittedBatchCommands() {
+    absl::MutexLock lock(&mu_);
+    DrainInbox();
+    return static_cast<int>(unsubmitted_.size());
   }
   // What the kernel would have refused of the worker's batched commands.
   std::vector<std::string> batch_refusals() {
@@ -301,9 +329,23 @@ class FakeUblkKernel {
         static_cast<size_t>(cqe.res) != it->second.size() * sizeof(uint16_t)) {
       return false;
     }
+    for (uint16_t tag : it->second) {
+      TagSlot& t = tags_[tag];
+      if (!t.pages.empty() && !t.registered) t.registered = Register(t, tag);
+    }
     tags->insert(tags->end(), it->second.begin(), it->second.end());
     fetched_.erase(it);
     return true;
+  }
+
+  // Takes the tokens of the batched commands the worker submitted.
+  void DrainInbox() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!inbox_) return;
+    io_uring_cqe* cqe;
+    while (io_uring_peek_cqe(inbox_->get(), &cqe) == 0) {
+      unsubmitted_.erase(cqe->user_data);
+      io_uring_cqe_seen(inbox_->get(), cqe);
+    }
   }
 
   void PrepFetchBatch(io_uring_sqe* sqe, uint64_t user_data) {
@@ -315,6 +357,11 @@ class FakeUblkKernel {
     if (fetch_armed_) batch_refusals_.push_back("a second FETCH_IO_CMDS while one is armed");
     ++fetches_armed_;
     fetch_user_data_ = user_data;
+    if (prep_failed_) {  // linked behind the failed PREP_IO_CMDS
+      prep_failed_ = false;
+      Post(user_data, -ECANCELED, 0);
+      return;
+    }
     if (stopping_) {
       Post(user_data, -ENODEV, 0);
       return;
@@ -325,16 +372,26 @@ class FakeUblkKernel {
   // PREP_IO_CMDS or COMMIT_IO_CMDS, checked as the kernel does.
   void PrepBatch(io_uring_sqe* sqe, uint32_t cmd_op, uint16_t flags, const uint8_t* elems,
                  uint16_t nr_elem, uint8_t elem_bytes, uint64_t user_data) {
-    io_uring_prep_nop(sqe);
+    absl::MutexLock lock(&mu_);
+    DrainInbox();
+    const uint64_t token = ++last_token_;
+    unsubmitted_.insert(token);
+    io_uring_prep_msg_ring(sqe, inbox_ ? inbox_->get()->ring_fd : -1, 0, token, 0);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     io_uring_sqe_set_data64(sqe, 0);
-    absl::MutexLock lock(&mu_);
     const bool copy = zero_copy_bytes_ == 0;
     const uint8_t want_bytes = copy ? 16 : 8;
     const uint16_t want_flags = copy ? ublk::kBatchFHasBufAddr : 0;
+    if (fail_prep_ && cmd_op == ublk::kIoPrepIoCmds) {
+      fail_prep_ = false;
+      prep_failed_ = true;
+      Post(user_data, -ENODEV);
+      return;
+    }
     if (!batch_ || elem_bytes != want_bytes || flags != want_flags || nr_elem > depth_ ||
         (cmd_op != ublk::kIoPrepIoCmds && cmd_op != ublk::kIoCommitIoCmds)) {
       batch_refusals_.push_back("a batched command the kernel refuses (flags, sizes or op)");
+      if (cmd_op == ublk::kIoPrepIoCmds) prep_failed_ = true;
       Post(user_data, -EINVAL);
       return;
     }
@@ -351,11 +408,19 @@ class FakeUblkKernel {
         break;
       }
       TagSlot& t = tags_[elem.tag];
+      if (!prep && refuse_commit_of_ == elem.tag) {
+        refuse_commit_of_ = -1;
+        break;
+      }
       if (prep ? t.prepared : (t.fetching || !t.prepared)) {
         batch_refusals_.push_back(prep ? "PREP_IO_CMDS of a tag prepared already"
                                        : "COMMIT_IO_CMDS of a tag the worker does not hold");
         break;
       }
+      t.prepared = true;
+      // The element names the buffer; at a commit the kernel copies a
+      // read's data out of it.
+      t.addr = copy ? addr : 0;
       if (!prep) {
         ++batch_committed_;
         Commit c{elem.tag, elem.result, ""};
@@ -364,10 +429,12 @@ class FakeUblkKernel {
                         static_cast<size_t>(elem.result));
         }
         commits_.push_back(std::move(c));
+        if (t.registered) {  // the request's pages leave slot `tag`
+          iovec none{nullptr, 0};
+          t.registered =
+              io_uring_register_buffers_update_tag(worker_ring_, elem.tag, &none, nullptr, 1) != 1;
+        }
       }
-      t.prepared = true;
-      t.addr = copy ? addr : 0;
-      if (!copy && !t.registered) t.registered = Register(t, elem.tag);
       t.fetching = !stopping_;
     }
     // PREP_IO_CMDS: 0, or an error (the kernel undoes what it prepared;
@@ -375,6 +442,7 @@ class FakeUblkKernel {
     // of elements committed, or an error when it committed none.
     const bool all = done == int32_t{nr_elem} * elem_bytes;
     if (prep) {
+      prep_failed_ = !all;
       Post(user_data, all ? 0 : -EINVAL);
     } else {
       Post(user_data, done == 0 && nr_elem > 0 ? -EBUSY : done);
@@ -489,6 +557,12 @@ class FakeUblkKernel {
   int batch_commits_ ABSL_GUARDED_BY(mu_) = 0;
   int batch_committed_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> batch_refusals_ ABSL_GUARDED_BY(mu_);
+  bool prep_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool fail_prep_ ABSL_GUARDED_BY(mu_) = false;
+  int refuse_commit_of_ ABSL_GUARDED_BY(mu_) = -1;
+  std::optional<Ring> inbox_;  // receives the worker's batched commands' tokens
+  uint64_t last_token_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<uint64_t> unsubmitted_ ABSL_GUARDED_BY(mu_);
   int fused_ops_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> fuse_refusals_ ABSL_GUARDED_BY(mu_);
 };

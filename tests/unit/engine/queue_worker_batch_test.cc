@@ -59,6 +59,9 @@ TEST_P(BatchTest, ReadsAndWritesGoThroughBatchedCommands) {
   EXPECT_TRUE(again->data == Expected(0, 4096));
   EXPECT_EQ(h.kernel().fetches_armed(), 1);
   EXPECT_EQ(h.kernel().batch_commits().second, 3);
+  // The fake carries a commit out when it is prepared; the worker submits
+  // it at the end of that loop turn.
+  EXPECT_TRUE(testing::WaitFor([&h] { return h.kernel().UnsubmittedBatchCommands() == 0; }));
   EXPECT_THAT(h.kernel().batch_refusals(), IsEmpty());
 }
 
@@ -104,17 +107,84 @@ TEST_P(BatchTest, RequestsOfOneCompletionAnsweredTogetherShareOneCommit) {
   EXPECT_THAT(h.kernel().batch_refusals(), IsEmpty());
 }
 
-// The fetch ends while the device runs (its buffers ran out): the worker
-// fetches again, and the next request comes through the new fetch.
-TEST_P(BatchTest, AFetchThatEndsIsArmedAgain) {
-  WorkerHarness h(Honest, Options());
+// The fetch ends while the device runs: its buffers ran out (-ENOBUFS),
+// it ended with its last one (0), or the kernel failed it (-ENOMEM). The
+// worker fetches again, and the next request comes through the new fetch.
+class FetchEndTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(FetchEndTest, AFetchThatEndsWhileTheDeviceRunsIsArmedAgain) {
+  WorkerHarness::Options options;
+  options.plan.batch = true;
+  WorkerHarness h(Honest, options);
   ASSERT_THAT(h.ready(), IsOk());
-  ASSERT_TRUE(h.kernel().EndFetch(-ENOBUFS));
+  ASSERT_TRUE(h.kernel().EndFetch(GetParam()));
   auto r = h.Do(2, kRead, 4096, 4096);
   ASSERT_TRUE(r.has_value());
   EXPECT_TRUE(r->data == Expected(4096, 4096));
   EXPECT_EQ(h.kernel().fetches_armed(), 2);
   EXPECT_THAT(h.kernel().batch_refusals(), IsEmpty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Results, FetchEndTest, ::testing::Values(-ENOBUFS, 0, -ENOMEM),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param == 0 ? std::string("LastBuffer")
+                                                  : "Errno" + std::to_string(-info.param);
+                         });
+
+// PREP_IO_CMDS fails: the fetch linked behind it is cancelled, no request
+// can come, and the worker ends, saying why, rather than wait for ever.
+TEST(BatchFailureTest, AFailedPrepEndsTheWorkerWithItsError) {
+  WorkerHarness::Options options;
+  options.plan.batch = true;
+  options.batch_prep_fails = true;
+  WorkerHarness h(Honest, options);
+  ASSERT_TRUE(h.WaitRunDone());
+  EXPECT_FALSE(h.run_status().ok());
+  EXPECT_THAT(std::string(h.run_status().message()), ::testing::HasSubstr("PREP_IO_CMDS"));
+}
+
+// The kernel refuses one element of a commit (a tag it does not think is
+// the server's: a bug of ours) and so never looks at those after it. They
+// are still the worker's: it commits them in its next command, and fails
+// the queue's I/O for good (an invariant broke). The device then stops
+// cleanly.
+TEST(BatchFailureTest, ElementsAfterARefusedOneAreCommittedAgain) {
+  WorkerHarness::Options options;
+  options.plan.batch = true;
+  options.depth = 4;
+  WorkerHarness h(
+      [](FakePeer& peer) {
+        std::string burst;
+        for (int i = 0; i < 3; ++i) {
+          Req r;
+          ASSERT_TRUE(ReadReqAndPayload(peer, &r));
+          burst += nbd::ByteWriter()
+                       .Put(nbd::kSimpleReplyMagic)
+                       .Put(uint32_t{0})
+                       .Put(r.cookie)
+                       .Take();
+        }
+        peer.Write(burst);
+        Honest(peer);
+      },
+      options);
+  ASSERT_THAT(h.ready(), IsOk());
+  h.kernel().RefuseCommitOf(1);
+  h.kernel().Hold();
+  for (uint16_t tag = 0; tag < 3; ++tag) {
+    ASSERT_TRUE(h.kernel().Issue(tag, kWrite, uint64_t{tag} * 8192, 4096, Fill(4096, 'w')));
+  }
+  ASSERT_TRUE(h.kernel().Deliver());
+  auto first = h.kernel().WaitCommit(0);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->result, 4096);
+  auto third = h.kernel().WaitCommit(2);
+  ASSERT_TRUE(third.has_value()) << "the element after the refused one was never committed";
+  EXPECT_EQ(third->result, 4096);
+  EXPECT_EQ(h.kernel().batch_commits(), std::make_pair(2, 2));
+  h.kernel().StopDevice();
+  EXPECT_TRUE(h.WaitRunDone());
+  EXPECT_EQ(h.kernel().UnsubmittedBatchCommands(), 0);
 }
 
 // The device stops while a read waits for its reply: the worker stays
@@ -142,6 +212,7 @@ TEST_P(BatchTest, StoppingWaitsForTheRequestInFlightThenEnds) {
   EXPECT_EQ(c->result, 4096);
   EXPECT_TRUE(c->data == Expected(0, 4096));
   EXPECT_TRUE(h.WaitRunDone());
+  EXPECT_EQ(h.kernel().UnsubmittedBatchCommands(), 0);
   EXPECT_EQ(h.worker().stats().Snapshot().of(OpKind::kRead).errors, 0u);
   EXPECT_THAT(h.kernel().batch_refusals(), IsEmpty());
 }

@@ -57,6 +57,8 @@ class WorkerHarness {
     // or, with BufferRegistration::kFused, to each fused operation.
     DataPathPlan plan;
     uint32_t max_io_bytes = kMaxIoBytes;  // the largest request
+    // Batched (plan.batch): PREP_IO_CMDS fails (FakeUblkKernel::FailPrep).
+    bool batch_prep_fails = false;
   };
 
   WorkerHarness(Script first, Options options)
@@ -65,6 +67,7 @@ class WorkerHarness {
     kernel_.set_fused(options_.plan.zero_copy &&
                       options_.plan.registration == BufferRegistration::kFused);
     kernel_.set_batch(options_.plan.batch);
+    if (options_.batch_prep_fails) kernel_.FailPrep();
     servers_.push_back(std::make_unique<nbd::testing::FakeServer>(std::move(first)));
     for (auto& s : options_.reconnect_scripts) later_.push_back(std::move(s));
     QueueConfig config;
@@ -117,6 +120,8 @@ class WorkerHarness {
   bool WaitRunDone(absl::Duration timeout = absl::Seconds(10)) {
     return run_done_.WaitForNotificationWithTimeout(timeout);
   }
+  // What Run() returned; only once WaitRunDone() said it did.
+  const absl::Status& run_status() const { return run_status_; }
   FakeUblkKernel& kernel() { return kernel_; }
   QueueWorker& worker() { return *worker_; }
   int connects() {
