@@ -93,8 +93,15 @@ done
 
 "$root/scripts/install-deps.sh"
 build=/var/cache/ublkgw/bench-build
+# The tests' compiler cache, when there is one: a trial's two builds
+# compile only what they do not share.
+cache=()
+if command -v ccache >/dev/null; then
+  export CCACHE_DIR=${CCACHE_DIR:-/var/cache/ublkgw/ccache}
+  cache=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 echo "run-bench: building a Release ublkgw in $build"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cache[@]}" >/dev/null
 ninja -C "$build" ublkgwd ublkgw >/dev/null
 base_files=()
 if [[ -n $baseline ]]; then
@@ -108,7 +115,8 @@ if [[ -n $baseline ]]; then
     rm -rf "$base_src" && mkdir -p "$base_src"
     git -C "$root" archive "$rev" | tar -x -C "$base_src"
   fi
-  cmake -S "$base_src" -B "$base_build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake -S "$base_src" -B "$base_build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cache[@]}" \
+    >/dev/null
   ninja -C "$base_build" ublkgwd ublkgw >/dev/null
   base_files=(--file "$base_build/gateway/control/ublkgwd:/usr/local/bin/ublkgwd-base"
     --file "$base_build/gateway/cli/ublkgw:/usr/local/bin/ublkgw-base")
