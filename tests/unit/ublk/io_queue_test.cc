@@ -1,6 +1,8 @@
 // The fused command's SQE, byte for byte as the patched kernel reads it:
 // the master (UBLK_U_IO_FUSED_SUBMIT_IO for q_id/tag) in the first 64
-// bytes, the slave op in the second, and who carries what.
+// bytes, the slave op in the second, and who carries what. And the
+// batched commands' SQEs (UBLK_F_BATCH_IO), as 7.2's driver and io_uring
+// check them.
 #include "ublk/io_queue.h"
 
 #include <liburing.h>
@@ -98,6 +100,57 @@ TEST_F(FuseTest, OpsThatCannotBeSlavesAreLeftAlone) {
   io_uring_prep_nop(&sqes_[0]);
   EXPECT_FALSE(FuseOnRequest(sqes_, kCharFd, 0, 1, kSlaveData));
   EXPECT_EQ(sqes_[0].opcode, IORING_OP_NOP);
+}
+
+ublk_batch_io BatchOf(const io_uring_sqe& sqe) {
+  ublk_batch_io cmd{};
+  std::memcpy(&cmd, sqe.cmd, sizeof(cmd));
+  return cmd;
+}
+
+// PREP_IO_CMDS / COMMIT_IO_CMDS: the elements by address and length, the
+// header in the command area; nothing left of a stale SQE.
+TEST(BatchSqeTest, CommitNamesItsElementsAndTheirShape) {
+  io_uring_sqe sqe;
+  std::memset(&sqe, 0xa5, sizeof(sqe));
+  uint8_t elems[3 * 16] = {};
+  PrepBatchCmd(&sqe, kCharFd, kIoCommitIoCmds, 2, kBatchFHasBufAddr, elems, 3, 16);
+  EXPECT_EQ(sqe.opcode, IORING_OP_URING_CMD);
+  EXPECT_EQ(sqe.fd, kCharFd);
+  EXPECT_EQ(sqe.cmd_op, kIoCommitIoCmds);
+  EXPECT_EQ(sqe.addr, reinterpret_cast<uintptr_t>(elems));
+  EXPECT_EQ(sqe.len, 48u);
+  EXPECT_EQ(sqe.flags, 0);
+  EXPECT_EQ(sqe.uring_cmd_flags, 0u);
+  const ublk_batch_io cmd = BatchOf(sqe);
+  EXPECT_EQ(cmd.q_id, 2);
+  EXPECT_EQ(cmd.flags, kBatchFHasBufAddr);
+  EXPECT_EQ(cmd.nr_elem, 3);
+  EXPECT_EQ(cmd.elem_bytes, 16);
+  EXPECT_EQ(cmd.reserved, 0);
+  EXPECT_EQ(cmd.reserved2, 0u);
+}
+
+// FETCH_IO_CMDS: multishot, selecting its buffers from group `buf_group`
+// (the field the driver reads as sqe->buf_index), 2-byte tags, no flags:
+// what ublk_validate_batch_fetch_cmd and io_uring_cmd_buffer_select ask.
+TEST(BatchSqeTest, FetchIsMultishotAndSelectsItsBuffers) {
+  io_uring_sqe sqe;
+  std::memset(&sqe, 0xa5, sizeof(sqe));
+  PrepFetchBatch(&sqe, kCharFd, 1, 0);
+  EXPECT_EQ(sqe.opcode, IORING_OP_URING_CMD);
+  EXPECT_EQ(sqe.fd, kCharFd);
+  EXPECT_EQ(sqe.cmd_op, kIoFetchIoCmds);
+  EXPECT_EQ(sqe.uring_cmd_flags, kUringCmdMultishot);
+  EXPECT_EQ(sqe.flags, IOSQE_BUFFER_SELECT);
+  EXPECT_EQ(sqe.buf_group, 0);
+  EXPECT_EQ(sqe.addr, 0u);
+  EXPECT_EQ(sqe.len, 0u);
+  const ublk_batch_io cmd = BatchOf(sqe);
+  EXPECT_EQ(cmd.q_id, 1);
+  EXPECT_EQ(cmd.flags, 0);
+  EXPECT_EQ(cmd.elem_bytes, sizeof(uint16_t));
+  EXPECT_EQ(cmd.nr_elem, 0);
 }
 
 }  // namespace
