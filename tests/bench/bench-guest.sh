@@ -13,7 +13,8 @@
 # pair's, not the system's own, "-" when none; daemon_sys_ticks: the part of
 # daemon_ticks spent in the kernel)
 # Usage: bench-guest.sh RUNTIME ROUNDS QUEUES SERVERS JOBS SEND_VARIANTS [BASELINE [NBD [FUSED [TOGETHER [FIO_CPUS]]]]]
-#   SERVERS  comma-separated: memory, null
+#   SERVERS  comma-separated: memory, null (nbdkit's plugins), qemu-nbd,
+#            nbd-server (each exporting a raw file on the guest's tmpfs)
 #   JOBS     comma-separated NAME:RW:BS:QD, e.g. randread-4k-qd32:randread:4k:32
 #   SEND_VARIANTS  1: write jobs also run on zero copy with SEND only
 #            (ublkgw-zc-send) and SEND_ZC only (ublkgw-zc-sendzc), each
@@ -86,6 +87,13 @@ volume_counter() {
 proc_ticks() {
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+# server_ticks: the CPU ticks of every process of the server (nbd-server
+# forks one per connection).
+server_ticks() {
+  local total=0 p
+  for p in $(pidof "$server_cmd"); do total=$((total + $(proc_ticks "$p"))); done
+  echo $total
+}
 # proc_sys_ticks PID: the part of that spent in the kernel.
 proc_sys_ticks() {
   awk '{ print $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -146,14 +154,14 @@ measure() {
     set -- $(counters "$second" "$dev2" "$sock2" "$pid2")
     d2a=$1 r2a=$2 e2a=$3 k2a=$4
   fi
-  b0=$(busy_ticks) s0=$(proc_ticks $server_pid)
+  b0=$(busy_ticks) s0=$(server_ticks)
   # $names is a list of options: split on purpose.
   $fio ${fio_cpus:+--cpus_allowed=$fio_cpus} --ioengine=io_uring --direct=1 --rw="$rw" \
     --bs="$bs" --iodepth="$qd" --size=${size_mb}M --time_based --runtime="$runtime" \
     --norandommap --randrepeat=0 --output-format=json \
     --output=/out/fio/$run.json $names >/dev/null 2>/out/fio/$run.err ||
     fail "fio $job on $first${second:+ and $second} failed: $(cat /out/fio/$run.err)"
-  b1=$(busy_ticks) s1=$(proc_ticks $server_pid)
+  b1=$(busy_ticks) s1=$(server_ticks)
   set -- $(counters "$first" "$dev1" "$sock1" "$pid1")
   row "$first" 0 $(($1 - d1a)) $(($2 - r1a)) $(($3 - e1a)) $(($4 - k1a))
   if [ -n "$second" ]; then
@@ -180,48 +188,66 @@ row() {
 
 run=0
 for server in $(echo "$servers" | tr ',' ' '); do
+  # Each server exports 1 GiB; nbdkit any name, the others "disk".
+  export_name= server_cmd=nbdkit
   case "$server" in
-    memory) nbdkit -f -i 127.0.0.1 -p 10809 memory 1G >/out/nbdkit-$server.log 2>&1 & ;;
-    null) nbdkit -f -i 127.0.0.1 -p 10809 null 1G >/out/nbdkit-$server.log 2>&1 & ;;
-    *) fail "unknown server $server" ;;
+    memory) nbdkit -f -i 127.0.0.1 -p 10809 memory 1G >/out/server-$server.log 2>&1 & ;;
+    null) nbdkit -f -i 127.0.0.1 -p 10809 null 1G >/out/server-$server.log 2>&1 & ;;
+    qemu-nbd)
+      export_name=disk server_cmd=qemu-nbd
+      rm -f /tmp/disk.img && truncate -s 1G /tmp/disk.img
+      qemu-nbd -f raw -x disk -b 127.0.0.1 -p 10809 --persistent --shared=16 /tmp/disk.img \
+        >/out/server-$server.log 2>&1 &
+      ;;
+    nbd-server)
+      export_name=disk server_cmd=nbd-server
+      rm -f /tmp/disk.img && truncate -s 1G /tmp/disk.img
+      printf '[generic]\n  listenaddr = 127.0.0.1\n  port = 10809\n[disk]\n  exportname = /tmp/disk.img\n  flush = true\n  fua = true\n' \
+        >/tmp/nbd-server.conf
+      # It daemonises, and forks a process per connection.
+      nbd-server -C /tmp/nbd-server.conf >/out/server-$server.log 2>&1 ||
+        fail "nbd-server failed: $(cat /out/server-$server.log)"
+      ;;
+    *) fail "unknown server $server (memory, null, qemu-nbd, nbd-server)" ;;
   esac
-  server_pid=$!
+  uri=nbd://127.0.0.1:10809/$export_name
   wait_for_listen 10809 20
   deadline=$(( $(date +%s) + 30 ))
-  until ublkgw info nbd://127.0.0.1:10809/ --timeout 10 >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "nbdkit ($server) does not answer"
+  until ublkgw info "$uri" --timeout 10 >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "$server does not answer a handshake"
     usleep 100000
   done
 
-  copy=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth 128 --data-path copy) ||
+  copy=$(ublkgw attach "$uri" --queues "$queues" --depth 128 --data-path copy) ||
     fail "attach (copy) failed"
-  zc=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth 128 --data-path zero-copy) ||
+  zc=$(ublkgw attach "$uri" --queues "$queues" --depth 128 --data-path zero-copy) ||
     fail "attach (zero copy) failed"
   systems="ublkgw-copy ublkgw-zero-copy"
   if [ "$fused" = 1 ]; then
-    fz=$(ublkgw attach nbd://127.0.0.1:10809/ --queues "$queues" --depth 128 --data-path fused) ||
+    fz=$(ublkgw attach "$uri" --queues "$queues" --depth 128 --data-path fused) ||
       fail "attach (fused) failed"
   fi
   if [ "$send_variants" = 1 ]; then
-    zc_send=$(ublkgw attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/send.sock \
+    zc_send=$(ublkgw attach "$uri" --socket /run/ublkgw/send.sock \
       --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (SEND) failed"
-    zc_sendzc=$(ublkgw attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/sendzc.sock \
+    zc_sendzc=$(ublkgw attach "$uri" --socket /run/ublkgw/sendzc.sock \
       --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (SEND_ZC) failed"
   fi
   if [ "$baseline" = 1 ]; then
-    base_copy=$(ublkgw-base attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/base.sock \
+    base_copy=$(ublkgw-base attach "$uri" --socket /run/ublkgw/base.sock \
       --queues "$queues" --depth 128 --data-path copy) || fail "attach (baseline copy) failed"
-    base_zc=$(ublkgw-base attach nbd://127.0.0.1:10809/ --socket /run/ublkgw/base.sock \
+    base_zc=$(ublkgw-base attach "$uri" --socket /run/ublkgw/base.sock \
       --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (baseline zero copy) failed"
   fi
-  nbd-client 127.0.0.1 10809 /dev/nbd0 -N '' -C "$queues" -b 4096 >/out/nbd-client.log 2>&1 ||
+  nbd-client 127.0.0.1 10809 /dev/nbd0 -N "$export_name" -C "$queues" -b 4096 >/out/nbd-client.log 2>&1 ||
     fail "nbd-client failed: $(cat /out/nbd-client.log)"
   wait_for_path /sys/block/nbd0/pid 10
   ublkgw list >/out/list-$server.txt
   cat /out/list-$server.txt
   log "$server: copy $copy, zero copy $zc, kernel nbd /dev/nbd0 ($queues connections each)"
-  # Written once, so reads find data (a memory export reads holes faster).
-  if [ "$server" = memory ]; then
+  # Written once, so reads find data (a memory export reads holes faster,
+  # a file's are sent as holes).
+  if [ "$server" != null ]; then
     dd if=/dev/urandom of="$zc" bs=1M count=$size_mb oflag=direct 2>/dev/null ||
       fail "prefill failed"
   fi
@@ -261,8 +287,12 @@ EOF
     ublkgw-base detach "$base_copy" --socket /run/ublkgw/base.sock || fail "detach failed"
     ublkgw-base detach "$base_zc" --socket /run/ublkgw/base.sock || fail "detach failed"
   fi
-  kill $server_pid
-  wait $server_pid
+  kill $(pidof "$server_cmd") 2>/dev/null
+  deadline=$(( $(date +%s) + 20 ))
+  while pidof "$server_cmd" >/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "$server does not exit"
+    usleep 100000
+  done
 done
 
 kill -TERM $daemon

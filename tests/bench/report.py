@@ -23,6 +23,12 @@ BASELINE = {"ublkgw-copy": "base-copy", "ublkgw-zero-copy": "base-zero-copy"}
 FUSED = {"ublkgw-fused": "ublkgw-zero-copy"}
 
 
+
+def server_title(server):
+    """The table's name for a server of --servers: nbdkit's plugins by name,
+    the others as they are (qemu-nbd, nbd-server: a raw file on tmpfs)."""
+    return f"nbdkit {server}" if server in ("memory", "null") else f"{server} (raw file on tmpfs)"
+
 def fio_figures(path, index=0):
     """The figures of job `index` of a fio JSON output (a run of two
     systems at once has one job per system)."""
@@ -162,7 +168,7 @@ def per_io(system, value):
 def table(means, servers, jobs, header):
     md = [header, ""]
     for server in servers:
-        md.append(f"### nbdkit {server}")
+        md.append(f"### {server_title(server)}")
         md.append("")
         md.append("| job | system | IOPS | MiB/s | p50 us | p99 us "
                   "| CPU us/IO: total (daemon [of it in the kernel], server) "
@@ -255,7 +261,7 @@ def plot(means, server, jobs, out_dir):
     script = f"""
 set terminal pngcairo size 1100,800 font ",10"
 set output "{png}"
-set multiplot layout 2,1 title "ublkgw vs the kernel's nbd client (nbdkit {server}, same guest run)"
+set multiplot layout 2,1 title "ublkgw vs the kernel's nbd client ({server_title(server)}, same guest run)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -304,7 +310,7 @@ def main():
     md += against_zc
     target_server, checks = targets(means, servers, jobs)
     if checks:
-        md.append(f"### Targets (nbdkit {target_server})")
+        md.append(f"### Targets ({server_title(target_server)})")
         md.append("")
         for name, ok, detail in checks:
             md.append(f"- {'met' if ok else 'NOT met'}: {name} ({detail})")

@@ -14,8 +14,10 @@
 #   --runtime  seconds per fio run (default 5)
 #   --rounds   times every job runs on every system, interleaved (default 2)
 #   --queues   ublkgw queues = kernel nbd connections (default 2)
-#   --servers  nbdkit plugins to serve the export (default memory,null: null
-#              answers without touching data, a ceiling for the clients)
+#   --servers  what serves the export (default memory,null): nbdkit's memory
+#              and null plugins (null answers without touching data, a
+#              ceiling for the clients), qemu-nbd and nbd-server (each on a
+#              raw file in the guest's tmpfs)
 #   --jobs     NAME:RW:BS:QD,... (default: 4k random read and write at QD1 and
 #              QD32, 128k and 1M sequential read and write at QD8)
 #   --send-variants  write jobs also run on zero copy with SEND only and with
@@ -128,6 +130,12 @@ else
 fi
 
 n_jobs=$(tr ',' '\n' <<<"$jobs" | wc -l)
+for s in ${servers//,/ }; do
+  case $s in
+    memory|null|qemu-nbd|nbd-server) ;;
+    *) echo "run-bench: unknown server '$s' (memory, null, qemu-nbd, nbd-server)" >&2; exit 2 ;;
+  esac
+done
 n_servers=$(tr ',' '\n' <<<"$servers" | wc -l)
 # fio runs per job and round: a pair run together is one.
 n_systems=$((2 + with_nbd + fused + (send_variants ? 2 : 0) + (${#base_files[@]} ? 2 : 0)))
@@ -142,6 +150,7 @@ mkdir -p "$out"
 "$root/tests/guest/run-guest.sh" --kernel "$kernel" --scenario "$here/bench-guest.sh" \
   --bin "$build/gateway/control/ublkgwd" --bin "$build/gateway/cli/ublkgw" \
   --module ublk_drv --module nbd --tool nbdkit --tool fio --tool nbd-client \
+  --tool qemu-nbd --tool nbd-server \
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
   "${base_files[@]}" --mem 2048 --timeout "$timeout" --out "$out.guest" \
