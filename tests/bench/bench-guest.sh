@@ -35,9 +35,11 @@
 #            drift, however fast, cannot favour either
 #   FIO_CPUS fio's processes run only on these CPUs (fio --cpus_allowed,
 #            e.g. 0); empty: anywhere
+#   NETNS    1: each server runs in the network namespace "srv", reached
+#            over a veth pair at 10.77.0.2; 0: on loopback
 . /lib/ublkgw/guest-lib.sh
 runtime=$1 rounds=$2 queues=$3 servers=$4 jobs=$5 send_variants=${6:-0} baseline=${7:-0}
-with_nbd=${8:-1} fused=${9:-0} together=${10:-0} fio_cpus=${11:-}
+with_nbd=${8:-1} fused=${9:-0} together=${10:-0} fio_cpus=${11:-} netns=${12:-0}
 fio=/usr/local/bin/fio
 size_mb=256
 
@@ -45,6 +47,11 @@ load_module ublk_drv
 load_module nbd
 wait_for_path /dev/ublk-control 10
 wait_for_path /dev/nbd0 10
+host=127.0.0.1 in_srv=
+if [ "$netns" = 1 ]; then
+  server_netns
+  host=10.77.0.2 in_srv="/usr/local/bin/ip netns exec srv"
+fi
 mkdir -p /out/fio
 printf 'run\tserver\tsystem\tjob\tround\tguest_busy_ticks\tdaemon_ticks\tserver_ticks\thz\trecvs\tenters\tfio_job\tshared\tdaemon_sys_ticks\n' \
   >/out/runs.tsv
@@ -191,27 +198,27 @@ for server in $(echo "$servers" | tr ',' ' '); do
   # Each server exports 1 GiB; nbdkit any name, the others "disk".
   export_name= server_cmd=nbdkit
   case "$server" in
-    memory) nbdkit -f -i 127.0.0.1 -p 10809 memory 1G >/out/server-$server.log 2>&1 & ;;
-    null) nbdkit -f -i 127.0.0.1 -p 10809 null 1G >/out/server-$server.log 2>&1 & ;;
+    memory) $in_srv nbdkit -f -i $host -p 10809 memory 1G >/out/server-$server.log 2>&1 & ;;
+    null) $in_srv nbdkit -f -i $host -p 10809 null 1G >/out/server-$server.log 2>&1 & ;;
     qemu-nbd)
       export_name=disk server_cmd=qemu-nbd
       rm -f /tmp/disk.img && truncate -s 1G /tmp/disk.img
-      qemu-nbd -f raw -x disk -b 127.0.0.1 -p 10809 --persistent --shared=16 /tmp/disk.img \
+      $in_srv qemu-nbd -f raw -x disk -b $host -p 10809 --persistent --shared=16 /tmp/disk.img \
         >/out/server-$server.log 2>&1 &
       ;;
     nbd-server)
       export_name=disk server_cmd=nbd-server
       rm -f /tmp/disk.img && truncate -s 1G /tmp/disk.img
-      printf '[generic]\n  listenaddr = 127.0.0.1\n  port = 10809\n[disk]\n  exportname = /tmp/disk.img\n  flush = true\n  fua = true\n' \
+      printf "[generic]\n  listenaddr = $host\n  port = 10809\n[disk]\n  exportname = /tmp/disk.img\n  flush = true\n  fua = true\n" \
         >/tmp/nbd-server.conf
       # It daemonises, and forks a process per connection.
-      nbd-server -C /tmp/nbd-server.conf >/out/server-$server.log 2>&1 ||
+      $in_srv nbd-server -C /tmp/nbd-server.conf >/out/server-$server.log 2>&1 ||
         fail "nbd-server failed: $(cat /out/server-$server.log)"
       ;;
     *) fail "unknown server $server (memory, null, qemu-nbd, nbd-server)" ;;
   esac
-  uri=nbd://127.0.0.1:10809/$export_name
-  wait_for_listen 10809 20
+  uri=nbd://$host:10809/$export_name
+  [ "$netns" = 1 ] || wait_for_listen 10809 20
   deadline=$(( $(date +%s) + 30 ))
   until ublkgw info "$uri" --timeout 10 >/dev/null 2>&1; do
     [ "$(date +%s)" -lt "$deadline" ] || fail "$server does not answer a handshake"
@@ -239,7 +246,7 @@ for server in $(echo "$servers" | tr ',' ' '); do
     base_zc=$(ublkgw-base attach "$uri" --socket /run/ublkgw/base.sock \
       --queues "$queues" --depth 128 --data-path zero-copy) || fail "attach (baseline zero copy) failed"
   fi
-  nbd-client 127.0.0.1 10809 /dev/nbd0 -N "$export_name" -C "$queues" -b 4096 >/out/nbd-client.log 2>&1 ||
+  nbd-client $host 10809 /dev/nbd0 -N "$export_name" -C "$queues" -b 4096 >/out/nbd-client.log 2>&1 ||
     fail "nbd-client failed: $(cat /out/nbd-client.log)"
   wait_for_path /sys/block/nbd0/pid 10
   ublkgw list >/out/list-$server.txt

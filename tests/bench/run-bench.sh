@@ -6,7 +6,7 @@
 # Usage: tests/bench/run-bench.sh [--kernel sid] [--runtime SEC] [--rounds N]
 #          [--queues N] [--servers memory,null] [--jobs LIST] [--send-variants]
 #          [--baseline REV] [--fused] [--together] [--fio-cpus LIST] [--no-nbd]
-#          [--out DIR]
+#          [--netns] [--out DIR]
 #
 #   --kernel   the guest's kernel (a Debian suite, default sid: zero copy
 #              needs 6.16+, and RECV into fixed buffers 7.2; or patched:
@@ -44,6 +44,10 @@
 #   --fused    also run ublkgw's fused data path (ublkgw-fused), back to
 #              back with zero copy in each round; needs --kernel patched.
 #              table.md then compares the two as it does old and new
+#   --netns    the server in a network namespace of its own, reached over a
+#              veth pair (10.77.0.2 from 10.77.0.1), not over loopback: the
+#              path a remote server's packets take through the stack, less
+#              the wire
 #   --out      where results go (default /var/cache/ublkgw/bench/latest):
 #              results.json, table.md, and one PNG per server
 #
@@ -55,7 +59,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 command_line="tests/bench/run-bench.sh $*"
 
-kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline= with_nbd=1 fused=0 together=0 fio_cpus=
+kernel=sid runtime=5 rounds=2 queues=2 servers=memory,null send_variants=0 baseline= with_nbd=1 fused=0 together=0 fio_cpus= netns=0
 jobs="randread-4k-qd1:randread:4k:1,randread-4k-qd32:randread:4k:32"
 jobs+=",randwrite-4k-qd1:randwrite:4k:1,randwrite-4k-qd32:randwrite:4k:32"
 jobs+=",read-128k:read:128k:8,write-128k:write:128k:8,read-1m:read:1m:8,write-1m:write:1m:8"
@@ -74,6 +78,7 @@ while [[ $# -gt 0 ]]; do
     --fused) fused=1; shift ;;
     --together) together=1; shift ;;
     --fio-cpus) fio_cpus=$2; shift 2 ;;
+    --netns) netns=1; shift ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; $d'; exit 0 ;;
     *) echo "run-bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -144,17 +149,19 @@ runs=$((n_jobs * n_servers * rounds * n_systems))
 timeout=$((runs * (runtime + 4) + 300))
 echo "run-bench: $runs fio runs of ${runtime}s on $kernel (about $((runs * (runtime + 2) / 60)) min)"
 
+netns_args=()
+[[ $netns = 1 ]] && netns_args=(--module veth --module sch_netem --tool ip)
 plugins=/usr/lib/x86_64-linux-gnu/nbdkit/plugins
 rm -rf "$out.guest"
 mkdir -p "$out"
 "$root/tests/guest/run-guest.sh" --kernel "$kernel" --scenario "$here/bench-guest.sh" \
   --bin "$build/gateway/control/ublkgwd" --bin "$build/gateway/cli/ublkgw" \
   --module ublk_drv --module nbd --tool nbdkit --tool fio --tool nbd-client \
-  --tool qemu-nbd --tool nbd-server \
+  --tool qemu-nbd --tool nbd-server "${netns_args[@]}" \
   --file "$plugins/nbdkit-memory-plugin.so:$plugins/nbdkit-memory-plugin.so" \
   --file "$plugins/nbdkit-null-plugin.so:$plugins/nbdkit-null-plugin.so" \
   "${base_files[@]}" --mem 2048 --timeout "$timeout" --out "$out.guest" \
-  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "$((${#base_files[@]} ? 1 : 0))" "$with_nbd" "$fused" "$together" "$fio_cpus"
+  -- "$runtime" "$rounds" "$queues" "$servers" "$jobs" "$send_variants" "$((${#base_files[@]} ? 1 : 0))" "$with_nbd" "$fused" "$together" "$fio_cpus" "$netns"
 
 python3 "$here/report.py" --guest-out "$out.guest" --out "$out" \
   --command "$command_line" --queues "$queues" --runtime "$runtime" \
