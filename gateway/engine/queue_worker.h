@@ -152,6 +152,8 @@ class QueueWorker {
   uint16_t BatchFlags() const;
   // Appends `tag`'s element (its buffer, its result) to `elems`.
   void AppendBatchElem(std::vector<uint8_t>* elems, uint16_t tag, int32_t result) const;
+  // At start: PREP_IO_CMDS of every tag, linked ahead of the fetch.
+  void PrepAndFetchBatch();
   void ArmFetchBatch();
   // Fetches again once a failed fetch's wait is over.
   void MaybeRearmFetch();

@@ -50,6 +50,17 @@ void QueueWorker::AppendBatchElem(std::vector<uint8_t>* elems, uint16_t tag,
   }
 }
 
+void QueueWorker::PrepAndFetchBatch() {
+  // Every tag in one PREP_IO_CMDS, then the fetch that brings requests.
+  prep_elems_.clear();
+  for (uint16_t tag = 0; tag < config_.depth; ++tag) AppendBatchElem(&prep_elems_, tag, 0);
+  io_uring_sqe* sqe = Sqe();
+  queue_->PrepBatch(sqe, ublk::kIoPrepIoCmds, BatchFlags(), prep_elems_.data(), config_.depth,
+                    BatchElemBytes(), UserData(Op::kBatchPrep));
+  sqe->flags |= IOSQE_IO_LINK;  // the fetch goes once every tag is prepared
+  ArmFetchBatch();
+}
+
 void QueueWorker::ArmFetchBatch() {
   queue_->PrepFetchBatch(Sqe(), UserData(Op::kBatchFetch));
   fetch_armed_ = true;

@@ -45,51 +45,52 @@ IoDescMap::~IoDescMap() {
   if (descs_ != nullptr) munmap(const_cast<ublksrv_io_desc*>(descs_), bytes_);
 }
 
-void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t tag,
-               int32_t result, uint64_t addr) {
+namespace {
+
+// A URING_CMD `cmd_op` on /dev/ublkcN, its 16-byte command `cmd` (which
+// fits the command area of a 64-byte SQE) and nothing else of a stale SQE.
+template <typename Cmd>
+void PrepUringCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, const Cmd& cmd) {
+  static_assert(sizeof(Cmd) <= 16);
   std::memset(sqe, 0, sizeof(*sqe));
   sqe->opcode = IORING_OP_URING_CMD;
   sqe->fd = char_fd;
   sqe->cmd_op = cmd_op;
-  // The 16-byte I/O command fits the command area of a 64-byte SQE.
-  static_assert(sizeof(ublksrv_io_cmd) <= 16);
+  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+}
+
+}  // namespace
+
+void PrepIoCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t tag,
+               int32_t result, uint64_t addr) {
   ublksrv_io_cmd cmd{};
   cmd.q_id = q_id;
   cmd.tag = tag;
   cmd.result = result;
   cmd.addr = addr;
-  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+  PrepUringCmd(sqe, char_fd, cmd_op, cmd);
 }
 
 void PrepBatchCmd(io_uring_sqe* sqe, int char_fd, uint32_t cmd_op, uint16_t q_id, uint16_t flags,
                   const void* elems, uint16_t nr_elem, uint8_t elem_bytes) {
-  std::memset(sqe, 0, sizeof(*sqe));
-  sqe->opcode = IORING_OP_URING_CMD;
-  sqe->fd = char_fd;
-  sqe->cmd_op = cmd_op;
-  sqe->addr = reinterpret_cast<uintptr_t>(elems);
-  sqe->len = uint32_t{nr_elem} * elem_bytes;
-  static_assert(sizeof(ublk_batch_io) <= 16);
   ublk_batch_io cmd{};
   cmd.q_id = q_id;
   cmd.flags = flags;
   cmd.nr_elem = nr_elem;
   cmd.elem_bytes = elem_bytes;
-  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+  PrepUringCmd(sqe, char_fd, cmd_op, cmd);
+  sqe->addr = reinterpret_cast<uintptr_t>(elems);
+  sqe->len = uint32_t{nr_elem} * elem_bytes;
 }
 
 void PrepFetchBatch(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t buf_group) {
-  std::memset(sqe, 0, sizeof(*sqe));
-  sqe->opcode = IORING_OP_URING_CMD;
-  sqe->fd = char_fd;
-  sqe->cmd_op = kIoFetchIoCmds;
-  sqe->uring_cmd_flags = kUringCmdMultishot;
-  sqe->flags = IOSQE_BUFFER_SELECT;
-  sqe->buf_group = buf_group;
   ublk_batch_io cmd{};
   cmd.q_id = q_id;
   cmd.elem_bytes = sizeof(uint16_t);
-  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+  PrepUringCmd(sqe, char_fd, kIoFetchIoCmds, cmd);
+  sqe->uring_cmd_flags = kUringCmdMultishot;
+  sqe->flags = IOSQE_BUFFER_SELECT;
+  sqe->buf_group = buf_group;
 }
 
 bool FuseOnRequest(io_uring_sqe* sqe, int char_fd, uint16_t q_id, uint16_t tag,

@@ -48,11 +48,7 @@ if [[ -z $build ]]; then
   build=/var/cache/ublkgw/profile-build
   # The tests' compiler cache, when there is one: a rebuild compiles only
   # what changed.
-  cache=()
-  if command -v ccache >/dev/null; then
-    export CCACHE_DIR=${CCACHE_DIR:-/var/cache/ublkgw/ccache}
-    cache=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  fi
+  . "$root/scripts/lib/ccache.sh"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cache[@]}" >/dev/null
   ninja -C "$build" ublkgwd ublkgw >/dev/null
 fi

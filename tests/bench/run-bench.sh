@@ -102,11 +102,7 @@ done
 build=/var/cache/ublkgw/bench-build
 # The tests' compiler cache, when there is one: a trial's two builds
 # compile only what they do not share.
-cache=()
-if command -v ccache >/dev/null; then
-  export CCACHE_DIR=${CCACHE_DIR:-/var/cache/ublkgw/ccache}
-  cache=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-fi
+. "$root/scripts/lib/ccache.sh"
 echo "run-bench: building a Release ublkgw in $build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cache[@]}" >/dev/null
 ninja -C "$build" ublkgwd ublkgw >/dev/null

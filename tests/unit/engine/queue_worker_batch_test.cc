@@ -24,6 +24,25 @@ using ::testing::IsEmpty;
 using ::ublkgw::testing::IsOk;
 using namespace testing::scripts;  // NOLINT: the tests' vocabulary
 
+// A server that reads `n` writes, answers them all in one write (so the
+// worker parses the replies in one turn), then is Honest.
+Script AnswersInOneBurst(int n) {
+  return [n](FakePeer& peer) {
+    std::string burst;
+    for (int i = 0; i < n; ++i) {
+      Req r;
+      ASSERT_TRUE(ReadReqAndPayload(peer, &r));
+      burst += nbd::ByteWriter()
+                   .Put(nbd::kSimpleReplyMagic)
+                   .Put(uint32_t{0})
+                   .Put(r.cookie)
+                   .Take();
+    }
+    peer.Write(burst);
+    Honest(peer);
+  };
+}
+
 class BatchTest : public ::testing::TestWithParam<bool> {
  protected:
   WorkerHarness::Options Options(nbd::HeaderMode mode = nbd::HeaderMode::kSimple) const {
@@ -72,22 +91,7 @@ TEST_P(BatchTest, ReadsAndWritesGoThroughBatchedCommands) {
 TEST_P(BatchTest, RequestsOfOneCompletionAnsweredTogetherShareOneCommit) {
   WorkerHarness::Options options = Options();
   options.depth = 4;
-  WorkerHarness h(
-      [](FakePeer& peer) {
-        std::string burst;
-        for (int i = 0; i < 4; ++i) {
-          Req r;
-          ASSERT_TRUE(ReadReqAndPayload(peer, &r));
-          burst += nbd::ByteWriter()
-                       .Put(nbd::kSimpleReplyMagic)
-                       .Put(uint32_t{0})
-                       .Put(r.cookie)
-                       .Take();
-        }
-        peer.Write(burst);
-        Honest(peer);
-      },
-      options);
+  WorkerHarness h(AnswersInOneBurst(4), options);
   ASSERT_THAT(h.ready(), IsOk());
   h.kernel().Hold();
   for (uint16_t tag = 0; tag < 4; ++tag) {
@@ -152,22 +156,7 @@ TEST(BatchFailureTest, ElementsAfterARefusedOneAreCommittedAgain) {
   WorkerHarness::Options options;
   options.plan.batch = true;
   options.depth = 4;
-  WorkerHarness h(
-      [](FakePeer& peer) {
-        std::string burst;
-        for (int i = 0; i < 3; ++i) {
-          Req r;
-          ASSERT_TRUE(ReadReqAndPayload(peer, &r));
-          burst += nbd::ByteWriter()
-                       .Put(nbd::kSimpleReplyMagic)
-                       .Put(uint32_t{0})
-                       .Put(r.cookie)
-                       .Take();
-        }
-        peer.Write(burst);
-        Honest(peer);
-      },
-      options);
+  WorkerHarness h(AnswersInOneBurst(3), options);
   ASSERT_THAT(h.ready(), IsOk());
   h.kernel().RefuseCommitOf(1);
   h.kernel().Hold();
