@@ -108,6 +108,9 @@ std::string RenderMetrics(const std::vector<v1::GetVolumeResponse>& volumes,
       {"ublkgw_volume_ring_enters_total", "counter",
        "io_uring_enter calls of the volume's queues.",
        [](const v1::GetVolumeResponse& r) { return r.stats().ring_enters(); }},
+      {"ublkgw_volume_acks_pushed_total", "counter",
+       "ACKs sent at once because a reply came in part.",
+       [](const v1::GetVolumeResponse& r) { return r.stats().acks_pushed(); }},
   };
   for (const PerVolume& m : per_volume) {
     Family(out, m.name, m.type, m.help);

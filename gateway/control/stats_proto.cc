@@ -36,6 +36,7 @@ v1::VolumeStats StatsToProto(const engine::StatsSnapshot& s) {
   out.set_reconnects(s.reconnects);
   out.set_socket_recvs(s.recvs);
   out.set_ring_enters(s.ring_enters);
+  out.set_acks_pushed(s.acks_pushed);
   return out;
 }
 

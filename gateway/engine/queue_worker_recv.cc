@@ -44,6 +44,7 @@
 #include "engine/queue_worker_ops.h"
 #include "engine/request_mapping.h"
 #include "glog/logging.h"
+#include "nbd/stream.h"
 
 namespace ublkgw::engine {
 
@@ -145,7 +146,15 @@ void QueueWorker::OnRecv(int res) {
   } else {
     rx_tail_ += static_cast<size_t>(res);
   }
-  if (ParseReplies()) ArmRecv();
+  if (!ParseReplies()) return;
+  // Everything received is taken and a structured reply waits for its next
+  // chunk: acknowledge now, or a server under Nagle's algorithm holds that
+  // chunk until our delayed ACK, 40 ms later (nbd::AckNow).
+  if (rx_head_ == rx_tail_ && reader_.BetweenChunks()) {
+    nbd::AckNow(socket_.get());
+    stats_.OnAckPushed();
+  }
+  ArmRecv();
 }
 
 bool QueueWorker::ParseReplies() {

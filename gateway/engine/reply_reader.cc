@@ -28,6 +28,7 @@ ReplyReader::ReplyReader(nbd::HeaderMode mode, uint16_t depth) : mode_(mode), pa
 
 void ReplyReader::Reset() {
   for (Partial& p : partial_) p = Partial{};
+  open_replies_ = 0;
   state_ = State::kHeader;
   header_want_ = FirstHeaderBytes(mode_);
   have_ = 0;
@@ -66,12 +67,16 @@ absl::Status ReplyReader::OnServerError(uint32_t nbd_error) {
 
 void ReplyReader::EndChunk() {
   have_ = 0;
+  Partial& p = partial_[tag_];
   if (reply_.done()) {
-    Partial& p = partial_[tag_];
     done_result_ = p.server_errno;
+    if (p.open) --open_replies_;
+    p.open = false;
     state_ = State::kDone;
     return;
   }
+  if (!p.open) ++open_replies_;
+  p.open = true;
   state_ = State::kHeader;
   header_want_ = FirstHeaderBytes(mode_);
 }

@@ -76,6 +76,13 @@ class ReplyReader {
   // without one, Feed of nothing says only kNeedMore.
   bool event_due() const { return state_ == State::kDone || state_ == State::kFaulted; }
 
+  // Structured replies are open (a chunk of each came, not its last) and
+  // no byte of the next header has: the server has more to send, and may
+  // be holding it until what it sent is acknowledged (nbd::AckNow).
+  bool BetweenChunks() const {
+    return open_replies_ > 0 && state_ == State::kHeader && have_ == 0;
+  }
+
   // Forgets the stream and every partial reply (a new connection).
   void Reset();
 
@@ -93,6 +100,7 @@ class ReplyReader {
   struct Partial {
     std::optional<nbd::ReadCoverage> coverage;  // inline: no allocation per read
     int32_t server_errno = 0;
+    bool open = false;  // a chunk came, not the last
   };
 
   ReplyEvent OnHeader(FindRequest find);
@@ -121,6 +129,7 @@ class ReplyReader {
   uint64_t payload_offset_ = 0;
   uint32_t trailer_ = 0;
   int32_t done_result_ = 0;
+  uint32_t open_replies_ = 0;  // Partials with `open`
 };
 
 inline size_t ReplyReader::Want() const {

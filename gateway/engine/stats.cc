@@ -78,6 +78,7 @@ StatsSnapshot& StatsSnapshot::operator+=(const StatsSnapshot& other) {
   reconnects += other.reconnects;
   recvs += other.recvs;
   ring_enters += other.ring_enters;
+  acks_pushed += other.acks_pushed;
   return *this;
 }
 
@@ -110,6 +111,7 @@ StatsSnapshot QueueStats::Snapshot() const {
   s.reconnects = reconnects_.load(std::memory_order_relaxed);
   s.recvs = recvs_.load(std::memory_order_relaxed);
   s.ring_enters = ring_enters_.load(std::memory_order_relaxed);
+  s.acks_pushed = acks_pushed_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -66,6 +66,7 @@ struct StatsSnapshot {
   // sockets, and io_uring_enter calls (submits and waits) of the queues.
   uint64_t recvs = 0;
   uint64_t ring_enters = 0;
+  uint64_t acks_pushed = 0;
 
   const OpSnapshot& of(OpKind kind) const { return op[static_cast<int>(kind)]; }
   StatsSnapshot& operator+=(const StatsSnapshot& other);
@@ -80,6 +81,7 @@ class QueueStats {
   void OnReconnect() { Add(reconnects_, 1); }
   void OnRecv() { Add(recvs_, 1); }
   void OnRingEnter() { Add(ring_enters_, 1); }
+  void OnAckPushed() { Add(acks_pushed_, 1); }
 
   // Any thread.
   StatsSnapshot Snapshot() const;
@@ -101,6 +103,7 @@ class QueueStats {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> recvs_{0};
   std::atomic<uint64_t> ring_enters_{0};
+  std::atomic<uint64_t> acks_pushed_{0};
 };
 
 }  // namespace ublkgw::engine

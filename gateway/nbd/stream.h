@@ -21,6 +21,16 @@ namespace ublkgw::nbd {
 // `cancel_fd` (an eventfd, say; -1: none) becomes readable.
 absl::StatusOr<UniqueFd> Connect(const Uri& uri, absl::Duration timeout, int cancel_fd = -1);
 
+// Acknowledges what `fd` (a TCP socket; anything else is left alone) has
+// received now, not after the delayed-ACK timer. Call it when waiting for
+// more of a reply: a server without TCP_NODELAY that wrote the reply in
+// parts (qemu-nbd writes each option reply and structured chunk on its
+// own) holds the next part under Nagle's algorithm until the last is
+// acknowledged, and Linux delays that ACK by 40 ms or more while it
+// expects to piggyback it on a request. TCP_QUICKACK lasts until the
+// kernel next enters its delayed-ACK mode, so it is set at every wait.
+void AckNow(int fd);
+
 // Not thread-safe: one thread drives a Stream at a time.
 class Stream {
  public:
@@ -29,7 +39,8 @@ class Stream {
       : fd_(std::move(fd)), timeout_(timeout), cancel_fd_(cancel_fd) {}
 
   // Reads exactly out.size() bytes. UNAVAILABLE if the peer closes first,
-  // DEADLINE_EXCEEDED if it stays silent for the timeout.
+  // DEADLINE_EXCEEDED if it stays silent for the timeout. Before it waits,
+  // what has come is acknowledged (AckNow).
   absl::Status ReadFull(std::span<uint8_t> out);
   // Reads and discards `n` bytes.
   absl::Status Skip(uint64_t n);

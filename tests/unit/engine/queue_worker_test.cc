@@ -145,6 +145,33 @@ TEST(QueueWorkerTest, StructuredReadFromChunksInAnyOrder) {
   EXPECT_TRUE(r->data == Fill(1024, 'a') + std::string(2048, '\0') + Fill(1024, 'd'));
 }
 
+// A reply's first chunk is taken and its last has not come: the worker
+// acknowledges at once, before the server sends more (here the server
+// waits for that, as qemu-nbd waits under Nagle's algorithm for the ACK of
+// what it sent, which Linux would delay by 40 ms). A reply in one chunk,
+// and a simple reply, push nothing.
+TEST(QueueWorkerTest, AReplyInPartsIsAcknowledgedAtOnce) {
+  WorkerHarness::Options options;
+  options.info = testing::TestExport(nbd::HeaderMode::kStructured);
+  std::atomic<WorkerHarness*> harness{nullptr};
+  WorkerHarness h(InTwoChunks([&harness] {
+                    EXPECT_TRUE(testing::WaitFor([&harness] {
+                      WorkerHarness* p = harness.load();
+                      return p != nullptr && testing::AcksPushed(*p) == 1;
+                    })) << "the first chunk was not acknowledged at once";
+                  }),
+                  options);
+  harness = &h;
+  ASSERT_THAT(h.ready(), IsOk());
+  auto r = h.Do(0, kRead, 8192, 8192);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 8192);
+  EXPECT_TRUE(r->data == Expected(8192, 4096) + std::string(4096, '\0'));
+  ASSERT_TRUE(h.Do(1, kRead, 0, 4096).has_value());
+  ASSERT_TRUE(h.Do(2, kWrite, 0, 4096, Fill(4096, 'w')).has_value());
+  EXPECT_EQ(testing::AcksPushed(h), 1u);
+}
+
 // Copy path: while a large read may be answered, each RECV into staging
 // asks for exactly one element (the chunk's header, then its offset), and
 // the payload goes straight into the request's buffer. A wide RECV would

@@ -161,6 +161,60 @@ TEST(ReplyReaderTest, InterleavedStructuredRepliesAtEverySplit) {
   }
 }
 
+// BetweenChunks says when the worker should acknowledge at once: some
+// structured reply has had a chunk but not its last, and nothing of the
+// next header has come. Never for simple replies or mid-header.
+TEST(ReplyReaderTest, BetweenChunksWhileAStructuredReplyIsOpen) {
+  Flight f;
+  const uint64_t a = f.Add(4, nbd::kCmdRead, 8192, 2048);
+  const uint64_t b = f.Add(5, nbd::kCmdRead, 0, 1024);
+  const uint64_t w = f.Add(6, nbd::kCmdWrite, 0, 512);
+  const std::string a_first =
+      Chunk(0, nbd::kReplyTypeOffsetData, a, Data(8192, std::string(1024, 'x')));
+  const std::pair<std::string, bool> steps[] = {
+      {Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeNone, w, ""), false},  // one chunk, the last
+      {a_first.substr(0, 10), false},                                   // mid-header
+      {a_first.substr(10), true},                                       // a is open
+      {Chunk(0, nbd::kReplyTypeOffsetHole, b, Hole(0, 512)), true},      // a and b
+      {Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, a,
+             Data(8192 + 1024, std::string(1024, 'y'))),
+       true},  // b still open
+      {Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetData, b, Data(512, std::string(512, 'z'))),
+       false},
+  };
+  ReplyReader reader(nbd::HeaderMode::kStructured, 16);
+  EXPECT_FALSE(reader.BetweenChunks());
+  int step = 0;
+  for (const auto& [bytes, between] : steps) {
+    std::span<const uint8_t> input(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    for (;;) {
+      ReplyEvent e = reader.Feed(input, [&](uint64_t c) { return f.Find(c); });
+      ASSERT_NE(e.kind, ReplyEvent::Kind::kFault) << e.fault;
+      input = input.subspan(e.consumed);
+      if (e.kind == ReplyEvent::Kind::kNeedMore) break;
+    }
+    EXPECT_EQ(reader.BetweenChunks(), between) << "after step " << step++;
+  }
+  // A new connection forgets open replies.
+  const uint64_t c = f.Add(7, nbd::kCmdRead, 0, 1024);
+  const std::string open = Chunk(0, nbd::kReplyTypeOffsetHole, c, Hole(0, 512));
+  std::span<const uint8_t> input(reinterpret_cast<const uint8_t*>(open.data()), open.size());
+  while (reader.Feed(input, [&](uint64_t k) { return f.Find(k); }).kind !=
+         ReplyEvent::Kind::kNeedMore) {
+    input = {};
+  }
+  ASSERT_TRUE(reader.BetweenChunks());
+  reader.Reset();
+  EXPECT_FALSE(reader.BetweenChunks());
+
+  ReplyReader simple(nbd::HeaderMode::kSimple, 16);
+  const std::string reply = Simple(0, w);
+  std::span<const uint8_t> in(reinterpret_cast<const uint8_t*>(reply.data()), reply.size());
+  EXPECT_EQ(simple.Feed(in, [&](uint64_t k) { return f.Find(k); }).kind,
+            ReplyEvent::Kind::kDone);
+  EXPECT_FALSE(simple.BetweenChunks());
+}
+
 TEST(ReplyReaderTest, ErrorChunksKeepTheFirstErrorAndCheckTheirOffset) {
   Flight f;
   const uint64_t a = f.Add(1, nbd::kCmdRead, 4096, 4096);

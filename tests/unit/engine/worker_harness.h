@@ -165,6 +165,10 @@ bool WaitFor(Cond cond, absl::Duration deadline = absl::Seconds(10)) {
 
 // The RECVs the worker has armed so far.
 inline uint64_t Recvs(WorkerHarness& h) { return h.worker().stats().Snapshot().recvs; }
+// The ACKs it has pushed out at once (nbd::AckNow).
+inline uint64_t AcksPushed(WorkerHarness& h) {
+  return h.worker().stats().Snapshot().acks_pushed;
+}
 
 }  // namespace ublkgw::engine::testing
 

@@ -5,6 +5,7 @@
 #define UBLKGW_TESTS_UNIT_ENGINE_WORKER_SCRIPTS_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "nbd/bytes.h"
@@ -114,6 +115,22 @@ inline void HonestStructured(FakePeer& peer) {
       peer.SimpleReply(0, r.cookie);
     }
   }
+}
+
+// Answers the first request, a read, in two chunks as qemu-nbd would: its
+// first half's data, not the last chunk; then, once `before_last` returns,
+// the second half as a hole that ends the reply. Then Honest.
+inline Script InTwoChunks(std::function<void()> before_last) {
+  return [before_last = std::move(before_last)](FakePeer& peer) {
+    Req r;
+    if (!ReadReq(peer, &r)) return;
+    const uint32_t half = r.length / 2;
+    peer.Chunk(0, nbd::kReplyTypeOffsetData, r.cookie, DataChunk(r.offset, Expected(r.offset, half)));
+    before_last();
+    peer.Chunk(nbd::kReplyFlagDone, nbd::kReplyTypeOffsetHole, r.cookie,
+               nbd::ByteWriter().Put(r.offset + half).Put(r.length - half).Take());
+    Honest(peer);
+  };
 }
 
 }  // namespace ublkgw::engine::testing::scripts
