@@ -8,6 +8,8 @@
 # Files it leaves in /out come back to the host (run-guest.sh --out).
 
 log() { echo "[$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+# uptime_ms: milliseconds since boot, to time a step (date has no %N here).
+uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 fail() { echo "FAIL: $*"; exit 1; }
 skip() { echo "SKIP: $*"; exit 77; }
 
