@@ -1,9 +1,5 @@
 #include "base/uring.h"
 
-#include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <algorithm>
 #include <cstdint>
@@ -51,44 +47,6 @@ absl::StatusOr<io_uring_cqe*> Ring::SubmitAndWait(absl::Duration timeout) {
   }
   if (ret < 0) return ErrnoToStatus(-ret, "io_uring_wait_cqe");
   return cqe;
-}
-
-namespace {
-constexpr unsigned kFeatMinTimeout = 1U << 15;  // IORING_FEAT_MIN_TIMEOUT, 6.12
-constexpr uint8_t kIntFlagRegRing = 1;          // liburing 2.3's INT_FLAG_REG_RING
-
-// io_uring_getevents_arg with the field 6.12 made of its padding.
-struct GeteventsArg {
-  uint64_t sigmask;
-  uint32_t sigmask_sz;
-  uint32_t min_wait_usec;
-  uint64_t ts;
-};
-static_assert(sizeof(GeteventsArg) == sizeof(io_uring_getevents_arg));
-}  // namespace
-
-bool Ring::has_min_wait() const { return (ring_->features & kFeatMinTimeout) != 0; }
-
-int Ring::SubmitAndWaitMin(unsigned wait_nr, const __kernel_timespec& timeout,
-                           unsigned min_wait_us) {
-  io_uring* ring = ring_.get();
-  // What liburing does before it enters: publish the SQEs queued since the
-  // last submit (its SQ array maps slot i to SQE i from setup on).
-  io_uring_sq& sq = ring->sq;
-  if (sq.sqe_head != sq.sqe_tail) {
-    sq.sqe_head = sq.sqe_tail;
-    io_uring_smp_store_release(sq.ktail, sq.sqe_tail);
-  }
-  const unsigned to_submit = sq.sqe_tail - io_uring_smp_load_acquire(sq.khead);
-  GeteventsArg arg{0, _NSIG / 8, min_wait_us, reinterpret_cast<uint64_t>(&timeout)};
-  unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-  int fd = ring->ring_fd;
-  if (ring->int_flags & kIntFlagRegRing) {
-    flags |= IORING_ENTER_REGISTERED_RING;
-    fd = ring->enter_ring_fd;
-  }
-  const long ret = ::syscall(__NR_io_uring_enter, fd, to_submit, wait_nr, flags, &arg, sizeof(arg));
-  return ret < 0 ? -errno : static_cast<int>(ret);
 }
 
 }  // namespace ublkgw

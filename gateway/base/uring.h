@@ -29,17 +29,6 @@ class Ring {
   // io_uring_cqe_seen). DEADLINE_EXCEEDED if none arrives in time.
   absl::StatusOr<io_uring_cqe*> SubmitAndWait(absl::Duration timeout);
 
-  // The kernel can wait for several completions with a shorter bound for
-  // the first (IORING_FEAT_MIN_TIMEOUT, 6.12+).
-  bool has_min_wait() const;
-  // Submits everything queued and waits for `wait_nr` completions; once
-  // `min_wait_us` have passed it returns as soon as there is one, and
-  // after `timeout` with none. Needs has_min_wait(). Returns what
-  // io_uring_enter does: the SQEs submitted, or -errno (-ETIME: none came).
-  // liburing 2.3 has no call for this; it enters as liburing would
-  // (through the registered ring fd if there is one).
-  int SubmitAndWaitMin(unsigned wait_nr, const __kernel_timespec& timeout, unsigned min_wait_us);
-
  private:
   struct Closer {
     void operator()(io_uring* ring) const;

@@ -138,7 +138,6 @@ absl::Status QueueWorker::Setup() {
   // (liburing then enters with IORING_ENTER_REGISTERED_RING, 5.18+); a
   // kernel without it only keeps that cost.
   (void)io_uring_register_ring_fd(ring_->get());
-  min_wait_ = config_.wait_min_us > 0 && config_.wait_batch > 1 && ring_->has_min_wait();
   if (absl::Status s = queue_->Open(ring_->get(), Batch()); !s.ok()) return s;
   if (config_.plan.zero_copy) {
     // One empty slot per tag: the kernel fills slot `tag` with a request's
@@ -184,10 +183,7 @@ absl::Status QueueWorker::Run() {
     // deadline.
     __kernel_timespec tick{.tv_sec = 1, .tv_nsec = 0};
     io_uring_cqe* first;
-    const unsigned wait_nr = WaitCount();
-    const int ret = wait_nr > 1
-                        ? ring_->SubmitAndWaitMin(wait_nr, tick, config_.wait_min_us)
-                        : io_uring_submit_and_wait_timeout(ring_->get(), &first, 1, &tick, nullptr);
+    const int ret = io_uring_submit_and_wait_timeout(ring_->get(), &first, 1, &tick, nullptr);
     stats_.OnRingEnter();
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       if (first_error_.ok()) first_error_ = ErrnoToStatus(-ret, "io_uring_submit_and_wait_timeout");

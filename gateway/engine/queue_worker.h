@@ -54,7 +54,6 @@
 
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -91,12 +90,6 @@ struct QueueConfig {
   DataPathPlan plan;                    // copy unless plan.zero_copy
   ReconnectPolicy reconnect;
   Connector connector;  // unset: a failed connection fails all I/O for good
-  // With many replies awaited, a loop turn waits for up to a quarter of
-  // them (at most wait_batch) but no longer than wait_min_us for more than
-  // one: fewer io_uring_enter calls and wake-ups per request. 0: a turn
-  // per completion. Needs IORING_FEAT_MIN_TIMEOUT (6.12+); without it, 0.
-  uint32_t wait_min_us = 50;
-  uint32_t wait_batch = 8;
 };
 
 class QueueWorker {
@@ -155,12 +148,6 @@ class QueueWorker {
   // UBLK_F_BATCH_IO (config_.plan.batch): requests come in FETCH_IO_CMDS'
   // completions, and the commits of a loop turn go in one COMMIT_IO_CMDS.
   bool Batch() const { return config_.plan.batch; }
-  // The completions a loop turn waits for (QueueConfig::wait_min_us).
-  unsigned WaitCount() const {
-    if (!min_wait_) return 1;
-    const auto quarter = static_cast<uint64_t>(std::max<int64_t>(tags_.unanswered() / 4, 1));
-    return static_cast<unsigned>(std::min<uint64_t>(quarter, config_.wait_batch));
-  }
   uint8_t BatchElemBytes() const;
   uint16_t BatchFlags() const;
   // Appends `tag`'s element (its buffer, its result) to `elems`.
@@ -250,7 +237,6 @@ class QueueWorker {
   // one on a ring of 128-byte SQEs (the fused path's).
   io_uring_sqe spare_sqe_[2]{};
   bool ring_broken_ = false;  // it did: the loop ends (nothing it prepares is submitted)
-  bool min_wait_ = false;     // loop turns wait for several completions (WaitCount)
 
   QueueConfig config_;
   nbd::ExportInfo info_;
