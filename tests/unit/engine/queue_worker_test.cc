@@ -153,23 +153,7 @@ TEST(QueueWorkerTest, StructuredReadFromChunksInAnyOrder) {
 TEST(QueueWorkerTest, AReplyInPartsIsAcknowledgedAtOnce) {
   WorkerHarness::Options options;
   options.info = testing::TestExport(nbd::HeaderMode::kStructured);
-  std::atomic<WorkerHarness*> harness{nullptr};
-  WorkerHarness h(InTwoChunks([&harness] {
-                    EXPECT_TRUE(testing::WaitFor([&harness] {
-                      WorkerHarness* p = harness.load();
-                      return p != nullptr && testing::AcksPushed(*p) == 1;
-                    })) << "the first chunk was not acknowledged at once";
-                  }),
-                  options);
-  harness = &h;
-  ASSERT_THAT(h.ready(), IsOk());
-  auto r = h.Do(0, kRead, 8192, 8192);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->result, 8192);
-  EXPECT_TRUE(r->data == Expected(8192, 4096) + std::string(4096, '\0'));
-  ASSERT_TRUE(h.Do(1, kRead, 0, 4096).has_value());
-  ASSERT_TRUE(h.Do(2, kWrite, 0, 4096, Fill(4096, 'w')).has_value());
-  EXPECT_EQ(testing::AcksPushed(h), 1u);
+  ExpectAReplyInPartsAcknowledgedAtOnce(options);
 }
 
 // Copy path: while a large read may be answered, each RECV into staging

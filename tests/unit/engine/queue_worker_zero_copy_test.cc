@@ -116,24 +116,7 @@ TEST_P(ZeroCopyTest, StructuredChunksLandAtTheirOffsetsAndHolesAreZeroed) {
 // As on the copy path (queue_worker_test): the first chunk's payload is
 // received into the pages, and then the ACK goes at once.
 TEST_P(ZeroCopyTest, AReplyInPartsIsAcknowledgedAtOnce) {
-  WorkerHarness::Options options = Options(nbd::HeaderMode::kStructured);
-  std::atomic<WorkerHarness*> harness{nullptr};
-  WorkerHarness h(InTwoChunks([&harness] {
-                    EXPECT_TRUE(testing::WaitFor([&harness] {
-                      WorkerHarness* p = harness.load();
-                      return p != nullptr && testing::AcksPushed(*p) == 1;
-                    })) << "the first chunk was not acknowledged at once";
-                  }),
-                  options);
-  harness = &h;
-  ASSERT_THAT(h.ready(), IsOk());
-  auto r = h.Do(0, kRead, 8192, 8192);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->result, 8192);
-  EXPECT_TRUE(r->data == Expected(8192, 4096) + std::string(4096, '\0'));
-  ASSERT_TRUE(h.Do(1, kRead, 0, 4096).has_value());
-  ASSERT_TRUE(h.Do(2, kWrite, 0, 4096, Fill(4096, 'w')).has_value());
-  EXPECT_EQ(testing::AcksPushed(h), 1u);
+  ExpectAReplyInPartsAcknowledgedAtOnce(Options(nbd::HeaderMode::kStructured));
 }
 
 // A request of 2 MiB (the daemon's requests reach 1 MiB, the encoding of

@@ -19,6 +19,8 @@
 #include "absl/time/time.h"
 #include "engine/fake_ublk_queue.h"
 #include "engine/queue_worker.h"
+#include "engine/worker_scripts.h"
+#include "gtest/gtest.h"
 #include "nbd/fake_server.h"
 #include "nbd/wire.h"
 
@@ -168,6 +170,30 @@ inline uint64_t Recvs(WorkerHarness& h) { return h.worker().stats().Snapshot().r
 // The ACKs it has pushed out at once (nbd::AckNow).
 inline uint64_t AcksPushed(WorkerHarness& h) {
   return h.worker().stats().Snapshot().acks_pushed;
+}
+
+// A worker with `options` (structured replies) reads 8 KiB that the
+// server answers in two chunks, sending the second only once the worker
+// has pushed an ACK for the first (scripts::InTwoChunks); then a read in
+// one chunk and a write, which push none.
+inline void ExpectAReplyInPartsAcknowledgedAtOnce(WorkerHarness::Options options) {
+  std::atomic<WorkerHarness*> harness{nullptr};
+  WorkerHarness h(scripts::InTwoChunks([&harness] {
+                    EXPECT_TRUE(WaitFor([&harness] {
+                      WorkerHarness* p = harness.load();
+                      return p != nullptr && AcksPushed(*p) == 1;
+                    })) << "the first chunk was not acknowledged at once";
+                  }),
+                  std::move(options));
+  harness = &h;
+  ASSERT_TRUE(h.ready().ok()) << h.ready();
+  auto r = h.Do(0, scripts::kRead, 8192, 8192);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->result, 8192);
+  EXPECT_TRUE(r->data == scripts::Expected(8192, 4096) + std::string(4096, '\0'));
+  ASSERT_TRUE(h.Do(1, scripts::kRead, 0, 4096).has_value());
+  ASSERT_TRUE(h.Do(2, scripts::kWrite, 0, 4096, scripts::Fill(4096, 'w')).has_value());
+  EXPECT_EQ(AcksPushed(h), 1u);
 }
 
 }  // namespace ublkgw::engine::testing
