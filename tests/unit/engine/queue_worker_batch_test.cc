@@ -24,25 +24,6 @@ using ::testing::IsEmpty;
 using ::ublkgw::testing::IsOk;
 using namespace testing::scripts;  // NOLINT: the tests' vocabulary
 
-// A server that reads `n` writes, answers them all in one write (so the
-// worker parses the replies in one turn), then is Honest.
-Script AnswersInOneBurst(int n) {
-  return [n](FakePeer& peer) {
-    std::string burst;
-    for (int i = 0; i < n; ++i) {
-      Req r;
-      ASSERT_TRUE(ReadReqAndPayload(peer, &r));
-      burst += nbd::ByteWriter()
-                   .Put(nbd::kSimpleReplyMagic)
-                   .Put(uint32_t{0})
-                   .Put(r.cookie)
-                   .Take();
-    }
-    peer.Write(burst);
-    Honest(peer);
-  };
-}
-
 class BatchTest : public ::testing::TestWithParam<bool> {
  protected:
   WorkerHarness::Options Options(nbd::HeaderMode mode = nbd::HeaderMode::kSimple) const {

@@ -236,22 +236,7 @@ TEST_P(ZeroCopyTest, AStructuredReadTakesOneRecvPerElement) {
 // Replies without data, all there at once: while no read waits, one wide
 // RECV takes every one of them.
 TEST_P(ZeroCopyTest, RepliesWithoutDataShareARecv) {
-  WorkerHarness h(
-      [](FakePeer& peer) {
-        std::string replies;
-        for (int i = 0; i < 4; ++i) {
-          Req w;
-          ASSERT_TRUE(ReadReqAndPayload(peer, &w));
-          replies += nbd::ByteWriter()
-                         .Put(nbd::kSimpleReplyMagic)
-                         .Put(uint32_t{0})
-                         .Put(w.cookie)
-                         .Take();
-        }
-        peer.Write(replies);  // in one go
-        Honest(peer);
-      },
-      Options());
+  WorkerHarness h(AnswersInOneBurst(4), Options());
   ASSERT_THAT(h.ready(), IsOk());
   const uint64_t before = h.worker().stats().Snapshot().recvs;
   for (uint16_t tag = 0; tag < 4; ++tag) {

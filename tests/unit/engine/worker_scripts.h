@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "gtest/gtest.h"
 #include "nbd/bytes.h"
 #include "nbd/fake_server.h"
 #include "nbd/wire.h"
@@ -115,6 +116,25 @@ inline void HonestStructured(FakePeer& peer) {
       peer.SimpleReply(0, r.cookie);
     }
   }
+}
+
+// Reads `n` writes, answers them all in one write (so the worker finds
+// the replies together), then is Honest.
+inline Script AnswersInOneBurst(int n) {
+  return [n](FakePeer& peer) {
+    std::string burst;
+    for (int i = 0; i < n; ++i) {
+      Req r;
+      ASSERT_TRUE(ReadReqAndPayload(peer, &r));
+      burst += nbd::ByteWriter()
+                   .Put(nbd::kSimpleReplyMagic)
+                   .Put(uint32_t{0})
+                   .Put(r.cookie)
+                   .Take();
+    }
+    peer.Write(burst);
+    Honest(peer);
+  };
 }
 
 // Answers the first request, a read, in two chunks as qemu-nbd would: its
